@@ -1,0 +1,61 @@
+# ReviewOps: every target installs what it needs itself.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+UV_VERSION := 0.13.8
+STAMP      := $(VENV)/.installed
+# The CPU build of torch ships as a local wheel on the project's machines; elsewhere the index has it.
+FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels)
+UV         := $(BIN)/uv
+RO         := $(BIN)/reviewops
+
+export REVIEWOPS_HOME ?= $(CURDIR)/var
+
+.PHONY: help setup system-deps lock migrate demo test bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## build .venv from the lock (a no-op when the lock did not change)
+
+$(STAMP): requirements.txt pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip install --python $(BIN)/python -r requirements.txt $(FIND_LINKS)
+	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $@
+
+system-deps:  ## a Java runtime for konlpy (Debian/Ubuntu, as root), when missing
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	  else echo "note: no java found; konlpy features need a JRE (apt-get install default-jre-headless)"; fi; \
+	fi
+
+lock:  ## re-resolve requirements.in into requirements.txt
+	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
+	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 $(FIND_LINKS) --quiet
+	@sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
+
+migrate: setup  ## create or upgrade the review database
+	$(RO) db upgrade
+
+demo: setup  ## run the main job on embedded defaults and predict a few reviews
+	$(BIN)/python -m reviewops.demo
+
+test: setup  ## run the test suite (SQLite always; PostgreSQL when reachable)
+	$(BIN)/python -m pytest
+
+bench: setup  ## training time, held-out accuracy and predict throughput
+	$(BIN)/python bench/run.py
+
+lint: setup
+	$(BIN)/ruff check reviewops tests bench
+
+clean:  ## remove the venv and local state
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,263 @@
+"""`reviewops ...`: every stage of the platform, runnable by hand.
+
+Errors a user can act on are printed as one line on stderr with a non-zero exit code; progress
+goes to stderr; summaries to stdout (`--json` where a machine reads them).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reviewops.config import get_settings
+from reviewops.errors import ReviewOpsError
+
+app = typer.Typer(help="ReviewOps: Korean review sentiment, from corpus to served model.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="The review database.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="The main job, end to end.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(pipeline_app, name="pipeline")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _cli(fn):  # noqa: ANN001, ANN202
+    """Turn our errors into one clear line and an exit code; never a traceback for user mistakes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN202
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return fn(*args, **kwargs)
+        except ReviewOpsError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _table(title: str, rows: dict) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in rows.items():
+        table.add_row(str(k), f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else str(v))
+    return table
+
+
+# --- database ---------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+@_cli
+def db_upgrade() -> None:
+    """Create or migrate the review database to the latest schema."""
+    from reviewops.config import redact_url
+    from reviewops.store.db import upgrade
+
+    settings = get_settings()
+    rev = upgrade(settings.db_url)
+    out.print(f"review database {redact_url(settings.db_url)} at revision {rev}")
+
+
+# --- stages -------------------------------------------------------------------------------------
+
+
+@app.command()
+@_cli
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Corpus file: JSONL(.gz) of the shared corpus, or NSMC TSV.")],
+    source: Annotated[str | None, typer.Option(help="Source name (default: naver for JSONL, nsmc for TSV).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Ingest a review corpus: clean, label, deduplicate and store (idempotent)."""
+    from reviewops.pipeline import run_ingest
+
+    summary = run_ingest(get_settings(), path, source).as_dict()
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    out.print(_table(f"ingest {path.name} (batch {summary['batch_id']})",
+                     {"read": summary["read"], "new": summary["new"], "already stored": summary["already_stored"],
+                      **{f"label {k}": v for k, v in summary["labels"].items()}}))
+    out.print(_table(f"cleaning {summary['cleaning_version']}", summary["cleaning"]))
+
+
+def _spec(sources: list[str] | None, date_from: str | None, date_to: str | None, balance: str,
+          max_rows: int | None):  # noqa: ANN202
+    from reviewops.data.snapshot import SnapshotSpec
+    from reviewops.errors import InputError
+
+    s = get_settings()
+
+    def parse(d: str | None, name: str) -> date | None:
+        if not d:
+            return None
+        try:
+            return date.fromisoformat(d)
+        except ValueError:
+            raise InputError(f"--{name} {d!r} is not a date (YYYY-MM-DD)") from None
+
+    return SnapshotSpec(sources=tuple(sources or ()), date_from=parse(date_from, "date-from"),
+                        date_to=parse(date_to, "date-to"), balance=balance, max_rows=max_rows,
+                        test_percent=s.test_percent, valid_percent=s.valid_percent, eval_max_chars=s.eval_max_chars)
+
+
+SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")]
+FromOpt = Annotated[str | None, typer.Option("--date-from", help="Reviews posted on or after (YYYY-MM-DD).")]
+ToOpt = Annotated[str | None, typer.Option("--date-to", help="Reviews posted on or before (YYYY-MM-DD).")]
+BalanceOpt = Annotated[str, typer.Option(help="Class balance of train/valid: none or downsample.")]
+MaxRowsOpt = Annotated[int | None, typer.Option(help="Cap the training rows (for quick runs).")]
+
+
+@app.command()
+@_cli
+def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
+             balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None) -> None:
+    """Write a dataset snapshot (train/valid/test/eval Parquet + manifest) to the artifact store."""
+    from reviewops.pipeline import run_snapshot
+
+    snap, _ = run_snapshot(get_settings(), _spec(source, date_from, date_to, balance, max_rows))
+    out.print(_table(f"snapshot {snap.id}", {"fingerprint": snap.fingerprint, "manifest": snap.uris["manifest"],
+                                             **{f"{k} rows": v["rows"] for k, v in snap.counts.items()}}))
+
+
+@app.command()
+@_cli
+def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
+          balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None,
+          as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Snapshot the store, train the CPU model, register it and apply the promotion gate."""
+    from reviewops.pipeline import run_snapshot, train_and_register
+
+    settings = get_settings()
+    snap, parts = run_snapshot(settings, _spec(source, date_from, date_to, balance, max_rows))
+    result = train_and_register(settings, snap, parts)
+    _print_train(result.summary(), as_json)
+
+
+def _print_train(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, default=str))
+        return
+    m = summary["metrics"]
+    d = summary["decision"]
+    out.print(_table(f"model version {summary['version']} (snapshot {summary['snapshot_id']})", {
+        "accuracy": m["accuracy"], "f1": m["f1"], "roc_auc": m.get("roc_auc", float("nan")),
+        "log_loss": m.get("log_loss", float("nan")), "eval reviews": int(m["n"]),
+        "train seconds": round(summary["train_seconds"], 1),
+        "champion": "yes" if d["promote"] else "no", "reason": d["reason"], "run": summary["run_id"]}))
+
+
+@pipeline_app.command("run")
+@_cli
+def pipeline_run(
+    corpus: Annotated[Path, typer.Option(help="Corpus file to ingest (JSONL.gz or NSMC TSV).")],
+    max_rows: MaxRowsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """ingest → clean → snapshot → train → evaluate → register → gate; prints a summary."""
+    from reviewops.pipeline import run_pipeline
+
+    settings = get_settings()
+    result = run_pipeline(settings, corpus, spec=_spec(None, None, None, "none", max_rows))
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, default=str))
+        return
+    ing = result["ingest"]
+    out.print(_table("ingest", {"read": ing["read"], "new": ing["new"], "already stored": ing["already_stored"],
+                                "rejected": sum(ing["cleaning"][r] for r in
+                                                ("empty", "too_short", "too_long", "low_hangul", "duplicate"))}))
+    _print_train(result["train"], False)
+    out.print(f"pipeline finished in {result['seconds']}s")
+
+
+@app.command()
+@_cli
+def predict(
+    input: Annotated[Path, typer.Option("--input", help="TSV or CSV with columns id and document.")],
+    output: Annotated[Path, typer.Option("--output", help="TSV to write: id, label (1 positive), score.")],
+    model_uri: Annotated[str | None, typer.Option(help="Model URI or folder (default: the champion).")] = None,
+) -> None:
+    """Predict the sentiment of every review in a file."""
+    from reviewops.models.pyfunc import load_predictor
+    from reviewops.predict import predict_file, read_reviews
+    from reviewops.registry.mlflow_registry import configure
+
+    settings = get_settings()
+    read_reviews(input)  # fail on a bad input before loading a model
+    uri = model_uri or f"models:/{settings.model_name}@champion"
+    if uri.startswith(("models:/", "runs:/")):
+        configure(settings)
+    predictor = load_predictor(uri)
+    summary = predict_file(predictor, input, output, settings.predict_batch_size)
+    err.print(f"{summary.rows:,} reviews → {output} ({summary.positive:,} positive) in {summary.seconds:.2f}s "
+              f"({summary.per_second:,.0f} reviews/s) with {uri}")
+
+
+# --- registry -------------------------------------------------------------------------------------
+
+
+@app.command()
+@_cli
+def promote(version: Annotated[str, typer.Argument(help="Model version to make champion.")]) -> None:
+    """Make VERSION the champion by hand."""
+    from reviewops.registry.mlflow_registry import Registry
+
+    info = Registry(get_settings()).promote(version, "promoted by hand")
+    out.print(f"{info.name} version {info.version} is now champion")
+
+
+@app.command()
+@_cli
+def rollback() -> None:
+    """Give the champion alias back to the version that held it before."""
+    from reviewops.registry.mlflow_registry import Registry
+
+    old, new = Registry(get_settings()).rollback()
+    out.print(f"{new.name}: champion rolled back from version {old.version} to version {new.version}")
+
+
+@app.command()
+@_cli
+def models() -> None:
+    """List the registered versions with their aliases and gate decisions."""
+    from reviewops.registry.mlflow_registry import Registry
+
+    reg = Registry(get_settings())
+    table = Table(title=f"registered model {reg.name}")
+    for col in ("version", "aliases", "accuracy", "snapshot", "decision", "reason"):
+        table.add_column(col)
+    for v in reg.versions():
+        table.add_row(v.version, ",".join(v.aliases), v.tags.get("accuracy", ""), v.tags.get("snapshot_id", ""),
+                      v.tags.get("gate.decision", ""), v.tags.get("gate.reason", ""))
+    out.print(table)
+
+
+@app.command("config")
+@_cli
+def show_config() -> None:
+    """Show the settings in force (secrets masked)."""
+    print(json.dumps(get_settings().redacted(), indent=2, default=str, ensure_ascii=False))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

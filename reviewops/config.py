@@ -1,0 +1,132 @@
+"""Settings: every URL, path, threshold and secret of the platform, in one place.
+
+Values come from `REVIEWOPS_*` environment variables or a `.env` file; everything has an
+embedded default under `REVIEWOPS_HOME` (default `./var`) so one machine without Docker runs
+the whole platform on SQLite and a local artifact folder.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REVIEWOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- locations -----------------------------------------------------------------------
+    home: Path = Field(Path("var"), description="Root folder of the embedded defaults.")
+    database_url: str | None = Field(
+        None, description="Review store (SQLAlchemy URL). Default: SQLite file under home."
+    )
+    artifact_uri: str | None = Field(
+        None, description="Object store for snapshots and raw crawls: a folder or s3://bucket/prefix."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking server or backend. Default: SQLite under home."
+    )
+    mlflow_artifact_root: str | None = Field(
+        None, description="Artifact root for new MLflow experiments (embedded mode only)."
+    )
+    mlflow_experiment: str = "review-sentiment"
+    model_name: str = Field("review-sentiment", description="Registered model name.")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO); empty for AWS.")
+    corpus: Path | None = Field(None, description="Corpus for `make demo`; default: the bundled sample.")
+
+    # --- cleaning --------------------------------------------------------------------------
+    min_text_chars: int = Field(2, ge=1)
+    max_text_chars: int = Field(1000, ge=10, description="Longer texts are rejected at ingest.")
+    min_hangul_ratio: float = Field(0.3, ge=0.0, le=1.0, description="Share of letters that are Hangul.")
+    max_repeat: int = Field(2, ge=1, description="Runs of one character are squeezed to this length.")
+
+    # --- labels ----------------------------------------------------------------------------
+    label_negative_max: int = Field(4, ge=1, le=10, description="Ratings up to this are negative.")
+    label_positive_min: int = Field(9, ge=1, le=10, description="Ratings from this are positive.")
+
+    # --- snapshots and evaluation ---------------------------------------------------------
+    test_percent: int = Field(10, ge=1, le=50, description="Share of reviews (by id hash) held out for test.")
+    valid_percent: int = Field(5, ge=0, le=50, description="Share held out for validation.")
+    eval_max_chars: int = Field(140, description="NSMC-style evaluation: texts shorter than this.")
+
+    # --- promotion gate --------------------------------------------------------------------
+    gate_metric: str = "accuracy"
+    gate_margin: float = Field(0.002, ge=0.0, description="A challenger must beat the champion by this.")
+    gate_floor: float = Field(0.75, ge=0.0, le=1.0, description="A first model must reach this.")
+
+    # --- prediction --------------------------------------------------------------------------
+    predict_batch_size: int = Field(20_000, ge=1)
+
+    @field_validator("label_positive_min")
+    @classmethod
+    def _labels_do_not_overlap(cls, v: int, info):  # noqa: ANN001
+        neg = info.data.get("label_negative_max", 4)
+        if v <= neg:
+            raise ValueError(f"label_positive_min ({v}) must be above label_negative_max ({neg})")
+        return v
+
+    @model_validator(mode="after")
+    def _absolute_home(self) -> "Settings":
+        self.home = self.home.expanduser().resolve()
+        return self
+
+    # --- derived values (the only place each default location is spelled out) -------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'reviews.db'}"
+
+    @property
+    def artifacts(self) -> str:
+        return self.artifact_uri or str(self.home / "artifacts")
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return self.mlflow_artifact_root or (self.home / "mlruns").as_uri()
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "model-cache"
+
+    def redacted(self) -> dict[str, object]:
+        """Settings as shown to people: secrets masked, credentials removed from URLs."""
+        out: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            elif isinstance(value, str):
+                value = redact_url(value)
+            out[name] = value
+        return out
+
+
+def redact_url(url: str) -> str:
+    """Drop a password from a URL (`scheme://user:secret@host` → `scheme://user:***@host`)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

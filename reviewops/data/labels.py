@@ -1,0 +1,57 @@
+"""Sentiment labels from what reviewers said themselves: a 1–10 rating or CGV's golden egg."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reviewops.errors import InputError
+
+POSITIVE, NEGATIVE = 1, 0
+LABEL_NAMES_KO = {POSITIVE: "긍정", NEGATIVE: "부정"}
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """Ratings up to `negative_max` are negative, from `positive_min` positive, between: none.
+
+    The default is NSMC's: 1–4 negative, 9–10 positive, 5–8 left unlabelled.
+    """
+
+    negative_max: int = 4
+    positive_min: int = 9
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.negative_max < self.positive_min <= 10):
+            raise InputError(
+                f"label policy needs 1 <= negative_max < positive_min <= 10, got "
+                f"{self.negative_max} and {self.positive_min}"
+            )
+
+    @classmethod
+    def from_settings(cls, settings) -> "LabelPolicy":  # noqa: ANN001
+        return cls(settings.label_negative_max, settings.label_positive_min)
+
+    @property
+    def version(self) -> str:
+        return f"rating<={self.negative_max}:0,>={self.positive_min}:1;egg1:0,egg2:1"
+
+    def from_rating(self, rating: int | None) -> int | None:
+        """Label of a 1–10 rating; None for a neutral one. An out-of-range rating is an error."""
+        if rating is None:
+            return None
+        if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 10:
+            raise InputError(f"unknown rating {rating!r}: expected an integer from 1 to 10")
+        if rating <= self.negative_max:
+            return NEGATIVE
+        if rating >= self.positive_min:
+            return POSITIVE
+        return None
+
+    @staticmethod
+    def from_egg(egg: int | str | None) -> int | None:
+        """CGV's golden egg: 2 is a thumbs up, 1 a thumbs down, anything else unknown."""
+        try:
+            value = int(egg) if egg is not None else None
+        except (TypeError, ValueError):
+            return None
+        return {2: POSITIVE, 1: NEGATIVE}.get(value)

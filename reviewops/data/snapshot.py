@@ -1,0 +1,175 @@
+"""Dataset snapshots: labelled reviews chosen from the store, split, fingerprinted, written as Parquet.
+
+Splits come from a stable hash of (source, source review id), so a review is in the same split in
+every snapshot: a test review never moves into training as data grows. The evaluation set is
+built the way NSMC is judged: test-split texts shorter than `eval_max_chars`, balanced 50/50.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reviewops.errors import InputError
+from reviewops.store.models import Review
+from reviewops.store.objects import ObjectStore
+
+SPLITS = ("train", "valid", "test", "eval")
+COLUMNS = ["review_id", "source", "source_review_id", "movie_id", "text", "label", "rating", "posted_at"]
+
+
+def split_bucket(source: str, source_review_id: str) -> int:
+    """A review's bucket in 0..9999, from a hash that never changes."""
+    digest = hashlib.blake2b(f"{source}:{source_review_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 10_000
+
+
+def assign_split(buckets: np.ndarray, test_percent: int, valid_percent: int) -> np.ndarray:
+    test_cut, valid_cut = test_percent * 100, (test_percent + valid_percent) * 100
+    return np.where(buckets < test_cut, "test", np.where(buckets < valid_cut, "valid", "train"))
+
+
+@dataclass(frozen=True)
+class SnapshotSpec:
+    sources: tuple[str, ...] = ()  # empty: every source
+    date_from: date | None = None
+    date_to: date | None = None
+    balance: str = "none"  # none | downsample (training and validation splits)
+    max_rows: int | None = None  # cap on training rows (sampled by hash order), for quick runs
+    test_percent: int = 10
+    valid_percent: int = 5
+    eval_max_chars: int = 140
+
+    def __post_init__(self) -> None:
+        if self.balance not in ("none", "downsample"):
+            raise InputError(f"unknown class balance {self.balance!r} (use none or downsample)")
+
+
+@dataclass
+class Snapshot:
+    id: str
+    fingerprint: str
+    spec: dict
+    cleaning_versions: list[str]
+    label_policy: str
+    counts: dict[str, dict[str, int]]
+    uris: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+
+    def manifest(self) -> dict:
+        return asdict(self)
+
+
+def _balanced(df: pd.DataFrame) -> pd.DataFrame:
+    """Equal numbers of each label, keeping the reviews with the lowest hash buckets."""
+    if df.empty:
+        return df
+    n = int(df["label"].value_counts().min()) if df["label"].nunique() == 2 else 0
+    return (
+        df.sort_values(["bucket", "review_id"])
+        .groupby("label", group_keys=False)
+        .head(n)
+        .sort_values(["bucket", "review_id"])
+    )
+
+
+def load_labelled(session: Session, spec: SnapshotSpec) -> pd.DataFrame:
+    q = select(
+        Review.id.label("review_id"),
+        Review.source,
+        Review.source_review_id,
+        Review.movie_id,
+        Review.clean_text.label("text"),
+        Review.label,
+        Review.rating,
+        Review.posted_at,
+        Review.cleaning_version,
+    ).where(Review.reject_reason.is_(None), Review.label.is_not(None))
+    if spec.sources:
+        q = q.where(Review.source.in_(spec.sources))
+    if spec.date_from:
+        q = q.where(Review.posted_at >= datetime.combine(spec.date_from, datetime.min.time()))
+    if spec.date_to:
+        q = q.where(Review.posted_at <= datetime.combine(spec.date_to, datetime.max.time()))
+    rows = session.execute(q).all()
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "cleaning_version"])
+    df["label"] = df["label"].astype("int8")
+    return df
+
+
+def build_snapshot(
+    session: Session, store: ObjectStore, spec: SnapshotSpec, label_policy: str
+) -> tuple[Snapshot, dict[str, pd.DataFrame]]:
+    """Choose, split and write a snapshot. Writing is idempotent: the same data gives the same id."""
+    df = load_labelled(session, spec)
+    if df.empty:
+        raise InputError("no labelled reviews match the snapshot's sources and dates: ingest a corpus first")
+    df["bucket"] = [split_bucket(s, r) for s, r in zip(df["source"], df["source_review_id"], strict=True)]
+    df["split"] = assign_split(df["bucket"].to_numpy(), spec.test_percent, spec.valid_percent)
+
+    parts: dict[str, pd.DataFrame] = {}
+    for name in ("train", "valid", "test"):
+        part = df[df["split"] == name]
+        if spec.balance == "downsample" and name != "test":
+            part = _balanced(part)
+        part = part.sort_values(["bucket", "review_id"])
+        if name == "train" and spec.max_rows:
+            part = part.head(spec.max_rows)
+        parts[name] = part
+    test = parts["test"]
+    parts["eval"] = _balanced(test[test["text"].str.len() < spec.eval_max_chars])
+    for name in ("train", "eval"):
+        if parts[name]["label"].nunique() < 2:
+            raise InputError(
+                f"the {name} split has {len(parts[name])} reviews and not both labels: ingest more labelled reviews"
+            )
+
+    h = hashlib.sha256()
+    versions = sorted(df["cleaning_version"].unique().tolist())
+    h.update(json.dumps({"spec": asdict(spec), "cleaning": versions, "labels": label_policy}, default=str).encode())
+    for name in SPLITS:
+        p = parts[name]
+        h.update(name.encode())
+        h.update(p["source"].str.cat(p["source_review_id"], sep=":").str.cat(sep="\n").encode())
+        h.update(p["label"].to_numpy().tobytes())
+        h.update(pd.util.hash_pandas_object(p["text"], index=False).to_numpy().tobytes())
+    fingerprint = h.hexdigest()
+    snap = Snapshot(
+        id=fingerprint[:12],
+        fingerprint=fingerprint,
+        spec=json.loads(json.dumps(asdict(spec), default=str)),
+        cleaning_versions=versions,
+        label_policy=label_policy,
+        counts={
+            name: {"rows": len(p), "positive": int((p["label"] == 1).sum()), "negative": int((p["label"] == 0).sum())}
+            for name, p in parts.items()
+        },
+        created_at=datetime.now().astimezone().isoformat(timespec="seconds"),
+    )
+    prefix = f"snapshots/{snap.id}"
+    for name, p in parts.items():
+        key = f"{prefix}/{name}.parquet"
+        if not store.exists(key):
+            buf = io.BytesIO()
+            p[COLUMNS].to_parquet(buf, index=False)
+            store.put(key, buf.getvalue())
+        snap.uris[name] = store.uri(key)
+    manifest_key = f"{prefix}/manifest.json"
+    if store.exists(manifest_key):  # the same data was snapshotted before: keep its record
+        snap.created_at = json.loads(store.get(manifest_key)).get("created_at", snap.created_at)
+    else:
+        store.put(manifest_key, json.dumps(snap.manifest(), ensure_ascii=False, indent=2).encode())
+    snap.uris["manifest"] = store.uri(manifest_key)
+    return snap, {name: p[COLUMNS].reset_index(drop=True) for name, p in parts.items()}
+
+
+def read_split(store: ObjectStore, snapshot_id: str, split: str) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(store.get(f"snapshots/{snapshot_id}/{split}.parquet")))

@@ -1,0 +1,205 @@
+"""The fast CPU model: hashed TF-IDF over characters and words, a linear classifier, Platt calibration.
+
+Texts go through the same normalisation as at ingest (`Cleaner.normalise`) before featurising,
+so what the model sees in service matches what it was trained on. Hashing keeps the model free
+of a vocabulary (small, fast to save and load) and lets both cores featurise at once.
+
+The model is saved as a folder: `model.skops` (skops, never a bare pickle) and `meta.json`
+holding its parameters, calibration and the SHA-256 of `model.skops`. Loading checks the
+checksum and that the file holds only scikit-learn/NumPy/SciPy types, so a tampered or broken
+artifact is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel, delayed
+from scipy import sparse
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+
+from reviewops.errors import ModelArtifactError
+from reviewops.text.clean import Cleaner
+
+FORMAT = "reviewops-tfidf-linear/1"
+MODEL_FILE, META_FILE = "model.skops", "meta.json"
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    char_ngrams: tuple[int, int] = (1, 4)
+    word_ngrams: tuple[int, int] = (1, 2)
+    char_features: int = 2**21
+    word_features: int = 2**20
+    C: float = 4.0
+    class_weight: str | None = "balanced"
+    max_iter: int = 300
+    n_jobs: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BaselineParams":
+        d = dict(d)
+        for k in ("char_ngrams", "word_ngrams"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _vectorizers(p: BaselineParams) -> list[HashingVectorizer]:
+    common = {"alternate_sign": False, "norm": None, "lowercase": True, "dtype": np.float32}
+    return [
+        HashingVectorizer(analyzer="char_wb", ngram_range=p.char_ngrams, n_features=p.char_features, **common),
+        HashingVectorizer(
+            analyzer="word", ngram_range=p.word_ngrams, n_features=p.word_features,
+            token_pattern=r"(?u)\b\w+\b", **common,
+        ),
+    ]
+
+
+def _hash_chunk(vecs: list[HashingVectorizer], texts: list[str]) -> sparse.csr_matrix:
+    return sparse.hstack([v.transform(texts) for v in vecs], format="csr")
+
+
+class BaselineModel:
+    """Normalise → hash → TF-IDF → linear model → Platt-calibrated P(positive)."""
+
+    def __init__(self, params: BaselineParams | None = None, cleaner: Cleaner | None = None) -> None:
+        self.params = params or BaselineParams()
+        self.cleaner = cleaner or Cleaner()
+        self.vectorizers = _vectorizers(self.params)
+        self.tfidf: TfidfTransformer | None = None
+        self.clf: LogisticRegression | None = None
+        self.calibration = (1.0, 0.0)  # P = sigmoid(a * margin + b)
+        self.train_seconds = 0.0
+
+    # --- features -----------------------------------------------------------------------
+    def _normalise(self, texts) -> list[str]:  # noqa: ANN001
+        norm = self.cleaner.normalise
+        return [norm(t if isinstance(t, str) else "")[0] for t in texts]
+
+    def _hashed(self, texts: list[str]) -> sparse.csr_matrix:
+        n_jobs = max(1, min(self.params.n_jobs, os.cpu_count() or 1))
+        if n_jobs == 1 or len(texts) < 20_000:
+            return _hash_chunk(self.vectorizers, texts)
+        step = -(-len(texts) // n_jobs)
+        parts = Parallel(n_jobs=n_jobs)(
+            delayed(_hash_chunk)(self.vectorizers, texts[i : i + step]) for i in range(0, len(texts), step)
+        )
+        return sparse.vstack(parts, format="csr")
+
+    def features(self, texts) -> sparse.csr_matrix:  # noqa: ANN001
+        if self.tfidf is None:
+            raise ModelArtifactError("the model is not trained")
+        return self.tfidf.transform(self._hashed(self._normalise(texts)))
+
+    # --- training -------------------------------------------------------------------------
+    def fit(self, texts, labels, valid_texts=None, valid_labels=None) -> "BaselineModel":  # noqa: ANN001
+        start = time.perf_counter()
+        y = np.asarray(labels).astype(int)
+        counts = self._hashed(self._normalise(texts))
+        self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+        X = self.tfidf.transform(counts)
+        self.clf = LogisticRegression(
+            C=self.params.C, class_weight=self.params.class_weight, solver="liblinear", max_iter=self.params.max_iter
+        ).fit(X, y)
+        if valid_texts is not None and len(valid_texts) and len(np.unique(valid_labels)) == 2:
+            self._calibrate(self.margin(valid_texts), np.asarray(valid_labels).astype(int))
+        self.train_seconds = time.perf_counter() - start
+        return self
+
+    def _calibrate(self, margin: np.ndarray, y: np.ndarray) -> None:
+        """Platt scaling on a class-balanced validation set: probabilities for a 50/50 prior."""
+        w = np.where(y == 1, 0.5 / max((y == 1).mean(), 1e-9), 0.5 / max((y == 0).mean(), 1e-9))
+        platt = LogisticRegression(C=1e4).fit(margin.reshape(-1, 1), y, sample_weight=w)
+        self.calibration = (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
+
+    # --- prediction -----------------------------------------------------------------------
+    def margin(self, texts) -> np.ndarray:  # noqa: ANN001
+        if self.clf is None:
+            raise ModelArtifactError("the model is not trained")
+        return self.clf.decision_function(self.features(texts))
+
+    def predict_proba(self, texts) -> np.ndarray:  # noqa: ANN001
+        """P(positive) for each text."""
+        a, b = self.calibration
+        return 1.0 / (1.0 + np.exp(-(a * self.margin(texts) + b)))
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the model folder atomically (a temporary folder renamed into place)."""
+        import skops.io as sio
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf})
+            (tmp / MODEL_FILE).write_bytes(blob)
+            meta = {
+                "format": FORMAT,
+                "sha256": hashlib.sha256(blob).hexdigest(),
+                "params": asdict(self.params),
+                "cleaner": {
+                    "min_chars": self.cleaner.min_chars,
+                    "max_chars": self.cleaner.max_chars,
+                    "min_hangul_ratio": self.cleaner.min_hangul_ratio,
+                    "max_repeat": self.cleaner.max_repeat,
+                    "version": self.cleaner.version,
+                },
+                "calibration": list(self.calibration),
+                "train_seconds": self.train_seconds,
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "BaselineModel":
+        import skops.io as sio
+
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            blob = (folder / MODEL_FILE).read_bytes()
+        except FileNotFoundError as exc:
+            raise ModelArtifactError(f"model artifact {folder} is incomplete: {Path(exc.filename).name} is missing") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
+        if meta.get("format") != FORMAT:
+            raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} (expected {FORMAT})")
+        if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+            raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum (broken or tampered)")
+        try:
+            untrusted = sio.get_untrusted_types(data=blob)
+            bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+            if bad:
+                raise ModelArtifactError(f"model artifact {folder}: refuses to load unexpected types {bad}")
+            parts = sio.loads(blob, trusted=untrusted)
+        except ModelArtifactError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is a broken artifact
+            raise ModelArtifactError(f"model artifact {folder}: cannot be read ({type(exc).__name__}: {exc})") from None
+        c = meta["cleaner"]
+        model = cls(
+            BaselineParams.from_dict(meta["params"]),
+            Cleaner(c["min_chars"], c["max_chars"], c["min_hangul_ratio"], c["max_repeat"]),
+        )
+        model.vectorizers, model.tfidf, model.clf = parts["vectorizers"], parts["tfidf"], parts["clf"]
+        model.calibration = tuple(meta["calibration"])
+        model.train_seconds = meta.get("train_seconds", 0.0)
+        return model

@@ -1,0 +1,220 @@
+"""The main job: ingest → clean → snapshot → train → evaluate → register → gate.
+
+Each stage is a function the CLI, the demo and (later) the Airflow tasks call. Nothing here
+knows about command lines or schedulers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reviewops.config import Settings
+from reviewops.data.ingest import IngestSummary, ingest
+from reviewops.data.labels import LabelPolicy
+from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot
+from reviewops.errors import ReviewOpsError
+from reviewops.evaluate.gate import GateDecision, decide
+from reviewops.evaluate.metrics import confusion_png, evaluate
+from reviewops.models.baseline import BaselineModel, BaselineParams
+from reviewops.registry.mlflow_registry import CHAMPION, Registry
+from reviewops.store import db
+from reviewops.store.objects import open_store
+from reviewops.text.clean import Cleaner
+
+log = logging.getLogger(__name__)
+
+PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas", "joblib")
+
+
+def session_factory(settings: Settings) -> Callable:
+    db.upgrade(settings.db_url)
+    return lambda: db.session_scope(settings.db_url, migrate=False)
+
+
+def run_ingest(settings: Settings, path: str | Path, source: str | None = None) -> IngestSummary:
+    return ingest(path, session_factory(settings), Cleaner.from_settings(settings), LabelPolicy.from_settings(settings),
+                  source=source)
+
+
+def run_snapshot(settings: Settings, spec: SnapshotSpec | None = None) -> tuple[Snapshot, dict[str, pd.DataFrame]]:
+    spec = spec or SnapshotSpec(
+        test_percent=settings.test_percent, valid_percent=settings.valid_percent, eval_max_chars=settings.eval_max_chars
+    )
+    store = open_store(settings.artifacts, settings.s3_endpoint_url)
+    with session_factory(settings)() as session:
+        return build_snapshot(session, store, spec, LabelPolicy.from_settings(settings).version)
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    version: str
+    metrics: dict[str, float]
+    decision: GateDecision
+    snapshot_id: str
+    train_seconds: float
+    champion_version: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        d["decision"] = asdict(self.decision)
+        d["metrics"] = {k: v for k, v in self.metrics.items() if not k.startswith("slice.")}
+        return d
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in PIP_REQUIREMENTS_PACKAGES]
+
+
+@contextmanager
+def _tempdir():
+    path = Path(tempfile.mkdtemp(prefix="reviewops-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _score_champion(registry: Registry, eval_df: pd.DataFrame) -> tuple[str | None, float | None, str | None]:
+    """(version, metric on eval_df, error) of the current champion, scored now on the same set."""
+    from reviewops.models.pyfunc import load_predictor
+
+    champion = registry.by_alias(CHAMPION)
+    if champion is None:
+        return None, None, None
+    try:
+        predictor = load_predictor(f"models:/{registry.name}@{CHAMPION}")
+        score = predictor.predict_proba(eval_df["text"].tolist())
+        return champion.version, evaluate(eval_df, score)[registry.settings.gate_metric], None
+    except ReviewOpsError as exc:
+        return champion.version, None, str(exc)
+    except Exception as exc:  # noqa: BLE001 - a broken champion must not break training
+        return champion.version, None, f"{type(exc).__name__}: {exc}"
+
+
+def train_and_register(
+    settings: Settings,
+    snapshot: Snapshot,
+    parts: dict[str, pd.DataFrame],
+    params: BaselineParams | None = None,
+) -> TrainResult:
+    """Train the CPU model on a snapshot, log the run, register a version and apply the gate."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from reviewops.models.pyfunc import SentimentPyfunc
+
+    params = params or BaselineParams()
+    registry = Registry(settings)
+    train, valid, eval_df = parts["train"], parts["valid"], parts["eval"]
+    cleaner = Cleaner.from_settings(settings)
+
+    version: str | None = None
+    with mlflow.start_run(run_name=f"baseline-{snapshot.id}") as run:
+        try:
+            mlflow.set_tags({"trainer": "baseline", "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
+                             "cleaning_version": ",".join(snapshot.cleaning_versions)})
+            mlflow.log_params({f"model.{k}": v for k, v in asdict(params).items()})
+            mlflow.log_params({"snapshot.id": snapshot.id, "snapshot.label_policy": snapshot.label_policy,
+                               **{f"snapshot.rows.{k}": v["rows"] for k, v in snapshot.counts.items()}})
+            for name, df in (("train", train), ("eval", eval_df)):
+                dataset = mlflow.data.from_pandas(df[["text", "label"]], source=snapshot.uris[name],
+                                                  name=f"{snapshot.id}-{name}", targets="label")
+                mlflow.log_input(dataset, context="training" if name == "train" else "evaluation")
+            mlflow.log_dict(snapshot.manifest(), "snapshot/manifest.json")
+
+            t0 = time.perf_counter()
+            model = BaselineModel(params, cleaner).fit(
+                train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy()
+            )
+            train_seconds = time.perf_counter() - t0
+            score = model.predict_proba(eval_df["text"].tolist())
+            metrics = evaluate(eval_df, score)
+            metrics["train_seconds"] = train_seconds
+            if len(valid):
+                metrics.update({f"valid.{k}": v for k, v in evaluate(valid, model.predict_proba(valid["text"].tolist())).items()
+                                if not k.startswith("slice.")})
+            mlflow.log_metrics(metrics)
+            mlflow.log_image(_png_image(confusion_png(eval_df["label"].to_numpy(), score,
+                                                      f"eval {snapshot.id} (n={len(eval_df):,})")),
+                             "confusion_matrix.png")
+
+            with _tempdir() as tmp:
+                folder = model.save(tmp / "model")
+                example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
+                signature = infer_signature(example, SentimentPyfunc.output_example())
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=str(Path(__file__).parent / "models" / "pyfunc_entry.py"),
+                    artifacts={"model": str(folder)},
+                    code_paths=[str(Path(__file__).parent)],
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=_pip_requirements(),
+                    registered_model_name=settings.model_name,
+                )
+            version = str(info.registered_model_version)
+            registry.tag(version, {"snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
+                                   "trainer": "baseline", settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+
+            champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
+            decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
+                              settings.gate_margin, settings.gate_floor, champ_error)
+            mlflow.set_tags({"gate.decision": "champion" if decision.promote else "challenger",
+                             "gate.reason": decision.reason, "registered_version": version})
+            if champ_metric is not None:
+                mlflow.log_metric(f"champion.{settings.gate_metric}", champ_metric)
+            if decision.promote:
+                registry.promote(version, decision.reason)
+            else:
+                registry.mark_challenger(version, decision.reason)
+        except BaseException:
+            if version is not None:  # no half-registered model: drop the version this run created
+                registry.delete_version(version)
+            raise
+    return TrainResult(run.info.run_id, version, metrics, decision, snapshot.id, train_seconds,
+                       champion_version=version if decision.promote else champ_version)
+
+
+def _png_image(png: bytes):  # noqa: ANN202
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(png))
+
+
+def run_pipeline(settings: Settings, corpus: str | Path, params: BaselineParams | None = None,
+                 spec: SnapshotSpec | None = None) -> dict:
+    """The whole job; returns a JSON-able summary."""
+    t0 = time.perf_counter()
+    ingested = run_ingest(settings, corpus)
+    snapshot, parts = run_snapshot(settings, spec)
+    result = train_and_register(settings, snapshot, parts, params)
+    out = {
+        "ingest": ingested.as_dict(),
+        "snapshot": {"id": snapshot.id, "fingerprint": snapshot.fingerprint, "counts": snapshot.counts,
+                     "manifest": snapshot.uris.get("manifest")},
+        "train": result.summary(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    log.info("pipeline finished: %s", json.dumps(out["train"]["metrics"]))
+    return out
+
+
+def eval_score(model: BaselineModel, df: pd.DataFrame) -> np.ndarray:
+    return model.predict_proba(df["text"].tolist())

@@ -1,0 +1,107 @@
+"""The review store's tables (SQLAlchemy 2). Alembic migrations in `migrations/` create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Movie(Base):
+    __tablename__ = "movies"
+    __table_args__ = (UniqueConstraint("source", "source_movie_id", name="uq_movies_source_movie"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_movie_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str | None] = mapped_column(String(512))
+    plot: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CollectionBatch(Base):
+    __tablename__ = "collection_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # ingest | crawl
+    source: Mapped[str] = mapped_column(String(32))
+    location: Mapped[str | None] = mapped_column(Text)  # file or URL the batch read
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|succeeded|partial|failed
+    cleaning_version: Mapped[str] = mapped_column(String(32))
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("source", "source_review_id", name="uq_reviews_source_review"),
+        Index("ix_reviews_movie_key", "movie_id", "text_key"),
+        Index("ix_reviews_label", "label"),
+        Index("ix_reviews_posted_at", "posted_at"),
+        Index("ix_reviews_batch", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    source_review_id: Mapped[str] = mapped_column(String(64))
+    movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id"))
+    text: Mapped[str] = mapped_column(Text)  # as written
+    clean_text: Mapped[str] = mapped_column(Text)
+    text_key: Mapped[str] = mapped_column(String(40))  # dedup key of clean_text
+    rating: Mapped[int | None] = mapped_column(SmallInteger)  # 1–10
+    egg: Mapped[int | None] = mapped_column(SmallInteger)  # CGV golden egg: 2 up, 1 down
+    label: Mapped[int | None] = mapped_column(SmallInteger)  # 1 positive, 0 negative, None unlabelled
+    reject_reason: Mapped[str | None] = mapped_column(String(32))  # cleaning rule that left it out
+    cleaning_version: Mapped[str] = mapped_column(String(32))
+    author: Mapped[str | None] = mapped_column(String(128))
+    raw_ref: Mapped[str | None] = mapped_column(Text)  # archived raw response it came from
+    posted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    collected_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("collection_batches.id"))
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[int] = mapped_column(SmallInteger)
+    score: Mapped[float] = mapped_column(Float)  # P(positive)
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id"))
+    label: Mapped[int] = mapped_column(SmallInteger)  # the correct label, per the user
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
