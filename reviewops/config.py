@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,11 @@ class Settings(BaseSettings):
     gate_metric: str = "accuracy"
     gate_margin: float = Field(0.002, ge=0.0, description="A challenger must beat the champion by this.")
     gate_floor: float = Field(0.75, ge=0.0, le=1.0, description="A first model must reach this.")
+
+    # --- CPU model ----------------------------------------------------------------------------
+    model_params: dict[str, Any] = Field(
+        default_factory=dict, description='Baseline hyperparameters as JSON, e.g. {"C": 4, "char_features": 1048576}.'
+    )
 
     # --- prediction --------------------------------------------------------------------------
     predict_batch_size: int = Field(20_000, ge=1)

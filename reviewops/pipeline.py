@@ -118,7 +118,7 @@ def train_and_register(
 
     from reviewops.models.pyfunc import SentimentPyfunc
 
-    params = params or BaselineParams()
+    params = params or BaselineParams.from_dict(settings.model_params)
     registry = Registry(settings)
     train, valid, eval_df = parts["train"], parts["valid"], parts["eval"]
     cleaner = Cleaner.from_settings(settings)

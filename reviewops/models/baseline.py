@@ -1,4 +1,4 @@
-"""The fast CPU model: hashed TF-IDF over characters and words, a linear classifier, Platt calibration.
+"""The fast CPU model: hashed TF-IDF over characters and words, logistic regression, Platt calibration.
 
 Texts go through the same normalisation as at ingest (`Cleaner.normalise`) before featurising,
 so what the model sees in service matches what it was trained on. Hashing keeps the model free
@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from reviewops.errors import ModelArtifactError
 from reviewops.text.clean import Cleaner
@@ -37,13 +38,13 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 @dataclass(frozen=True)
 class BaselineParams:
-    char_ngrams: tuple[int, int] = (1, 4)
-    word_ngrams: tuple[int, int] = (1, 2)
-    char_features: int = 2**21
-    word_features: int = 2**20
-    C: float = 4.0
+    char_ngrams: tuple[int, int] = (1, 5)  # over the whole text: Korean spacing is unreliable
+    word_ngrams: tuple[int, int] = (1, 3)
+    char_features: int = 2**22
+    word_features: int = 2**21
+    alpha: float = 5e-7  # L2 strength of the averaged-SGD logistic regression
+    epochs: int = 10
     class_weight: str | None = "balanced"
-    max_iter: int = 300
     n_jobs: int = 2
 
     @classmethod
@@ -58,7 +59,7 @@ class BaselineParams:
 def _vectorizers(p: BaselineParams) -> list[HashingVectorizer]:
     common = {"alternate_sign": False, "norm": None, "lowercase": True, "dtype": np.float32}
     return [
-        HashingVectorizer(analyzer="char_wb", ngram_range=p.char_ngrams, n_features=p.char_features, **common),
+        HashingVectorizer(analyzer="char", ngram_range=p.char_ngrams, n_features=p.char_features, **common),
         HashingVectorizer(
             analyzer="word", ngram_range=p.word_ngrams, n_features=p.word_features,
             token_pattern=r"(?u)\b\w+\b", **common,
@@ -78,7 +79,7 @@ class BaselineModel:
         self.cleaner = cleaner or Cleaner()
         self.vectorizers = _vectorizers(self.params)
         self.tfidf: TfidfTransformer | None = None
-        self.clf: LogisticRegression | None = None
+        self.clf: SGDClassifier | None = None
         self.calibration = (1.0, 0.0)  # P = sigmoid(a * margin + b)
         self.train_seconds = 0.0
 
@@ -109,9 +110,14 @@ class BaselineModel:
         counts = self._hashed(self._normalise(texts))
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
         X = self.tfidf.transform(counts)
-        self.clf = LogisticRegression(
-            C=self.params.C, class_weight=self.params.class_weight, solver="liblinear", max_iter=self.params.max_iter
+        self.clf = SGDClassifier(
+            loss="log_loss", alpha=self.params.alpha, max_iter=self.params.epochs, tol=None, average=True,
+            class_weight=self.params.class_weight, random_state=0,
         ).fit(X, y)
+        self.clf.coef_ = self.clf.coef_.astype(np.float32)  # half the size, same decisions to 1e-7
+        for attr in ("_average_coef", "_average_intercept", "_standard_coef", "_standard_intercept"):
+            if hasattr(self.clf, attr):  # only partial_fit needs these; they would triple the file
+                delattr(self.clf, attr)
         if valid_texts is not None and len(valid_texts) and len(np.unique(valid_labels)) == 2:
             self._calibrate(self.margin(valid_texts), np.asarray(valid_labels).astype(int))
         self.train_seconds = time.perf_counter() - start
@@ -143,7 +149,8 @@ class BaselineModel:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
-            blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf})
+            blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf},
+                             compression=zipfile.ZIP_DEFLATED, compresslevel=6)
             (tmp / MODEL_FILE).write_bytes(blob)
             meta = {
                 "format": FORMAT,
@@ -194,12 +201,15 @@ class BaselineModel:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a broken artifact
             raise ModelArtifactError(f"model artifact {folder}: cannot be read ({type(exc).__name__}: {exc})") from None
-        c = meta["cleaner"]
-        model = cls(
-            BaselineParams.from_dict(meta["params"]),
-            Cleaner(c["min_chars"], c["max_chars"], c["min_hangul_ratio"], c["max_repeat"]),
-        )
-        model.vectorizers, model.tfidf, model.clf = parts["vectorizers"], parts["tfidf"], parts["clf"]
-        model.calibration = tuple(meta["calibration"])
+        try:
+            c = meta["cleaner"]
+            model = cls(
+                BaselineParams.from_dict(meta["params"]),
+                Cleaner(c["min_chars"], c["max_chars"], c["min_hangul_ratio"], c["max_repeat"]),
+            )
+            model.vectorizers, model.tfidf, model.clf = parts["vectorizers"], parts["tfidf"], parts["clf"]
+            model.calibration = tuple(float(x) for x in meta["calibration"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelArtifactError(f"model artifact {folder}: incomplete metadata ({type(exc).__name__}: {exc})") from None
         model.train_seconds = meta.get("train_seconds", 0.0)
         return model

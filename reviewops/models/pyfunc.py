@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -29,7 +30,15 @@ def load_model_folder(folder: str | Path):  # noqa: ANN201
     raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
 
 
-class SentimentPyfunc(mlflow.pyfunc.PythonModel):
+with warnings.catch_warnings():  # MLflow suggests type hints; our signature is logged explicitly
+    warnings.simplefilter("ignore", UserWarning)
+
+    class _PythonModel(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+            raise NotImplementedError
+
+
+class SentimentPyfunc(_PythonModel):
     """Input: a DataFrame with a `text` column (or a list of strings). Output: `label`, `score`."""
 
     @staticmethod

@@ -30,6 +30,7 @@ def configure(settings: Settings) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's hints about type hints, integer columns and ambiguous dataset sources are noise here
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+    warnings.filterwarnings("ignore", message=r".*[Tt]ype hint", category=UserWarning)
     # quiet MLflow's own loggers about database migrations on every start
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,93 @@
+"""Snapshots: stable splits as data grows, NSMC-style evaluation set, fingerprints, Parquet."""
+
+import json
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from reviewops.data.snapshot import SnapshotSpec, assign_split, read_split, split_bucket
+from reviewops.errors import InputError
+from reviewops.pipeline import run_ingest, run_snapshot
+from reviewops.store.objects import open_store
+from tests.conftest import sample_records, write_jsonl
+
+
+def _ids(df):
+    return set(df["source"] + ":" + df["source_review_id"])
+
+
+def test_split_is_a_stable_hash():
+    assert split_bucket("naver", "123") == split_bucket("naver", "123")
+    assert split_bucket("naver", "123") != split_bucket("cgv", "123")
+    import numpy as np
+
+    buckets = np.array([split_bucket("naver", str(i)) for i in range(20000)])
+    splits = assign_split(buckets, 10, 5)
+    assert abs((splits == "test").mean() - 0.10) < 0.01 and abs((splits == "valid").mean() - 0.05) < 0.01
+
+
+def test_test_reviews_never_move_into_training_as_data_grows(db_url, settings, tmp_path):
+    recs = sample_records(8000)
+    run_ingest(settings, write_jsonl(tmp_path / "a.jsonl.gz", recs[:4000]))
+    snap1, parts1 = run_snapshot(settings)
+    run_ingest(settings, write_jsonl(tmp_path / "b.jsonl.gz", recs[4000:]))
+    snap2, parts2 = run_snapshot(settings)
+    assert snap1.fingerprint != snap2.fingerprint
+    assert _ids(parts1["test"]) <= _ids(parts2["test"])
+    assert not _ids(parts1["test"]) & _ids(parts2["train"])
+    assert not _ids(parts2["test"]) & (_ids(parts2["train"]) | _ids(parts2["valid"]))
+    assert len(parts2["train"]) > len(parts1["train"])
+
+
+def test_eval_set_is_nsmc_style_and_snapshot_is_written(db_url, settings, small_corpus):
+    run_ingest(settings, small_corpus)
+    snap, parts = run_snapshot(settings)
+    ev = parts["eval"]
+    assert (ev["label"] == 1).sum() == (ev["label"] == 0).sum() > 0
+    assert ev["text"].str.len().max() < settings.eval_max_chars
+    assert _ids(ev) <= _ids(parts["test"])
+    store = open_store(settings.artifacts)
+    manifest = json.loads(store.get(f"snapshots/{snap.id}/manifest.json"))
+    assert manifest["fingerprint"] == snap.fingerprint and manifest["cleaning_versions"]
+    for name in ("train", "valid", "test", "eval"):
+        df = read_split(store, snap.id, name)
+        assert len(df) == manifest["counts"][name]["rows"] == len(parts[name])
+        pd.testing.assert_frame_equal(df.reset_index(drop=True), parts[name].reset_index(drop=True), check_dtype=False)
+
+
+def test_same_data_same_fingerprint_and_spec_matters(db_url, settings, small_corpus):
+    run_ingest(settings, small_corpus)
+    a, _ = run_snapshot(settings)
+    b, _ = run_snapshot(settings)
+    assert a.fingerprint == b.fingerprint and a.created_at == b.created_at
+    c, parts = run_snapshot(settings, SnapshotSpec(balance="downsample"))
+    assert c.fingerprint != a.fingerprint
+    assert (parts["train"]["label"] == 1).sum() == (parts["train"]["label"] == 0).sum()
+
+
+def test_cleaning_version_is_in_the_fingerprint(db_url, settings, small_corpus, monkeypatch):
+    from reviewops.config import Settings
+
+    run_ingest(settings, small_corpus)
+    a, _ = run_snapshot(settings)
+    monkeypatch.setenv("REVIEWOPS_LABEL_NEGATIVE_MAX", "3")
+    b, _ = run_snapshot(Settings())
+    assert a.fingerprint != b.fingerprint  # the label policy changed
+
+
+def test_filters_by_source_and_date(db_url, settings, tmp_path):
+    recs = sample_records(5000)
+    run_ingest(settings, write_jsonl(tmp_path / "a.jsonl.gz", recs))
+    cut = sorted(r["date"] for r in recs)[2500]
+    snap, parts = run_snapshot(settings, SnapshotSpec(sources=("naver",), date_from=date.fromisoformat(cut)))
+    every = pd.concat([parts[k] for k in ("train", "valid", "test")])
+    assert (every["posted_at"] >= pd.Timestamp(cut)).all()
+    assert 1000 < len(every) < 2500
+    with pytest.raises(InputError, match="no labelled reviews"):
+        run_snapshot(settings, SnapshotSpec(sources=("cgv",)))
+
+
+def test_empty_store(db_url, settings):
+    with pytest.raises(InputError, match="ingest a corpus first"):
+        run_snapshot(settings)
