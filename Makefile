@@ -15,7 +15,7 @@ RO         := $(BIN)/reviewops
 
 export REVIEWOPS_HOME ?= $(CURDIR)/var
 
-.PHONY: help setup system-deps lock migrate demo test bench lint clean
+.PHONY: help setup system-deps lock migrate demo mlflow-ui test bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install --python $(BIN)/python -r requirements.txt $(FIND_LINKS)
+	$(UV) pip install --python $(BIN)/python --compile-bytecode -r requirements.txt $(FIND_LINKS)
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 
@@ -47,6 +47,9 @@ migrate: setup  ## create or upgrade the review database
 
 demo: setup  ## run the main job on embedded defaults and predict a few reviews
 	$(BIN)/python -m reviewops.demo
+
+mlflow-ui: setup  ## the MLflow UI over the embedded tracking store (http://127.0.0.1:5000)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(REVIEWOPS_HOME)/mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup  ## run the test suite (SQLite always; PostgreSQL when reachable)
 	$(BIN)/python -m pytest

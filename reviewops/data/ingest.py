@@ -280,13 +280,12 @@ class ReviewWriter:
         # duplicates: the same normalised text already kept for the same movie
         keys = {k for *_, k in cleaned if k}
         movies = {m for _, _, m, k in cleaned if k}
-        if keys:
+        if keys:  # filter movies here: an IN on both columns makes SQLite probe every pair
             for movie, key in self.session.execute(
-                select(Review.movie_id, Review.text_key).where(
-                    Review.text_key.in_(keys), Review.movie_id.in_(movies), Review.reject_reason.is_(None)
-                )
+                select(Review.movie_id, Review.text_key).where(Review.text_key.in_(keys), Review.reject_reason.is_(None))
             ):
-                self._seen_keys.add((movie, key))
+                if movie in movies:
+                    self._seen_keys.add((movie, key))
 
         now = utcnow()
         rows = []
@@ -320,7 +319,7 @@ class ReviewWriter:
                     "batch_id": self.batch.id,
                 }
             )
-        self.session.execute(insert(Review), rows)
+        self.session.execute(insert(Review.__table__), rows)
         self.new += len(rows)
 
     def _label(self, r: RawReview) -> int | None:

@@ -40,8 +40,10 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 class BaselineParams:
     char_ngrams: tuple[int, int] = (1, 5)  # over the whole text: Korean spacing is unreliable
     word_ngrams: tuple[int, int] = (1, 3)
+    nospace_ngrams: tuple[int, int] | None = (2, 5)  # characters with spaces removed (spacing-free)
     char_features: int = 2**22
     word_features: int = 2**21
+    nospace_features: int = 2**21
     alpha: float = 5e-7  # L2 strength of the averaged-SGD logistic regression
     epochs: int = 10
     class_weight: str | None = "balanced"
@@ -50,25 +52,33 @@ class BaselineParams:
     @classmethod
     def from_dict(cls, d: dict) -> "BaselineParams":
         d = dict(d)
-        for k in ("char_ngrams", "word_ngrams"):
-            if k in d:
+        for k in ("char_ngrams", "word_ngrams", "nospace_ngrams"):
+            if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
 def _vectorizers(p: BaselineParams) -> list[HashingVectorizer]:
+    """Feature blocks in a fixed order: characters, words, then (optionally) spacing-free characters."""
     common = {"alternate_sign": False, "norm": None, "lowercase": True, "dtype": np.float32}
-    return [
+    vecs = [
         HashingVectorizer(analyzer="char", ngram_range=p.char_ngrams, n_features=p.char_features, **common),
         HashingVectorizer(
             analyzer="word", ngram_range=p.word_ngrams, n_features=p.word_features,
             token_pattern=r"(?u)\b\w+\b", **common,
         ),
     ]
+    if p.nospace_ngrams:
+        vecs.append(HashingVectorizer(analyzer="char", ngram_range=p.nospace_ngrams, n_features=p.nospace_features,
+                                      **common))
+    return vecs
 
 
 def _hash_chunk(vecs: list[HashingVectorizer], texts: list[str]) -> sparse.csr_matrix:
-    return sparse.hstack([v.transform(texts) for v in vecs], format="csr")
+    blocks = [vecs[0].transform(texts), vecs[1].transform(texts)]
+    if len(vecs) > 2:
+        blocks.append(vecs[2].transform([t.replace(" ", "") for t in texts]))
+    return sparse.hstack(blocks, format="csr")
 
 
 class BaselineModel:
@@ -150,7 +160,7 @@ class BaselineModel:
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         try:
             blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf},
-                             compression=zipfile.ZIP_DEFLATED, compresslevel=6)
+                             compression=zipfile.ZIP_DEFLATED, compresslevel=1)
             (tmp / MODEL_FILE).write_bytes(blob)
             meta = {
                 "format": FORMAT,

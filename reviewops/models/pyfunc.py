@@ -30,15 +30,11 @@ def load_model_folder(folder: str | Path):  # noqa: ANN201
     raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
 
 
-with warnings.catch_warnings():  # MLflow suggests type hints; our signature is logged explicitly
-    warnings.simplefilter("ignore", UserWarning)
-
-    class _PythonModel(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-            raise NotImplementedError
+# MLflow suggests type hints on predict(); our models are logged with an explicit signature instead
+warnings.filterwarnings("ignore", message=r".*Add type hints to the .predict. method", category=UserWarning)
 
 
-class SentimentPyfunc(_PythonModel):
+class SentimentPyfunc(mlflow.pyfunc.PythonModel):
     """Input: a DataFrame with a `text` column (or a list of strings). Output: `label`, `score`."""
 
     @staticmethod

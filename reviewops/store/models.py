@@ -58,7 +58,7 @@ class Review(Base):
     __tablename__ = "reviews"
     __table_args__ = (
         UniqueConstraint("source", "source_review_id", name="uq_reviews_source_review"),
-        Index("ix_reviews_movie_key", "movie_id", "text_key"),
+        Index("ix_reviews_key_movie", "text_key", "movie_id"),
         Index("ix_reviews_label", "label"),
         Index("ix_reviews_posted_at", "posted_at"),
         Index("ix_reviews_batch", "batch_id"),

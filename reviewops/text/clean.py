@@ -65,6 +65,8 @@ class Cleaner:
         self.max_repeat = max_repeat
         self._repeat = re.compile(r"(.)\1{%d,}" % max_repeat, re.S)
         self.counts: Counter[str] = Counter()
+        params = f"{min_chars}:{max_chars}:{min_hangul_ratio}:{max_repeat}"
+        self.version = f"v{CLEANING_RULES_VERSION}-{hashlib.sha1(params.encode()).hexdigest()[:8]}"
 
     @classmethod
     def from_settings(cls, settings) -> "Cleaner":  # noqa: ANN001
@@ -74,11 +76,6 @@ class Cleaner:
             min_hangul_ratio=settings.min_hangul_ratio,
             max_repeat=settings.max_repeat,
         )
-
-    @property
-    def version(self) -> str:
-        params = f"{self.min_chars}:{self.max_chars}:{self.min_hangul_ratio}:{self.max_repeat}"
-        return f"v{CLEANING_RULES_VERSION}-{hashlib.sha1(params.encode()).hexdigest()[:8]}"
 
     def normalise(self, text: str) -> tuple[str, tuple[str, ...]]:
         applied: list[str] = []

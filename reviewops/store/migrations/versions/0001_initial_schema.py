@@ -64,7 +64,7 @@ def upgrade() -> None:
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.create_index('ix_reviews_batch', ['batch_id'], unique=False)
         batch_op.create_index('ix_reviews_label', ['label'], unique=False)
-        batch_op.create_index('ix_reviews_movie_key', ['movie_id', 'text_key'], unique=False)
+        batch_op.create_index('ix_reviews_key_movie', ['text_key', 'movie_id'], unique=False)
         batch_op.create_index('ix_reviews_posted_at', ['posted_at'], unique=False)
 
     op.create_table('predictions',
@@ -101,7 +101,7 @@ def downgrade() -> None:
     op.drop_table('predictions')
     with op.batch_alter_table('reviews', schema=None) as batch_op:
         batch_op.drop_index('ix_reviews_posted_at')
-        batch_op.drop_index('ix_reviews_movie_key')
+        batch_op.drop_index('ix_reviews_key_movie')
         batch_op.drop_index('ix_reviews_label')
         batch_op.drop_index('ix_reviews_batch')
 

@@ -1,0 +1,84 @@
+"""`make demo`: the main job on embedded defaults, shown command by command.
+
+migrate → pipeline run on the bundled sample (or REVIEWOPS_CORPUS) → predict a few reviews →
+how to open the MLflow UI. Every step is the public `reviewops` command a user would type.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from reviewops.config import get_settings
+from reviewops.data.labels import LABEL_NAMES_KO
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
+EXAMPLES = [
+    "배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요",
+    "시간 아깝다 진짜 최악의 영화",
+    "스토리가 탄탄하고 긴장감 넘쳐서 두 시간이 금방 지나감",
+    "기대했는데 너무 지루하고 유치했다",
+    "ㅋㅋㅋㅋㅋ 올해 본 영화 중에 최고 강추!!",
+    "돈 주고 보기 아까운 영화. 졸다 나왔음",
+    "OST가 너무 좋아서 계속 생각나네요",
+    "연출도 별로고 개연성도 없음",
+]
+
+console = Console()
+
+
+def step(title: str, *args: str) -> None:
+    cmd = [str(Path(sys.executable).with_name("reviewops")), *args]
+    console.rule(f"[bold cyan]{title}")
+    console.print(f"$ reviewops {shlex.join(args)}", style="dim")
+    proc = subprocess.run(cmd, check=False)
+    if proc.returncode != 0:
+        console.print(f"[bold red]demo stopped: `reviewops {shlex.join(args)}` exited {proc.returncode}")
+        raise SystemExit(proc.returncode)
+
+
+def main() -> None:
+    settings = get_settings()
+    corpus = settings.corpus or SAMPLE
+    settings.home.mkdir(parents=True, exist_ok=True)
+
+    step("1/3 review database", "db", "upgrade")
+    step(f"2/3 pipeline on {Path(corpus).name}", "pipeline", "run", "--corpus", str(corpus))
+
+    demo_dir = settings.home / "demo"
+    demo_dir.mkdir(parents=True, exist_ok=True)
+    inp, out = demo_dir / "examples.tsv", demo_dir / "predictions.tsv"
+    pd.DataFrame({"id": [f"ex{i + 1}" for i in range(len(EXAMPLES))], "document": EXAMPLES}).to_csv(
+        inp, sep="\t", index=False
+    )
+    step("3/3 predict with the champion", "predict", "--input", str(inp), "--output", str(out))
+
+    pred = pd.read_csv(out, sep="\t", dtype={"id": str}).set_index("id")
+    table = Table(title="예측 결과 (champion)", title_justify="left")
+    for col, justify in (("리뷰", "left"), ("감성", "center"), ("긍정 확률", "right")):
+        table.add_column(col, justify=justify)
+    for i, text in enumerate(EXAMPLES):
+        row = pred.loc[f"ex{i + 1}"]
+        colour = "green" if row["label"] == 1 else "red"
+        table.add_row(text, f"[{colour}]{LABEL_NAMES_KO[int(row['label'])]}", f"{row['score']:.3f}")
+    console.print(table)
+
+    console.rule("[bold cyan]next")
+    console.print(
+        f"Predictions: {out}\n"
+        f"Predict your own file:  .venv/bin/reviewops predict --input reviews.tsv --output out.tsv\n"
+        f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
+        f"'{settings.mlflow_experiment}', model '{settings.model_name}')\n"
+        f"Train on the full corpus: REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"
+    )
+
+
+if __name__ == "__main__":
+    main()
