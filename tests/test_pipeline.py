@@ -182,3 +182,19 @@ def test_unreachable_database_from_the_command_line(home, tmp_path, small_corpus
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the review database" in lines[0] and "REVIEWOPS_DATABASE_URL" in lines[0]
     assert "topsecret" not in proc.stderr + proc.stdout
+
+
+def test_stage_commands_one_by_one(home, fast, small_corpus, monkeypatch):
+    assert cli("db", "upgrade").exit_code == 0
+    r = cli("ingest", str(small_corpus))
+    assert r.exit_code == 0 and "already stored" in r.stdout and "low_hangul" in r.stdout
+    again = run_json("ingest", str(small_corpus))
+    assert again["new"] == 0 and again["already_stored"] == 6000
+    r = cli("snapshot", "--balance", "downsample")
+    assert r.exit_code == 0 and "fingerprint" in r.stdout
+    assert cli("snapshot", "--date-from", "yesterday").exit_code == 2
+    trained = run_json("train", "--max-rows", "3000")
+    assert trained["version"] == "1" and trained["decision"]["promote"]
+    monkeypatch.setenv("REVIEWOPS_DATABASE_URL", "postgresql+psycopg://u:pa55word@127.0.0.1:1/x")
+    r = cli("config")
+    assert r.exit_code == 0 and "pa55word" not in r.stdout and "u:***@" in r.stdout
