@@ -51,7 +51,8 @@ demo: setup  ## run the main job on embedded defaults and predict a few reviews
 mlflow-ui: setup  ## the MLflow UI over the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(REVIEWOPS_HOME)/mlflow.db --host 127.0.0.1 --port 5000
 
-test: setup  ## run the test suite (SQLite always; PostgreSQL when reachable)
+test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEWOPS_TEST_POSTGRES_URL is set)
+	$(BIN)/ruff check reviewops tests bench
 	$(BIN)/python -m pytest
 
 bench: setup  ## training time, held-out accuracy and predict throughput

@@ -94,7 +94,7 @@ def main() -> None:
     pd.DataFrame({"id": range(len(big)), "document": big.str.replace("\t", " ")}).to_csv(inp, sep="\t", index=False)
     t = time.perf_counter()
     proc = subprocess.run([str(Path(sys.executable).with_name("reviewops")), "predict", "--input", str(inp),
-                           "--output", str(home / "predict-out.tsv")], capture_output=True, text=True)
+                           "--output", str(home / "predict-out.tsv")], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(proc.stderr)
@@ -118,7 +118,7 @@ def main() -> None:
         ("train rows", f"{res['model']['train_rows']:,}"),
         ("CPU model fit: seconds", f"{res['model']['fit_seconds']:.1f}"),
         ("train+log+register+gate: seconds", f"{res['model']['train_register_gate_seconds']:.1f}"),
-        ("held-out accuracy (NSMC-style, n=%d)" % res["model"]["eval_n"], f"{res['model']['eval_accuracy']:.4f}"),
+        (f"held-out accuracy (NSMC-style, n={res['model']['eval_n']})", f"{res['model']['eval_accuracy']:.4f}"),
         ("  ROC-AUC / log-loss", f"{res['model']['eval_roc_auc']:.4f} / {res['model']['eval_log_loss']:.4f}"),
         ("reference word TF-IDF + LR accuracy", f"{res['reference']['eval_accuracy']:.4f}"),
         ("accuracy gain vs reference", f"{res['accuracy_gain_vs_reference']:+.4f}"),

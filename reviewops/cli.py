@@ -32,11 +32,11 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _cli(fn):  # noqa: ANN001, ANN202
+def _cli(fn):
     """Turn our errors into one clear line and an exit code; never a traceback for user mistakes."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # noqa: ANN202
+    def wrapper(*args, **kwargs):
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         try:
             return fn(*args, **kwargs)
@@ -98,7 +98,7 @@ def ingest(
 
 
 def _spec(sources: list[str] | None, date_from: str | None, date_to: str | None, balance: str,
-          max_rows: int | None):  # noqa: ANN202
+          max_rows: int | None):
     from reviewops.data.snapshot import SnapshotSpec
     from reviewops.errors import InputError
 

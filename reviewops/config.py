@@ -69,14 +69,14 @@ class Settings(BaseSettings):
 
     @field_validator("label_positive_min")
     @classmethod
-    def _labels_do_not_overlap(cls, v: int, info):  # noqa: ANN001
+    def _labels_do_not_overlap(cls, v: int, info):
         neg = info.data.get("label_negative_max", 4)
         if v <= neg:
             raise ValueError(f"label_positive_min ({v}) must be above label_negative_max ({neg})")
         return v
 
     @model_validator(mode="after")
-    def _absolute_home(self) -> "Settings":
+    def _absolute_home(self) -> Settings:
         self.home = self.home.expanduser().resolve()
         return self
 

@@ -13,10 +13,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from reviewops.config import Settings
@@ -65,7 +64,6 @@ class TrainResult:
     snapshot_id: str
     train_seconds: float
     champion_version: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -113,9 +111,9 @@ def train_and_register(
     params: BaselineParams | None = None,
 ) -> TrainResult:
     """Train the CPU model on a snapshot, log the run, register a version and apply the gate."""
-    import mlflow
     from mlflow.models import infer_signature
 
+    import mlflow
     from reviewops.models.pyfunc import SentimentPyfunc
 
     params = params or BaselineParams.from_dict(settings.model_params)
@@ -190,7 +188,7 @@ def train_and_register(
                        champion_version=version if decision.promote else champ_version)
 
 
-def _png_image(png: bytes):  # noqa: ANN202
+def _png_image(png: bytes):
     import io
 
     from PIL import Image
@@ -215,6 +213,3 @@ def run_pipeline(settings: Settings, corpus: str | Path, params: BaselineParams 
     log.info("pipeline finished: %s", json.dumps(out["train"]["metrics"]))
     return out
 
-
-def eval_score(model: BaselineModel, df: pd.DataFrame) -> np.ndarray:
-    return model.predict_proba(df["text"].tolist())

@@ -76,7 +76,7 @@ def predict_frame(predictor: Predictor, texts: list[str], batch_size: int) -> np
     return scores
 
 
-def write_predictions(path: str | Path, ids, scores: np.ndarray) -> None:  # noqa: ANN001
+def write_predictions(path: str | Path, ids, scores: np.ndarray) -> None:
     """Write the output TSV atomically: a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ REQUIRE_PG = os.environ.get("REVIEWOPS_TEST_REQUIRE_POSTGRES") == "1"
 _left_out: list[str] = []
 
 
-def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
+def pytest_collection_modifyitems(config, items) -> None:
     if PG_URL:
         return
     kept = []
@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config, items) -> None:  # noqa: ANN001
         items[:] = kept
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001
+def pytest_terminal_summary(terminalreporter) -> None:
     if _left_out:
         tr = terminalreporter
         tr.section("POSTGRESQL TESTS LEFT OUT", sep="!", red=True, bold=True)

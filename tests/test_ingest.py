@@ -36,7 +36,7 @@ def test_ingest_jsonl_is_idempotent_and_counted(db_url, settings, small_corpus):
 
 
 def test_labels_follow_the_nsmc_policy(db_url, settings, tmp_path):
-    recs = [{"review_id": i, "movie_id": 1, "date": "2015-01-0%d" % (1 + i % 9), "rating": r,
+    recs = [{"review_id": i, "movie_id": 1, "date": f"2015-01-0{1 + i % 9}", "rating": r,
              "text": f"리뷰 번호 {i} 평점 {r}점 입니다"} for i, r in enumerate(range(1, 11))]
     run_ingest(settings, write_jsonl(tmp_path / "r.jsonl", recs, gz=False))
     with db.session_scope(db_url, migrate=False) as s:

@@ -80,7 +80,7 @@ def test_filters_by_source_and_date(db_url, settings, tmp_path):
     recs = sample_records(5000)
     run_ingest(settings, write_jsonl(tmp_path / "a.jsonl.gz", recs))
     cut = sorted(r["date"] for r in recs)[2500]
-    snap, parts = run_snapshot(settings, SnapshotSpec(sources=("naver",), date_from=date.fromisoformat(cut)))
+    _, parts = run_snapshot(settings, SnapshotSpec(sources=("naver",), date_from=date.fromisoformat(cut)))
     every = pd.concat([parts[k] for k in ("train", "valid", "test")])
     assert (every["posted_at"] >= pd.Timestamp(cut)).all()
     assert 1000 < len(every) < 2500

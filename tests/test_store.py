@@ -35,11 +35,10 @@ def test_review_id_is_unique_per_source(db_url):
     with db.session_scope(db_url) as s:
         batch, movie = _batch_and_movie(s)
         s.add(_review(batch, movie))
-    with pytest.raises(IntegrityError):
-        with db.session_scope(db_url) as s:
-            batch = s.scalars(sa.select(CollectionBatch)).one()
-            movie = s.scalars(sa.select(Movie)).one()
-            s.add(_review(batch, movie))
+    with pytest.raises(IntegrityError), db.session_scope(db_url) as s:
+        batch = s.scalars(sa.select(CollectionBatch)).one()
+        movie = s.scalars(sa.select(Movie)).one()
+        s.add(_review(batch, movie))
     with db.session_scope(db_url) as s:  # the failed transaction left the first review alone
         assert s.scalar(sa.select(sa.func.count(Review.id))) == 1
         assert s.scalars(sa.select(CollectionBatch)).one().counts == {"new": 1}

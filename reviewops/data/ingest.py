@@ -99,7 +99,7 @@ class _Counted(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b) -> int:  # noqa: ANN001
+    def readinto(self, b) -> int:
         n = self.raw.readinto(b)
         self.pos += n or 0
         return n

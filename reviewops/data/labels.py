@@ -28,7 +28,7 @@ class LabelPolicy:
             )
 
     @classmethod
-    def from_settings(cls, settings) -> "LabelPolicy":  # noqa: ANN001
+    def from_settings(cls, settings) -> LabelPolicy:
         return cls(settings.label_negative_max, settings.label_positive_min)
 
     @property

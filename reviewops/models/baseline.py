@@ -38,11 +38,11 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
 
 @dataclass(frozen=True)
 class BaselineParams:
-    char_ngrams: tuple[int, int] = (1, 5)  # over the whole text: Korean spacing is unreliable
-    word_ngrams: tuple[int, int] = (1, 3)
+    char_ngrams: tuple[int, int] | None = (1, 5)  # over the whole text, spaces included
+    word_ngrams: tuple[int, int] | None = (1, 3)
     nospace_ngrams: tuple[int, int] | None = (2, 5)  # characters with spaces removed (spacing-free)
-    char_features: int = 2**22
-    word_features: int = 2**21
+    char_features: int = 2**21
+    word_features: int = 2**20
     nospace_features: int = 2**21
     alpha: float = 5e-7  # L2 strength of the averaged-SGD logistic regression
     epochs: int = 10
@@ -50,35 +50,35 @@ class BaselineParams:
     n_jobs: int = 2
 
     @classmethod
-    def from_dict(cls, d: dict) -> "BaselineParams":
+    def from_dict(cls, d: dict) -> BaselineParams:
         d = dict(d)
-        for k in ("char_ngrams", "word_ngrams", "nospace_ngrams"):
+        for k in ("char_ngrams", "word_ngrams", "nospace_ngrams"):  # JSON gives lists
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def _vectorizers(p: BaselineParams) -> list[HashingVectorizer]:
-    """Feature blocks in a fixed order: characters, words, then (optionally) spacing-free characters."""
+def _vectorizers(p: BaselineParams) -> list[tuple[str, HashingVectorizer]]:
+    """Feature blocks, each (kind, vectorizer): characters, words, spacing-free characters."""
     common = {"alternate_sign": False, "norm": None, "lowercase": True, "dtype": np.float32}
-    vecs = [
-        HashingVectorizer(analyzer="char", ngram_range=p.char_ngrams, n_features=p.char_features, **common),
-        HashingVectorizer(
-            analyzer="word", ngram_range=p.word_ngrams, n_features=p.word_features,
-            token_pattern=r"(?u)\b\w+\b", **common,
-        ),
-    ]
+    blocks = []
+    if p.char_ngrams:
+        blocks.append(("char", HashingVectorizer(analyzer="char", ngram_range=p.char_ngrams,
+                                                 n_features=p.char_features, **common)))
+    if p.word_ngrams:
+        blocks.append(("word", HashingVectorizer(analyzer="word", ngram_range=p.word_ngrams,
+                                                 n_features=p.word_features, token_pattern=r"(?u)\b\w+\b", **common)))
     if p.nospace_ngrams:
-        vecs.append(HashingVectorizer(analyzer="char", ngram_range=p.nospace_ngrams, n_features=p.nospace_features,
-                                      **common))
-    return vecs
+        blocks.append(("nospace", HashingVectorizer(analyzer="char", ngram_range=p.nospace_ngrams,
+                                                    n_features=p.nospace_features, **common)))
+    if not blocks:
+        raise ValueError("the model needs at least one feature block")
+    return blocks
 
 
-def _hash_chunk(vecs: list[HashingVectorizer], texts: list[str]) -> sparse.csr_matrix:
-    blocks = [vecs[0].transform(texts), vecs[1].transform(texts)]
-    if len(vecs) > 2:
-        blocks.append(vecs[2].transform([t.replace(" ", "") for t in texts]))
-    return sparse.hstack(blocks, format="csr")
+def _hash_chunk(blocks: list[tuple[str, HashingVectorizer]], texts: list[str]) -> sparse.csr_matrix:
+    squeezed = [t.replace(" ", "") for t in texts] if any(k == "nospace" for k, _ in blocks) else texts
+    return sparse.hstack([v.transform(squeezed if k == "nospace" else texts) for k, v in blocks], format="csr")
 
 
 class BaselineModel:
@@ -94,7 +94,7 @@ class BaselineModel:
         self.train_seconds = 0.0
 
     # --- features -----------------------------------------------------------------------
-    def _normalise(self, texts) -> list[str]:  # noqa: ANN001
+    def _normalise(self, texts) -> list[str]:
         norm = self.cleaner.normalise
         return [norm(t if isinstance(t, str) else "")[0] for t in texts]
 
@@ -108,13 +108,13 @@ class BaselineModel:
         )
         return sparse.vstack(parts, format="csr")
 
-    def features(self, texts) -> sparse.csr_matrix:  # noqa: ANN001
+    def features(self, texts) -> sparse.csr_matrix:
         if self.tfidf is None:
             raise ModelArtifactError("the model is not trained")
         return self.tfidf.transform(self._hashed(self._normalise(texts)))
 
     # --- training -------------------------------------------------------------------------
-    def fit(self, texts, labels, valid_texts=None, valid_labels=None) -> "BaselineModel":  # noqa: ANN001
+    def fit(self, texts, labels, valid_texts=None, valid_labels=None) -> BaselineModel:
         start = time.perf_counter()
         y = np.asarray(labels).astype(int)
         counts = self._hashed(self._normalise(texts))
@@ -140,12 +140,12 @@ class BaselineModel:
         self.calibration = (float(platt.coef_[0, 0]), float(platt.intercept_[0]))
 
     # --- prediction -----------------------------------------------------------------------
-    def margin(self, texts) -> np.ndarray:  # noqa: ANN001
+    def margin(self, texts) -> np.ndarray:
         if self.clf is None:
             raise ModelArtifactError("the model is not trained")
         return self.clf.decision_function(self.features(texts))
 
-    def predict_proba(self, texts) -> np.ndarray:  # noqa: ANN001
+    def predict_proba(self, texts) -> np.ndarray:
         """P(positive) for each text."""
         a, b = self.calibration
         return 1.0 / (1.0 + np.exp(-(a * self.margin(texts) + b)))
@@ -186,7 +186,7 @@ class BaselineModel:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "BaselineModel":
+    def load(cls, folder: str | Path) -> BaselineModel:
         import skops.io as sio
 
         folder = Path(folder)

@@ -15,7 +15,7 @@ from reviewops.models.baseline import FORMAT as BASELINE_FORMAT
 from reviewops.models.baseline import META_FILE, BaselineModel
 
 
-def load_model_folder(folder: str | Path):  # noqa: ANN201
+def load_model_folder(folder: str | Path):
     """A trained model from its folder, whatever trainer made it (dispatch on meta.json's format)."""
     folder = Path(folder)
     meta_path = folder / META_FILE
@@ -41,10 +41,10 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
     def output_example() -> pd.DataFrame:
         return pd.DataFrame({"label": np.array([1, 0], dtype=np.int64), "score": np.array([0.9, 0.1])})
 
-    def load_context(self, context) -> None:  # noqa: ANN001
+    def load_context(self, context) -> None:
         self.model = load_model_folder(context.artifacts["model"])
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:  # noqa: ANN001
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             texts = model_input["text" if "text" in model_input else model_input.columns[0]].tolist()
         else:
@@ -56,7 +56,7 @@ class SentimentPyfunc(mlflow.pyfunc.PythonModel):
 class Predictor:
     """P(positive) from a model URI (`models:/name@alias`, `runs:/...`) or a local model folder."""
 
-    def __init__(self, model, name: str = "", version: str = "") -> None:  # noqa: ANN001
+    def __init__(self, model, name: str = "", version: str = "") -> None:
         self.model, self.name, self.version = model, name, version
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -91,7 +91,7 @@ def load_predictor(uri: str) -> Predictor:
 class _PyfuncAdapter:
     """Any other pyfunc whose output has a `score` column (or is P(positive) itself)."""
 
-    def __init__(self, pyfunc) -> None:  # noqa: ANN001
+    def __init__(self, pyfunc) -> None:
         self.pyfunc = pyfunc
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

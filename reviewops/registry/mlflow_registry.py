@@ -24,8 +24,9 @@ HISTORY_TAG = "champion_history"
 
 def configure(settings: Settings) -> None:
     """Point MLflow at the configured tracking server/backend and make sure the experiment exists."""
-    import mlflow
     from mlflow.exceptions import MlflowException
+
+    import mlflow
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's hints about type hints, integer columns and ambiguous dataset sources are noise here
@@ -79,7 +80,7 @@ class Registry:
         self.client = mlflow.MlflowClient()
 
     # --- reading -----------------------------------------------------------------------
-    def _info(self, mv) -> VersionInfo:  # noqa: ANN001
+    def _info(self, mv) -> VersionInfo:
         return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []), dict(mv.tags or {}))
 
     def by_alias(self, alias: str) -> VersionInfo | None:

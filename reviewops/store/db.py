@@ -18,7 +18,7 @@ from reviewops.errors import StoreError
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
@@ -54,7 +54,7 @@ def check_connection(url: str) -> Engine:
     return engine
 
 
-def _alembic_config(url: str):  # noqa: ANN202
+def _alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()

@@ -22,7 +22,7 @@ NORMALISE_RULES = ("nfc", "html", "url", "whitespace", "repeat")
 REJECT_RULES = ("empty", "too_short", "too_long", "low_hangul", "duplicate")
 
 _TAG = re.compile(r"<[^>]{0,200}>")
-_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+|\b[\w.-]+\.(?:com|net|org|co\.kr|kr|ly)(?:/[^\s]*)?", re.I)
+_URL = re.compile(r"(?:https?://|www\.)[^\s<>\"']+|\b[\w.-]+\.(?:com|net|org|co\.kr|kr|ly)(?:/[^\s]*)?", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\u200b-\u200f\u2028\u2029\ufeff]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\ua960-\ua97f\uac00-\ud7a3\ud7b0-\ud7ff]")
@@ -63,13 +63,13 @@ class Cleaner:
         self.max_chars = max_chars
         self.min_hangul_ratio = min_hangul_ratio
         self.max_repeat = max_repeat
-        self._repeat = re.compile(r"(.)\1{%d,}" % max_repeat, re.S)
+        self._repeat = re.compile(rf"(.)\1{{{max_repeat},}}", re.DOTALL)
         self.counts: Counter[str] = Counter()
         params = f"{min_chars}:{max_chars}:{min_hangul_ratio}:{max_repeat}"
         self.version = f"v{CLEANING_RULES_VERSION}-{hashlib.sha1(params.encode()).hexdigest()[:8]}"
 
     @classmethod
-    def from_settings(cls, settings) -> "Cleaner":  # noqa: ANN001
+    def from_settings(cls, settings) -> Cleaner:
         return cls(
             min_chars=settings.min_text_chars,
             max_chars=settings.max_text_chars,
