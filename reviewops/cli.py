@@ -199,12 +199,12 @@ def predict(
     from reviewops.registry.mlflow_registry import configure
 
     settings = get_settings()
-    read_reviews(input)  # fail on a bad input before loading a model
+    reviews = read_reviews(input)  # a bad input fails before a model is loaded
     uri = model_uri or f"models:/{settings.model_name}@champion"
     if uri.startswith(("models:/", "runs:/")):
         configure(settings)
     predictor = load_predictor(uri)
-    summary = predict_file(predictor, input, output, settings.predict_batch_size)
+    summary = predict_file(predictor, reviews, output, settings.predict_batch_size)
     err.print(f"{summary.rows:,} reviews → {output} ({summary.positive:,} positive) in {summary.seconds:.2f}s "
               f"({summary.per_second:,.0f} reviews/s) with {uri}")
 

@@ -159,7 +159,6 @@ def train_and_register(
                     name="model",
                     python_model=str(Path(__file__).parent / "models" / "pyfunc_entry.py"),
                     artifacts={"model": str(folder)},
-                    code_paths=[str(Path(__file__).parent)],
                     signature=signature,
                     input_example=example,
                     pip_requirements=_pip_requirements(),

@@ -92,9 +92,10 @@ def write_predictions(path: str | Path, ids, scores: np.ndarray) -> None:
         raise
 
 
-def predict_file(predictor: Predictor, input_path: str | Path, output_path: str | Path,
+def predict_file(predictor: Predictor, reviews: str | Path | pd.DataFrame, output_path: str | Path,
                  batch_size: int = 20_000) -> PredictSummary:
-    df = read_reviews(input_path)
+    """Predict every review of a file (or of a frame already read with `read_reviews`)."""
+    df = reviews if isinstance(reviews, pd.DataFrame) else read_reviews(reviews)
     start = time.perf_counter()
     scores = predict_frame(predictor, df["document"].tolist(), batch_size)
     seconds = time.perf_counter() - start

@@ -97,7 +97,7 @@ def test_unexpected_types_are_refused(tmp_path):
     folder.mkdir()
     blob = sio.dumps({"vectorizers": Smuggled(), "tfidf": None, "clf": None})
     (folder / "model.skops").write_bytes(blob)
-    meta = {"format": "reviewops-tfidf-linear/1", "sha256": hashlib.sha256(blob).hexdigest()}
+    meta = {"format": "reviewops-tfidf-linear/2", "sha256": hashlib.sha256(blob).hexdigest()}
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelArtifactError, match="unexpected types"):
         load_model_folder(folder)

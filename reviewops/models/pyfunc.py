@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -30,12 +29,11 @@ def load_model_folder(folder: str | Path):
     raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
 
 
-# MLflow suggests type hints on predict(); our models are logged with an explicit signature instead
-warnings.filterwarnings("ignore", message=r".*Add type hints to the .predict. method", category=UserWarning)
-
-
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):
     """Input: a DataFrame with a `text` column (or a list of strings). Output: `label`, `score`."""
+
+    # Validation comes from the explicit signature we log, not from type hints on predict().
+    _skip_type_hint_validation = True
 
     @staticmethod
     def output_example() -> pd.DataFrame:
