@@ -102,8 +102,6 @@ def _spec(sources: list[str] | None, date_from: str | None, date_to: str | None,
     from reviewops.data.snapshot import SnapshotSpec
     from reviewops.errors import InputError
 
-    s = get_settings()
-
     def parse(d: str | None, name: str) -> date | None:
         if not d:
             return None
@@ -112,9 +110,9 @@ def _spec(sources: list[str] | None, date_from: str | None, date_to: str | None,
         except ValueError:
             raise InputError(f"--{name} {d!r} is not a date (YYYY-MM-DD)") from None
 
-    return SnapshotSpec(sources=tuple(sources or ()), date_from=parse(date_from, "date-from"),
-                        date_to=parse(date_to, "date-to"), balance=balance, max_rows=max_rows,
-                        test_percent=s.test_percent, valid_percent=s.valid_percent, eval_max_chars=s.eval_max_chars)
+    return SnapshotSpec.from_settings(get_settings(), sources=tuple(sources or ()),
+                                      date_from=parse(date_from, "date-from"), date_to=parse(date_to, "date-to"),
+                                      balance=balance, max_rows=max_rows)
 
 
 SourceOpt = Annotated[list[str] | None, typer.Option("--source", help="Only these sources (repeatable).")]

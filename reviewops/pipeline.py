@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,9 +45,7 @@ def run_ingest(settings: Settings, path: str | Path, source: str | None = None) 
 
 
 def run_snapshot(settings: Settings, spec: SnapshotSpec | None = None) -> tuple[Snapshot, dict[str, pd.DataFrame]]:
-    spec = spec or SnapshotSpec(
-        test_percent=settings.test_percent, valid_percent=settings.valid_percent, eval_max_chars=settings.eval_max_chars
-    )
+    spec = spec or SnapshotSpec.from_settings(settings)
     store = open_store(settings.artifacts, settings.s3_endpoint_url)
     with session_factory(settings)() as session:
         return build_snapshot(session, store, spec, LabelPolicy.from_settings(settings).version)
@@ -76,15 +72,6 @@ def _pip_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{p}=={version(p)}" for p in PIP_REQUIREMENTS_PACKAGES]
-
-
-@contextmanager
-def _tempdir():
-    path = Path(tempfile.mkdtemp(prefix="reviewops-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _score_champion(registry: Registry, eval_df: pd.DataFrame) -> tuple[str | None, float | None, str | None]:
@@ -147,11 +134,11 @@ def train_and_register(
                 metrics.update({f"valid.{k}": v for k, v in evaluate(valid, model.predict_proba(valid["text"].tolist())).items()
                                 if not k.startswith("slice.")})
             mlflow.log_metrics(metrics)
-            mlflow.log_image(_png_image(confusion_png(eval_df["label"].to_numpy(), score,
-                                                      f"eval {snapshot.id} (n={len(eval_df):,})")),
-                             "confusion_matrix.png")
-
-            with _tempdir() as tmp:
+            with tempfile.TemporaryDirectory(prefix="reviewops-") as tmpdir:
+                tmp = Path(tmpdir)
+                (tmp / "confusion_matrix.png").write_bytes(
+                    confusion_png(eval_df["label"].to_numpy(), score, f"eval {snapshot.id} (n={len(eval_df):,})"))
+                mlflow.log_artifact(str(tmp / "confusion_matrix.png"))
                 folder = model.save(tmp / "model")
                 example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
                 signature = infer_signature(example, SentimentPyfunc.output_example())
@@ -185,14 +172,6 @@ def train_and_register(
             raise
     return TrainResult(run.info.run_id, version, metrics, decision, snapshot.id, train_seconds,
                        champion_version=version if decision.promote else champ_version)
-
-
-def _png_image(png: bytes):
-    import io
-
-    from PIL import Image
-
-    return Image.open(io.BytesIO(png))
 
 
 def run_pipeline(settings: Settings, corpus: str | Path, params: BaselineParams | None = None,

@@ -48,6 +48,12 @@ class SnapshotSpec:
     valid_percent: int = 5
     eval_max_chars: int = 140
 
+    @classmethod
+    def from_settings(cls, settings, **choices) -> SnapshotSpec:
+        """A spec with the configured splits and evaluation rule, plus the given selection."""
+        return cls(test_percent=settings.test_percent, valid_percent=settings.valid_percent,
+                   eval_max_chars=settings.eval_max_chars, **choices)
+
     def __post_init__(self) -> None:
         if self.balance not in ("none", "downsample"):
             raise InputError(f"unknown class balance {self.balance!r} (use none or downsample)")
