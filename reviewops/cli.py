@@ -207,6 +207,56 @@ def predict(
               f"({summary.per_second:,.0f} reviews/s) with {uri}")
 
 
+# --- collection -----------------------------------------------------------------------------------
+
+
+@app.command()
+@_cli
+def crawl(
+    source: Annotated[str, typer.Option(help="cgv, megabox or all.")] = "all",
+    movie: Annotated[str | None, typer.Option(help="Only this movie code.")] = None,
+    max_pages: Annotated[int | None, typer.Option(help="Review pages per movie at most.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Collect new reviews from the cinema sites (incremental, polite, archived)."""
+    from reviewops.errors import InputError
+    from reviewops.sources.crawl import SOURCES
+    from reviewops.sources.crawl import crawl as run_crawl
+
+    if source not in (*SOURCES, "all"):
+        raise InputError(f"--source {source!r}: use cgv, megabox or all")
+    results = run_crawl(get_settings(), SOURCES if source == "all" else (source,), movie, max_pages)
+    if as_json:
+        print(json.dumps([{"source": r.source, "batch_id": r.batch_id, "status": r.status, **r.counts()}
+                          for r in results], ensure_ascii=False))
+    else:
+        table = Table(title="crawl", title_justify="left")
+        for col in ("source", "batch", "status", "movies", "failed", "pages", "fetched", "new", "known", "rejected"):
+            table.add_column(col, justify="left" if col in ("source", "status") else "right")
+        for r in results:
+            colour = {"succeeded": "green", "partial": "yellow"}.get(r.status, "red")
+            table.add_row(r.source, str(r.batch_id), f"[{colour}]{r.status}", str(r.movies), str(r.movies_failed),
+                          str(r.pages), f"{r.fetched:,}", f"{r.new:,}", f"{r.duplicate:,}", f"{r.rejected:,}")
+        out.print(table)
+        for r in results:
+            for e in r.errors:
+                err.print(f"[yellow]{r.source}:[/] {e}", highlight=False, soft_wrap=True)
+    if all(r.status == "failed" for r in results):
+        raise typer.Exit(7)
+
+
+@app.command()
+@_cli
+def testsite(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8800,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the local CGV/Megabox test site (sample reviews, settable clock, fault modes)."""
+    from reviewops.sources.testsite import serve
+
+    serve(host=host, port=port)
+
+
 # --- registry -------------------------------------------------------------------------------------
 
 

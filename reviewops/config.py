@@ -64,6 +64,34 @@ class Settings(BaseSettings):
         default_factory=dict, description='Baseline hyperparameters as JSON, e.g. {"C": 4, "char_features": 1048576}.'
     )
 
+    # --- crawling -----------------------------------------------------------------------------
+    user_agent: str = "ReviewOps/0.1 (+https://github.com/reviewops/reviewops; Korean review sentiment research)"
+    crawl_delay: float = Field(1.0, ge=0.0, description="Seconds between two requests to one host.")
+    crawl_timeout: float = Field(10.0, gt=0.0, description="Seconds before a request times out.")
+    crawl_retries: int = Field(4, ge=0, description="Retries on 429, 5xx and timeouts.")
+    crawl_backoff: float = Field(0.5, ge=0.0, description="First backoff in seconds; doubles, plus jitter.")
+    crawl_backoff_max: float = Field(30.0, ge=0.0)
+    crawl_max_failures: int = Field(3, ge=1, description="Failed movies in a row before a source stops.")
+    crawl_max_pages: int = Field(50, ge=1, description="Review pages per movie and run at most.")
+    selenium_fallback: bool = Field(True, description="Render pages in headless Chromium when JSON fails.")
+    cgv_base_url: str = "http://www.cgv.co.kr"
+    cgv_list_path: str = "/movies/?lt=1&ft=1"
+    cgv_detail_path: str = "/movies/detail-view/?midx={code}"
+    cgv_reviews_path: str = "/common/ajax/point.aspx/GetMoviePointVariableList"
+    cgv_page_size: int = 6
+    cgv_movie_selector: str = "div.box-image a[href*='midx=']"
+    cgv_title_selector: str = "div.box-contents strong.title"
+    cgv_review_selector: str = "li.box-comment"
+    cgv_plot_selector: str = "div.sect-story-movie"
+    megabox_base_url: str = "https://www.megabox.co.kr"
+    megabox_list_path: str = "/on/oh/oha/Movie/selectMovieList.do"
+    megabox_reviews_path: str = "/on/oh/oha/Movie/selectOneLnList.do"
+    megabox_review_page_path: str = "/movie-detail/comment?rpstMovieNo={code}&page={page}"
+    megabox_page_size: int = 10
+    megabox_id_field: str = "oneLnEvalNo"
+    megabox_score_field: str = "evalPoint"
+    megabox_review_selector: str = ".story-box .story-wrap.review"
+
     # --- prediction --------------------------------------------------------------------------
     predict_batch_size: int = Field(20_000, ge=1)
 

@@ -1,0 +1,77 @@
+"""The small interface every review source implements, and the raw-response archive.
+
+A source lists the movies now playing and yields a movie's reviews page by page, newest first,
+each review already in the store's shape (`RawReview`) with a reference to the archived raw
+response it came from. The crawl runner decides when to stop paging (the first page with nothing
+new) and writes what is new.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from reviewops.data.ingest import RawReview
+from reviewops.errors import ReviewOpsError
+from reviewops.store.objects import ObjectStore
+
+
+class ParseError(ReviewOpsError):
+    """A response no longer has the shape the adapter expects; the message names what is missing."""
+
+
+@dataclass(frozen=True)
+class MovieRef:
+    source: str
+    code: str
+    title: str | None = None
+
+
+class Archive:
+    """Raw responses, stored immutably under raw/{source}/{YYYY-MM-DD}/{movie}/.
+
+    The key ends with a hash of the content: the same response fetched twice the same day is
+    stored once, a different one gets a new key, and nothing is ever overwritten.
+    """
+
+    def __init__(self, store: ObjectStore, source: str, day: date) -> None:
+        self.store, self.source, self.day = store, source, day
+
+    def put(self, movie: str, name: str, body: bytes, ext: str) -> str:
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        key = f"raw/{self.source}/{self.day.isoformat()}/{movie}/{name}-{digest}.{ext}"
+        self.store.put(key, body, overwrite=False)
+        return self.store.uri(key)
+
+
+def load_json(body: bytes, what: str) -> object:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ParseError(f"{what}: response is not valid JSON ({exc}); truncated or not JSON") from None
+
+
+def need(obj: object, key: str, what: str) -> object:
+    """`obj[key]`, or a ParseError naming the missing field."""
+    if not isinstance(obj, dict):
+        raise ParseError(f"{what}: expected a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise ParseError(f"{what}: missing field {key!r} (has: {', '.join(sorted(obj)[:12])})")
+    return obj[key]
+
+
+class Source:
+    name: str
+
+    def now_playing(self) -> list[MovieRef]:
+        raise NotImplementedError
+
+    def review_pages(self, movie: MovieRef, max_pages: int) -> Iterator[list[RawReview]]:
+        raise NotImplementedError
+
+    def details(self, movie: MovieRef) -> dict[str, str]:
+        """Extra movie details (title, plot) where the source has them; {} otherwise."""
+        return {}

@@ -1,0 +1,169 @@
+"""The crawl runner: one collection batch per source, incremental and atomic per movie.
+
+For each movie now playing it pages through reviews newest first and stops at the first page
+with nothing new (the store's review ids are the watermark, so a re-run adds nothing). A movie's
+new reviews are committed in one transaction; a movie or source that fails leaves what was stored
+before untouched, and a source that keeps failing is stopped for the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from types import SimpleNamespace
+
+from sqlalchemy import func, select, update
+
+from reviewops.config import Settings
+from reviewops.data.ingest import RawReview, ReviewWriter
+from reviewops.data.labels import LabelPolicy
+from reviewops.errors import ReviewOpsError
+from reviewops.pipeline import session_factory
+from reviewops.progress import progress
+from reviewops.sources.base import Archive, MovieRef, Source
+from reviewops.sources.http import PoliteClient, Politeness
+from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
+from reviewops.store.objects import open_store
+from reviewops.text.clean import REJECT_RULES, Cleaner
+
+log = logging.getLogger(__name__)
+SOURCES = ("cgv", "megabox")
+
+
+@dataclass
+class SourceResult:
+    source: str
+    batch_id: int
+    status: str = "running"
+    movies: int = 0
+    movies_failed: int = 0
+    pages: int = 0
+    fetched: int = 0
+    new: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        return {k: getattr(self, k) for k in ("movies", "movies_failed", "pages", "fetched", "new", "duplicate",
+                                              "rejected", "by_rule", "errors")}
+
+
+def make_source(name: str, settings: Settings, client: PoliteClient, archive: Archive) -> Source:
+    from reviewops.sources.cgv import CgvSource
+    from reviewops.sources.megabox import MegaboxSource
+
+    browser = None
+    if settings.selenium_fallback:
+        from functools import partial
+
+        from reviewops.sources.browser import Browser
+
+        browser = partial(Browser, user_agent=settings.user_agent)
+    cls = {"cgv": CgvSource, "megabox": MegaboxSource}[name]
+    return cls(settings, client, archive, browser)
+
+
+def _known_ids(session, source: str, code: str) -> set[str]:
+    return set(session.scalars(
+        select(Review.source_review_id).join(Movie, Review.movie_id == Movie.id)
+        .where(Movie.source == source, Movie.source_movie_id == code)))
+
+
+def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | None = None,
+          max_pages: int | None = None, today: date | None = None, client: PoliteClient | None = None
+          ) -> list[SourceResult]:
+    """Crawl each source once; returns one result (and one batch) per source."""
+    sessions = session_factory(settings)
+    store = open_store(settings.artifacts, settings.s3_endpoint_url)
+    cleaner, policy = Cleaner.from_settings(settings), LabelPolicy.from_settings(settings)
+    own_client = client is None
+    client = client or PoliteClient(Politeness.from_settings(settings))
+    today = today or date.today()
+    max_pages = max_pages or settings.crawl_max_pages
+    results = []
+    try:
+        for name in sources:
+            results.append(_crawl_source(settings, name, sessions, store, cleaner, policy, client, today, movie,
+                                         max_pages))
+    finally:
+        if own_client:
+            client.close()
+    return results
+
+
+def _crawl_source(settings, name, sessions, store, cleaner, policy, client, today, only_movie, max_pages):
+    with sessions() as s:
+        batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, f"{name}_base_url"),
+                                cleaning_version=cleaner.version, counts={})
+        s.add(batch)
+        s.flush()
+        batch_id = batch.id
+    result = SourceResult(name, batch_id)
+    source = make_source(name, settings, client, Archive(store, name, today))
+    try:
+        movies = source.now_playing()
+        if only_movie:
+            movies = [m for m in movies if m.code == only_movie] or [MovieRef(name, only_movie)]
+    except ReviewOpsError as exc:
+        result.errors.append(f"now playing: {exc}")
+        movies = []
+    failures_in_a_row = 0
+    with progress(f"crawl {name}", total=len(movies), unit_count=True) as bar:
+        for m in movies:
+            try:
+                _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, result, max_pages)
+                failures_in_a_row = 0
+            except ReviewOpsError as exc:
+                result.movies_failed += 1
+                result.errors.append(f"movie {m.code}: {exc}")
+                log.warning("%s movie %s failed: %s", name, m.code, exc)
+                failures_in_a_row += 1
+                if failures_in_a_row >= settings.crawl_max_failures:
+                    result.errors.append(f"stopped {name} after {failures_in_a_row} failed movies in a row")
+                    break
+            bar.advance()
+    ok = result.movies - result.movies_failed
+    result.status = "failed" if (not movies or ok == 0) else ("partial" if result.errors else "succeeded")
+    result.by_rule = dict(cleaner.summary())
+    with sessions() as s:
+        s.execute(update(CollectionBatch).where(CollectionBatch.id == batch_id).values(
+            status=result.status, counts=result.counts(), finished_at=utcnow(),
+            error="; ".join(result.errors)[:2000] or None))
+    return result
+
+
+def _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, result, max_pages) -> None:
+    result.movies += 1
+    with sessions() as s:
+        known = _known_ids(s, source.name, m.code)
+        has_plot = s.scalar(select(func.count(Movie.id)).where(
+            Movie.source == source.name, Movie.source_movie_id == m.code, Movie.plot.is_not(None)))
+    fresh: dict[str, RawReview] = {}
+    for page in source.review_pages(m, max_pages):
+        result.pages += 1
+        result.fetched += len(page)
+        new_here = [r for r in page if r.source_review_id not in known and r.source_review_id not in fresh]
+        result.duplicate += len(page) - len(new_here)
+        if not new_here:
+            break  # the first page of already-known reviews: everything older is stored
+        fresh.update((r.source_review_id, r) for r in new_here)
+    details = {}
+    if not has_plot:
+        try:
+            details = source.details(m)
+        except ReviewOpsError as exc:
+            log.warning("%s movie %s: no details (%s)", source.name, m.code, exc)
+    # one transaction per movie: all of its new reviews, or none
+    before = dict(cleaner.counts)
+    with sessions() as s:
+        writer = ReviewWriter(s, SimpleNamespace(source=source.name, id=batch_id), cleaner, policy)
+        writer.add(list(fresh.values()))
+        if details:
+            s.execute(update(Movie).where(Movie.source == source.name, Movie.source_movie_id == m.code)
+                      .values(**{k: v for k, v in details.items() if k in ("title", "plot")}))
+    result.new += writer.new
+    result.rejected += sum(cleaner.counts.get(r, 0) - before.get(r, 0) for r in REJECT_RULES)
+

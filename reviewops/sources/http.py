@@ -1,0 +1,154 @@
+"""A polite HTTP client for crawling: it names itself, honours robots.txt, keeps one request in
+flight per host with a delay between requests, and retries 429, 5xx and timeouts with exponential
+backoff and jitter (honouring Retry-After)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Self
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+import httpx
+
+from reviewops.errors import ReviewOpsError
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+class FetchError(ReviewOpsError):
+    """A request failed for good (after retries), or robots.txt forbids it."""
+
+
+@dataclass
+class Politeness:
+    user_agent: str
+    delay: float = 1.0
+    timeout: float = 10.0
+    retries: int = 4
+    backoff: float = 0.5
+    backoff_max: float = 30.0
+
+    @classmethod
+    def from_settings(cls, s) -> Politeness:
+        return cls(s.user_agent, s.crawl_delay, s.crawl_timeout, s.crawl_retries, s.crawl_backoff, s.crawl_backoff_max)
+
+
+@dataclass
+class _Host:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last: float = float("-inf")  # monotonic time the last request to this host finished
+    robots: RobotFileParser | None = None
+
+
+class PoliteClient:
+    def __init__(self, rules: Politeness, sleep=time.sleep) -> None:
+        self.rules = rules
+        self._sleep = sleep
+        self._hosts: dict[str, _Host] = {}
+        self._hosts_lock = threading.Lock()
+        self.requests = 0
+        self.retried = 0
+        self.waited = 0.0  # seconds spent in politeness delays and backoff
+        self._http = httpx.Client(headers={"User-Agent": rules.user_agent}, timeout=rules.timeout,
+                                  follow_redirects=True)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _host(self, url: str) -> tuple[str, _Host]:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        with self._hosts_lock:
+            return key, self._hosts.setdefault(key, _Host())
+
+    def _wait_turn(self, host: _Host) -> None:
+        gap = host.last + self.rules.delay - time.monotonic()
+        if gap > 0:
+            self.waited += gap
+            self._sleep(gap)
+
+    def _allowed(self, origin: str, host: _Host, url: str) -> bool:
+        if host.robots is None:
+            robots = RobotFileParser()
+            try:
+                self._wait_turn(host)
+                resp = self._http.get(f"{origin}/robots.txt")
+                self.requests += 1
+                host.last = time.monotonic()
+                if resp.status_code >= 500:
+                    robots.disallow_all = True  # the site is in trouble: do not crawl it now
+                elif resp.status_code >= 400:
+                    robots.allow_all = True  # no robots.txt: everything is allowed
+                else:
+                    robots.parse(resp.text.splitlines())
+            except httpx.HTTPError as exc:
+                raise FetchError(f"{origin}/robots.txt unreachable: {type(exc).__name__}") from None
+            host.robots = robots
+        return host.robots.can_fetch(self.rules.user_agent, url)
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        """One request, in turn with others to the same host; retried on 429/5xx/timeouts."""
+        origin, host = self._host(url)
+        with host.lock:  # one request in flight per host
+            if not self._allowed(origin, host, url):
+                raise FetchError(f"{url}: disallowed by robots.txt")
+            attempt = 0
+            while True:
+                self._wait_turn(host)
+                problem: str
+                retry_after: float | None = None
+                try:
+                    resp = self._http.request(method, url, **kwargs)
+                    self.requests += 1
+                    host.last = time.monotonic()
+                    if resp.status_code not in RETRY_STATUS:
+                        if resp.status_code >= 400:
+                            raise FetchError(f"{method} {url}: HTTP {resp.status_code}")
+                        return resp
+                    problem = f"HTTP {resp.status_code}"
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+                except httpx.TimeoutException:
+                    self.requests += 1
+                    host.last = time.monotonic()
+                    problem = f"timed out after {self.rules.timeout:g}s"
+                except httpx.TransportError as exc:
+                    host.last = time.monotonic()
+                    problem = f"{type(exc).__name__}: {exc}"
+                if attempt >= self.rules.retries:
+                    raise FetchError(f"{method} {url}: {problem} (gave up after {attempt + 1} attempts)")
+                pause = min(self.rules.backoff_max, self.rules.backoff * 2**attempt)
+                pause += random.uniform(0, self.rules.backoff)
+                if retry_after is not None:
+                    pause = max(pause, min(retry_after, self.rules.backoff_max))
+                log.info("%s %s: %s; retry %d in %.1fs", method, url, problem, attempt + 1, pause)
+                self.retried += 1
+                self.waited += pause
+                self._sleep(pause)
+                attempt += 1
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post_json(self, url: str, payload: dict) -> httpx.Response:
+        return self.request("POST", url, json=payload)
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
