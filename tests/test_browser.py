@@ -1,0 +1,148 @@
+"""Browser: a real headless Chromium (Debian's chromium + chromium-driver) against a local page."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from reviewops.errors import ReviewOpsError
+from reviewops.sources.browser import DEFAULT_USER_AGENT, Browser, BrowserError, chromium_paths
+
+# The Korean text exists only as JS escapes, so finding it in the HTML proves the script ran.
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>reviews</title></head>
+<body><ul id="reviews"></ul>
+<script>
+setTimeout(function () {
+  var ul = document.getElementById("reviews");
+  for (var i = 0; i < 3; i++) {
+    var li = document.createElement("li");
+    li.className = "box-comment";
+    li.textContent = "\\uB9AC\\uBDF0 \\uD14D\\uC2A4\\uD2B8 " + i;
+    ul.appendChild(li);
+  }
+  var done = document.createElement("div");
+  done.id = "render-done";
+  document.body.appendChild(done);
+}, 300);
+</script>
+</body></html>
+"""
+KOREAN = "리뷰 텍스트"
+
+
+@pytest.fixture(scope="module")
+def site():
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("User-Agent", "")))
+            if self.path == "/slow":
+                time.sleep(3)
+            if self.path != "/reviews":
+                self.send_error(404)
+                return
+            body = PAGE.encode("utf-8")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/reviews", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with Browser() as b:
+        yield b
+
+
+def test_render_runs_javascript_and_sends_our_user_agent(site, browser):
+    url, seen = site
+    assert KOREAN not in PAGE
+    html = browser.render(url, "#render-done")
+    assert html.count(KOREAN) == 3
+    assert 'class="box-comment"' in html and 'id="render-done"' in html
+    agents = [agent for path, agent in seen if path == "/reviews"]
+    assert agents and all(agent == DEFAULT_USER_AGENT for agent in agents)
+
+
+def test_missing_selector_times_out_with_a_clear_error(site, browser):
+    url, _ = site
+    started = time.monotonic()
+    with pytest.raises(BrowserError, match=r"'li\.never-there' did not appear within 1s") as info:
+        browser.render(url, "li.never-there", timeout=1)
+    assert time.monotonic() - started < 8
+    assert url in str(info.value) and "\n" not in str(info.value)
+
+
+def test_network_errors_and_slow_pages_are_browser_errors(site):
+    url, _ = site
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    with Browser(page_timeout=1) as b:
+        with pytest.raises(BrowserError, match="ERR_CONNECTION_REFUSED"):
+            b.render(closed, "body", timeout=1)
+        with pytest.raises(BrowserError, match="ERR_UNSAFE_PORT"):  # Chromium's own error page
+            b.render("http://127.0.0.1:9/", "body", timeout=1)
+        slow = url.replace("/reviews", "/slow")
+        with pytest.raises(BrowserError, match=r"/slow: page did not load within 1s"):
+            b.render(slow, "body", timeout=1)
+        assert KOREAN in b.render(url, "#render-done")  # still usable afterwards
+
+
+def test_context_manager_removes_profile_and_closes():
+    with Browser(user_agent="probe") as b:
+        profile = b._profile
+        assert profile and os.path.isdir(profile)
+    assert not os.path.exists(profile)
+    with pytest.raises(BrowserError, match="closed"):
+        b.render("http://127.0.0.1:9/", "body")
+
+
+def test_chromium_paths_default_and_missing_driver(tmp_path, monkeypatch):
+    monkeypatch.delenv("REVIEWOPS_CHROMIUM_BINARY", raising=False)
+    monkeypatch.delenv("REVIEWOPS_CHROMEDRIVER_PATH", raising=False)
+    assert chromium_paths() == ("/usr/bin/chromium", "/usr/bin/chromedriver")
+
+    missing = tmp_path / "no-chromedriver"
+    monkeypatch.setenv("REVIEWOPS_CHROMEDRIVER_PATH", str(missing))
+    with pytest.raises(BrowserError, match="apt-get install chromium chromium-driver") as info:
+        chromium_paths()
+    assert str(missing) in str(info.value)
+    assert isinstance(info.value, ReviewOpsError)
+    with pytest.raises(BrowserError, match="chromedriver not found"):
+        Browser().render("http://127.0.0.1:9/", "body")
+
+
+def test_driver_that_fails_to_start_names_the_paths(tmp_path, monkeypatch):
+    fake = tmp_path / "chromedriver"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("REVIEWOPS_CHROMIUM_BINARY", raising=False)
+    monkeypatch.setenv("REVIEWOPS_CHROMEDRIVER_PATH", str(fake))
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(BrowserError, match="could not start Chromium") as info, Browser():
+        pass
+    assert str(fake) in str(info.value) and "/usr/bin/chromium" in str(info.value)
+    leftover = set(os.listdir(tempfile.gettempdir())) - before
+    assert not [name for name in leftover if name.startswith("reviewops-chromium-")]
