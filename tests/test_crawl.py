@@ -1,0 +1,202 @@
+"""Crawling the local test site: incremental day after day, polite, archived, and safe under faults."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from reviewops.config import Settings, reset_settings
+from reviewops.sources.crawl import crawl
+from reviewops.sources.http import FetchError, PoliteClient, Politeness
+from reviewops.sources.testsite import TestSite
+from reviewops.store import db
+from reviewops.store.models import CollectionBatch, Movie, Review
+from reviewops.store.objects import open_store
+
+
+@pytest.fixture(scope="module")
+def site():
+    s = TestSite(movies_per_source=2, days=3, reviews_per_day=4)
+    url = s.start()
+    yield s, url
+    s.stop()
+
+
+@pytest.fixture
+def crawl_settings(site, home, monkeypatch):
+    s, url = site
+    s.clear_faults()
+    s.set_day(0)
+    for k, v in {"CGV_BASE_URL": url, "MEGABOX_BASE_URL": url, "CRAWL_DELAY": "0", "CRAWL_BACKOFF": "0.05",
+                 "CRAWL_TIMEOUT": "1", "SELENIUM_FALLBACK": "false", "CGV_PAGE_SIZE": "6"}.items():
+        monkeypatch.setenv(f"REVIEWOPS_{k}", v)
+    reset_settings()
+    return Settings()
+
+
+def _reviews(settings):
+    with db.session_scope(settings.db_url) as s:
+        return s.execute(sa.select(Review.source, Review.source_review_id, Review.text, Review.label)).all()
+
+
+def _visible(site, source):
+    return sum(len(site.visible_reviews(source, m["code"])) for m in site.movies(source))
+
+
+def test_crawl_collects_new_reviews_day_after_day(site, crawl_settings):
+    s, _ = site
+    first = crawl(crawl_settings)
+    assert [r.status for r in first] == ["succeeded", "succeeded"]
+    assert first[0].new == _visible(s, "cgv") and first[1].new == _visible(s, "megabox")
+    rows = _reviews(crawl_settings)
+    assert len(rows) == len({(r[0], r[1]) for r in rows}) == first[0].new + first[1].new
+    assert {r[3] for r in rows} >= {0, 1}  # eggs and scores became labels
+
+    again = crawl(crawl_settings)  # the same day: nothing new, one page per movie
+    assert [r.new for r in again] == [0, 0]
+    assert [r.pages for r in again] == [2, 2]
+
+    s.set_day(2)
+    later = crawl(crawl_settings)
+    assert [r.new for r in later] == [2 * 2 * 4, 2 * 2 * 4]  # two more days of 4 reviews for 2 movies each
+    rows = _reviews(crawl_settings)
+    assert len(rows) == len({(r[0], r[1]) for r in rows}) == _visible(s, "cgv") + _visible(s, "megabox")
+    with db.session_scope(crawl_settings.db_url) as sess:
+        batches = sess.scalars(sa.select(CollectionBatch).where(CollectionBatch.kind == "crawl")).all()
+        assert len(batches) == 6 and all(b.status == "succeeded" for b in batches)
+        assert batches[-1].counts["new"] == 16 and "by_rule" in batches[-1].counts
+        titles = sess.scalars(sa.select(Movie.title)).all()
+        assert all(titles)
+
+
+def test_raw_archive_is_written_once_and_never_overwritten(site, crawl_settings):
+    crawl(crawl_settings, sources=("cgv",))
+    store = open_store(crawl_settings.artifacts)
+    keys = store.list("raw/cgv")
+    assert keys and all(k.startswith("raw/cgv/") and k.count("/") == 4 for k in keys)
+    before = {k: store.get(k) for k in keys}
+    crawl(crawl_settings, sources=("cgv",))
+    after = store.list("raw/cgv")
+    assert set(before) <= set(after)
+    assert all(store.get(k) == v for k, v in before.items())
+    with db.session_scope(crawl_settings.db_url) as sess:
+        refs = set(sess.scalars(sa.select(Review.raw_ref)))
+    assert refs and all(ref and ref.startswith(store.uri("raw/cgv")) for ref in refs)
+    assert refs <= {store.uri(k) for k in after}
+
+
+def test_transient_faults_are_retried(site, crawl_settings):
+    s, _ = site
+    s.set_fault("http500", "/common/ajax", count=2)
+    s.set_fault("http429", "/on/oh/oha/Movie/selectOneLnList.do", count=1)
+    s.set_fault("slow", "/on/oh/oha/Movie/selectMovieList.do", count=1)
+    client = PoliteClient(Politeness.from_settings(crawl_settings))
+    results = crawl(crawl_settings, client=client)
+    assert [r.status for r in results] == ["succeeded", "succeeded"]
+    assert client.retried == 4
+    assert sum(r.new for r in results) == _visible(s, "cgv") + _visible(s, "megabox")
+
+
+@pytest.mark.parametrize(
+    ("mode", "path", "source", "message"),
+    [
+        ("renamed_field", "/common/ajax", "cgv", "missing field 'CommentText'"),
+        ("truncated_json", "/common/ajax", "cgv", "not valid JSON"),
+        ("garbage_html", "/movies/", "cgv", "no element matches"),
+        ("empty_page", "/on/oh/oha/Movie/selectMovieList.do", "megabox", "'movieList' is empty"),
+        ("renamed_field", "/on/oh/oha/Movie/selectOneLnList.do", "megabox", "missing field 'onelnEvalCn'"),
+        ("http500", "/on/oh/oha/Movie/selectOneLnList.do", "megabox", "HTTP 500"),
+    ],
+)
+def test_lasting_faults_fail_clearly_and_lose_nothing(site, crawl_settings, mode, path, source, message):
+    s, _ = site
+    crawl(crawl_settings)
+    stored = sorted(_reviews(crawl_settings))
+    s.set_day(1)
+    s.set_fault(mode, path, count=-1)
+    (result,) = crawl(crawl_settings, sources=(source,))
+    s.clear_faults()
+    assert result.status == "failed" and result.new == 0
+    assert any(message in e for e in result.errors), result.errors
+    assert sorted(_reviews(crawl_settings)) == stored  # what was stored before is untouched
+    with db.session_scope(crawl_settings.db_url) as sess:
+        batch = sess.get(CollectionBatch, result.batch_id)
+        assert batch.status == "failed" and message in batch.error
+    recovered = crawl(crawl_settings, sources=(source,))
+    assert recovered[0].status == "succeeded" and recovered[0].new > 0
+
+
+def test_a_failing_source_is_stopped_for_the_run(site, crawl_settings, monkeypatch):
+    s, _ = site
+    monkeypatch.setenv("REVIEWOPS_CRAWL_MAX_FAILURES", "1")
+    monkeypatch.setenv("REVIEWOPS_CRAWL_RETRIES", "0")
+    reset_settings()
+    s.set_fault("http500", "/common/ajax", count=-1)
+    (result,) = crawl(Settings(), sources=("cgv",))
+    s.clear_faults()
+    assert result.movies == 1 and result.movies_failed == 1
+    assert any("stopped cgv" in e for e in result.errors)
+
+
+def test_the_delay_is_respected_one_request_at_a_time(site, crawl_settings, monkeypatch):
+    s, _ = site
+    monkeypatch.setenv("REVIEWOPS_CRAWL_DELAY", "0.25")
+    reset_settings()
+    start = len(s.request_log)
+    crawl(Settings(), sources=("megabox",))
+    times = [t for t, _, path in s.request_log[start:] if not path.startswith("/_control")]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert len(times) >= 4 and min(gaps) >= 0.24
+
+
+def test_robots_txt_is_honoured(site, crawl_settings):
+    _, url = site
+    with PoliteClient(Politeness.from_settings(crawl_settings)) as client:
+        with pytest.raises(FetchError, match="robots.txt"):
+            client.get(f"{url}/private/reviews")
+        assert client.get(f"{url}/robots.txt").status_code == 200
+
+
+def test_backoff_grows_and_honours_retry_after(site, crawl_settings):
+    s, url = site
+    pauses: list[float] = []
+    rules = Politeness("test-agent", delay=0, timeout=1, retries=3, backoff=0.1, backoff_max=5)
+    s.set_fault("http500", "/on/oh/oha/Movie/selectMovieList.do", count=2)  # the longest matching prefix wins
+    s.set_fault("http429", "/on/oh/oha/Movie/", count=1)
+    with PoliteClient(rules, sleep=pauses.append) as client:
+        resp = client.post_json(f"{url}/on/oh/oha/Movie/selectMovieList.do", {})
+    assert resp.status_code == 200 and len(pauses) == 3
+    assert 0.1 <= pauses[0] <= 0.2 and 0.2 <= pauses[1] <= 0.3  # 0.1·2^n plus jitter below 0.1
+    assert pauses[2] >= 1.0  # the 429's Retry-After: 1 beats the 0.4 s backoff
+
+
+def test_crawl_command(site, crawl_settings):
+    from typer.testing import CliRunner
+
+    from reviewops.cli import app
+
+    result = CliRunner().invoke(app, ["crawl", "--source", "all", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [p["source"] for p in payload] == ["cgv", "megabox"] and all(p["new"] > 0 for p in payload)
+    assert CliRunner().invoke(app, ["crawl", "--source", "naver"]).exit_code == 2
+
+
+def test_selenium_fallback_renders_the_movie_page(site, crawl_settings, monkeypatch):
+    s, _ = site
+    monkeypatch.setenv("REVIEWOPS_SELENIUM_FALLBACK", "true")
+    reset_settings()
+    code = s.movies("cgv")[0]["code"]
+    s.set_fault("renamed_field", "/common/ajax", count=1)  # the adapter's JSON call breaks, the page's own works
+    t = time.monotonic()
+    (result,) = crawl(Settings(), sources=("cgv",), movie=code, max_pages=1)
+    assert result.status == "succeeded", result.errors
+    assert result.new == min(6, len(s.visible_reviews("cgv", code)))
+    with db.session_scope(crawl_settings.db_url) as sess:
+        plot = sess.scalar(sa.select(Movie.plot).where(Movie.source_movie_id == code))
+    assert plot  # movie details came from the rendered page
+    assert time.monotonic() - t < 60
