@@ -61,8 +61,9 @@ test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEW
 	$(BIN)/ruff check reviewops tests bench
 	$(BIN)/python -m pytest
 
-bench: setup  ## training time, held-out accuracy and predict throughput
+bench: setup  ## training time, held-out accuracy, predict and crawl throughput
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/crawl.py
 
 lint: setup
 	$(BIN)/ruff check reviewops tests bench

@@ -230,7 +230,9 @@ def crawl(
         print(json.dumps([{"source": r.source, "batch_id": r.batch_id, "status": r.status, **r.counts()}
                           for r in results], ensure_ascii=False))
     else:
-        table = Table(title="crawl", title_justify="left")
+        from rich import box
+
+        table = Table(title="crawl", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for col in ("source", "batch", "status", "movies", "failed", "pages", "fetched", "new", "known", "rejected"):
             table.add_column(col, justify="left" if col in ("source", "status") else "right")
         for r in results:

@@ -1,11 +1,13 @@
 """`make demo`: the main job on embedded defaults, shown command by command.
 
-migrate → pipeline run on the bundled sample (or REVIEWOPS_CORPUS) → predict a few reviews →
-how to open the MLflow UI. Every step is the public `reviewops` command a user would type.
+migrate → crawl the local CGV/Megabox test site two days running → pipeline run on the bundled
+sample (or REVIEWOPS_CORPUS) plus what was crawled → predict a few reviews → how to open the MLflow
+UI. Every step is the public `reviewops` command a user would type.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -34,11 +36,11 @@ EXAMPLES = [
 console = Console()
 
 
-def step(title: str, *args: str) -> None:
+def step(title: str, *args: str, env: dict[str, str] | None = None) -> None:
     cmd = [str(Path(sys.executable).with_name("reviewops")), *args]
     console.rule(f"[bold cyan]{title}")
     console.print(f"$ reviewops {shlex.join(args)}", style="dim")
-    proc = subprocess.run(cmd, check=False)
+    proc = subprocess.run(cmd, check=False, env=env)
     if proc.returncode != 0:
         console.print(f"[bold red]demo stopped: `reviewops {shlex.join(args)}` exited {proc.returncode}")
         raise SystemExit(proc.returncode)
@@ -49,8 +51,25 @@ def main() -> None:
     corpus = settings.corpus or SAMPLE
     settings.home.mkdir(parents=True, exist_ok=True)
 
-    step("1/3 review database", "db", "upgrade")
-    step(f"2/3 pipeline on {Path(corpus).name}", "pipeline", "run", "--corpus", str(corpus))
+    step("1/5 review database", "db", "upgrade")
+
+    # The real cinema sites are out of reach here: crawl the local test site, which serves their
+    # shapes. A shorter delay than the 1 s default is fine for a site on this machine.
+    from reviewops.sources.testsite import TestSite
+
+    site = TestSite(reviews_per_day=5, days=3)
+    url = site.start()
+    env = os.environ | {"REVIEWOPS_CGV_BASE_URL": url, "REVIEWOPS_MEGABOX_BASE_URL": url,
+                        "REVIEWOPS_CRAWL_DELAY": "0.1"}
+    try:
+        console.print(f"local test site: {url} (day 0: {site.state()['date']})")
+        step("2/5 crawl CGV and Megabox (test site, day 0)", "crawl", "--source", "all", env=env)
+        site.set_day(1)
+        step(f"3/5 crawl again the next day ({site.state()['date']}): only new reviews", "crawl", "--source", "all",
+             env=env)
+    finally:
+        site.stop()
+    step(f"4/5 pipeline on {Path(corpus).name} and the crawled reviews", "pipeline", "run", "--corpus", str(corpus))
 
     demo_dir = settings.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -58,7 +77,7 @@ def main() -> None:
     pd.DataFrame({"id": [f"ex{i + 1}" for i in range(len(EXAMPLES))], "document": EXAMPLES}).to_csv(
         inp, sep="\t", index=False
     )
-    step("3/3 predict with the champion", "predict", "--input", str(inp), "--output", str(out))
+    step("5/5 predict with the champion", "predict", "--input", str(inp), "--output", str(out))
 
     pred = pd.read_csv(out, sep="\t", dtype={"id": str}).set_index("id")
     table = Table(title="예측 결과 (champion)", title_justify="left")
