@@ -47,7 +47,7 @@ def _visible(site, source):
     return sum(len(site.visible_reviews(source, m["code"])) for m in site.movies(source))
 
 
-def test_crawl_collects_new_reviews_day_after_day(site, crawl_settings):
+def test_crawl_collects_new_reviews_day_after_day(site, db_url, crawl_settings):
     s, _ = site
     first = crawl(crawl_settings)
     assert [r.status for r in first] == ["succeeded", "succeeded"]
@@ -112,7 +112,7 @@ def test_transient_faults_are_retried(site, crawl_settings):
         ("http500", "/on/oh/oha/Movie/selectOneLnList.do", "megabox", "HTTP 500"),
     ],
 )
-def test_lasting_faults_fail_clearly_and_lose_nothing(site, crawl_settings, mode, path, source, message):
+def test_lasting_faults_fail_clearly_and_lose_nothing(site, db_url, crawl_settings, mode, path, source, message):
     s, _ = site
     crawl(crawl_settings)
     stored = sorted(_reviews(crawl_settings))
@@ -200,3 +200,50 @@ def test_selenium_fallback_renders_the_movie_page(site, crawl_settings, monkeypa
         plot = sess.scalar(sa.select(Movie.plot).where(Movie.source_movie_id == code))
     assert plot  # movie details came from the rendered page
     assert time.monotonic() - t < 60
+
+
+def test_one_failing_movie_makes_a_partial_batch(site, crawl_settings, monkeypatch):
+    s, _ = site
+    monkeypatch.setenv("REVIEWOPS_CRAWL_RETRIES", "0")
+    reset_settings()
+    s.set_fault("http500", "/on/oh/oha/Movie/selectOneLnList.do", count=1)  # the first movie's first page
+    (result,) = crawl(Settings(), sources=("megabox",))
+    assert result.status == "partial" and result.movies_failed == 1 and result.movies == 2
+    first = s.movies("megabox")[0]["code"]
+    assert any(first in e and "HTTP 500" in e for e in result.errors)
+    assert result.new == len(s.visible_reviews("megabox", s.movies("megabox")[1]["code"]))
+    again = crawl(Settings(), sources=("megabox",))  # the next run picks up what was missed
+    assert again[0].status == "succeeded" and again[0].new == len(s.visible_reviews("megabox", first))
+
+
+def test_testsite_command_serves_the_site(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "reviewops.cli", "testsite", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(100):
+            try:
+                resp = httpx.get(f"http://127.0.0.1:{port}/robots.txt", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the test site did not start")
+        assert resp.status_code == 200 and "Disallow" in resp.text
+        movies = httpx.post(f"http://127.0.0.1:{port}/on/oh/oha/Movie/selectMovieList.do", json={}).json()
+        assert len(movies["movieList"]) == 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_crawl_uses_the_configured_store(db_url, crawl_settings):
+    assert crawl_settings.db_url == db_url
