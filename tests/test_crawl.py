@@ -247,3 +247,10 @@ def test_testsite_command_serves_the_site(tmp_path):
 
 def test_crawl_uses_the_configured_store(db_url, crawl_settings):
     assert crawl_settings.db_url == db_url
+
+
+def test_rule_counts_belong_to_their_own_source(site, crawl_settings):
+    results = crawl(crawl_settings)
+    for r in results:
+        assert r.by_rule["kept"] + sum(r.by_rule[k] for k in ("empty", "too_short", "too_long", "low_hangul",
+                                                              "duplicate")) == r.new

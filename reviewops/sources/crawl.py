@@ -78,7 +78,7 @@ def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | N
     """Crawl each source once; returns one result (and one batch) per source."""
     sessions = session_factory(settings)
     store = open_store(settings.artifacts, settings.s3_endpoint_url)
-    cleaner, policy = Cleaner.from_settings(settings), LabelPolicy.from_settings(settings)
+    policy = LabelPolicy.from_settings(settings)
     own_client = client is None
     client = client or PoliteClient(Politeness.from_settings(settings))
     today = today or date.today()
@@ -86,6 +86,7 @@ def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | N
     results = []
     try:
         for name in sources:
+            cleaner = Cleaner.from_settings(settings)  # one per source: its batch counts only its own reviews
             results.append(_crawl_source(settings, name, sessions, store, cleaner, policy, client, today, movie,
                                          max_pages))
     finally:
