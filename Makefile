@@ -14,6 +14,8 @@ UV         := $(BIN)/uv
 RO         := $(BIN)/reviewops
 
 export REVIEWOPS_HOME ?= $(CURDIR)/var
+# The project's machines reach no model hub: fail fast instead of retrying (HF_HUB_OFFLINE=0 to download).
+export HF_HUB_OFFLINE ?= 1
 
 .PHONY: help setup system-deps lock migrate demo mlflow-ui test bench lint clean
 

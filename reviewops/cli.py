@@ -138,13 +138,34 @@ def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt
 @_cli
 def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
           balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None,
+          trainer: Annotated[str, typer.Option(help="baseline (CPU model) or transformer.")] = "baseline",
+          checkpoint: Annotated[str | None, typer.Option(
+              help="Transformer checkpoint: a Hugging Face id or local folder (default skt/kobert-base-v1).")] = None,
+          epochs: Annotated[int | None, typer.Option(help="Transformer epochs.")] = None,
+          max_steps: Annotated[int | None, typer.Option(help="Transformer optimiser steps at most.")] = None,
+          batch_size: Annotated[int | None, typer.Option(help="Transformer batch size.")] = None,
+          resume: Annotated[bool, typer.Option(help="Continue a transformer run after its last epoch checkpoint.")]
+          = False,
           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Snapshot the store, train the CPU model, register it and apply the promotion gate."""
+    """Snapshot the store, train a model, register it and apply the promotion gate."""
+    from reviewops.errors import InputError
+    from reviewops.models.trainers import BaselineTrainer, TransformerTrainer
     from reviewops.pipeline import run_snapshot, train_and_register
 
     settings = get_settings()
+    if trainer == "baseline":
+        chosen = BaselineTrainer(settings)
+    elif trainer == "transformer":
+        overrides = {k: v for k, v in {"checkpoint": checkpoint, "epochs": epochs, "max_steps": max_steps,
+                                       "batch_size": batch_size}.items() if v is not None}
+        chosen = TransformerTrainer(settings, overrides, resume=resume)
+        from reviewops.models.transformer import load_tokenizer
+
+        load_tokenizer(chosen.params.checkpoint)  # a missing checkpoint fails before any work
+    else:
+        raise InputError(f"--trainer {trainer!r}: use baseline or transformer")
     snap, parts = run_snapshot(settings, _spec(source, date_from, date_to, balance, max_rows))
-    result = train_and_register(settings, snap, parts)
+    result = train_and_register(settings, snap, parts, trainer=chosen)
     _print_train(result.summary(), as_json)
 
 

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     megabox_score_field: str = "evalPoint"
     megabox_review_selector: str = ".story-box .story-wrap.review"
 
+    transformer_params: dict[str, Any] = Field(
+        default_factory=dict, description='Transformer fine-tuning parameters as JSON, e.g. {"epochs": 3}.'
+    )
+
     # --- prediction --------------------------------------------------------------------------
     predict_batch_size: int = Field(20_000, ge=1)
 

@@ -23,15 +23,13 @@ from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot
 from reviewops.errors import ReviewOpsError
 from reviewops.evaluate.gate import GateDecision, decide
 from reviewops.evaluate.metrics import confusion_png, evaluate
-from reviewops.models.baseline import BaselineModel, BaselineParams
+from reviewops.models.baseline import BaselineParams
 from reviewops.registry.mlflow_registry import CHAMPION, Registry
 from reviewops.store import db
 from reviewops.store.objects import open_store
 from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
-
-PIP_REQUIREMENTS_PACKAGES = ("scikit-learn", "skops", "numpy", "scipy", "pandas", "joblib")
 
 
 def session_factory(settings: Settings) -> Callable:
@@ -68,10 +66,10 @@ class TrainResult:
         return d
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(packages: tuple[str, ...]) -> list[str]:
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in PIP_REQUIREMENTS_PACKAGES]
+    return [f"{p}=={version(p)}" for p in packages]
 
 
 def _score_champion(registry: Registry, eval_df: pd.DataFrame) -> tuple[str | None, float | None, str | None]:
@@ -96,24 +94,25 @@ def train_and_register(
     snapshot: Snapshot,
     parts: dict[str, pd.DataFrame],
     params: BaselineParams | None = None,
+    trainer=None,
 ) -> TrainResult:
-    """Train the CPU model on a snapshot, log the run, register a version and apply the gate."""
+    """Train a model on a snapshot, log the run, register a version and apply the gate."""
     from mlflow.models import infer_signature
 
     import mlflow
     from reviewops.models.pyfunc import SentimentPyfunc
+    from reviewops.models.trainers import BaselineTrainer
 
-    params = params or BaselineParams.from_dict(settings.model_params)
+    trainer = trainer or BaselineTrainer(settings, params)
     registry = Registry(settings)
     train, valid, eval_df = parts["train"], parts["valid"], parts["eval"]
-    cleaner = Cleaner.from_settings(settings)
 
     version: str | None = None
-    with mlflow.start_run(run_name=f"baseline-{snapshot.id}") as run:
+    with mlflow.start_run(run_name=f"{trainer.name}-{snapshot.id}") as run:
         try:
-            mlflow.set_tags({"trainer": "baseline", "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
+            mlflow.set_tags({"trainer": trainer.name, "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
                              "cleaning_version": ",".join(snapshot.cleaning_versions)})
-            mlflow.log_params({f"model.{k}": v for k, v in asdict(params).items()})
+            mlflow.log_params(trainer.log_params())
             mlflow.log_params({"snapshot.id": snapshot.id, "snapshot.label_policy": snapshot.label_policy,
                                **{f"snapshot.rows.{k}": v["rows"] for k, v in snapshot.counts.items()}})
             for name, df in (("train", train), ("eval", eval_df)):
@@ -123,9 +122,8 @@ def train_and_register(
             mlflow.log_dict(snapshot.manifest(), "snapshot/manifest.json")
 
             t0 = time.perf_counter()
-            model = BaselineModel(params, cleaner).fit(
-                train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy()
-            )
+            model = trainer.fit(train, valid, snapshot.id,
+                                lambda key, value, step=None: mlflow.log_metric(key, value, step=step))
             train_seconds = time.perf_counter() - t0
             score = model.predict_proba(eval_df["text"].tolist())
             metrics = evaluate(eval_df, score)
@@ -148,12 +146,12 @@ def train_and_register(
                     artifacts={"model": str(folder)},
                     signature=signature,
                     input_example=example,
-                    pip_requirements=_pip_requirements(),
+                    pip_requirements=_pip_requirements(trainer.packages),
                     registered_model_name=settings.model_name,
                 )
             version = str(info.registered_model_version)
             registry.tag(version, {"snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
-                                   "trainer": "baseline", settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+                                   "trainer": trainer.name, settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
 
             champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
             decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,

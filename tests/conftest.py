@@ -15,6 +15,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests never reach a model hub: fail at once instead of retrying the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 from reviewops.config import Settings, reset_settings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,6 +26,10 @@ def load_model_folder(folder: str | Path):
         raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
     if fmt == BASELINE_FORMAT:
         return BaselineModel.load(folder)
+    from reviewops.models import transformer
+
+    if fmt == transformer.FORMAT:
+        return transformer.TransformerModel.load(folder)
     raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
 
 

@@ -1,0 +1,70 @@
+"""Trainers the pipeline can run: each turns a snapshot's train/valid frames into a model that has
+`predict_proba(texts)` and `save(folder)`, and says what to log and which packages serve it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from reviewops.config import Settings
+from reviewops.models.baseline import BaselineModel, BaselineParams
+from reviewops.text.clean import Cleaner
+
+LogMetric = Callable[[str, float, int | None], None]
+
+
+class BaselineTrainer:
+    name = "baseline"
+    packages = ("scikit-learn", "skops", "numpy", "scipy", "pandas", "joblib")
+
+    def __init__(self, settings: Settings, params: BaselineParams | None = None) -> None:
+        self.settings = settings
+        self.params = params or BaselineParams.from_dict(settings.model_params)
+
+    def log_params(self) -> dict:
+        return {f"model.{k}": v for k, v in asdict(self.params).items()}
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
+        return BaselineModel(self.params, Cleaner.from_settings(self.settings)).fit(
+            train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
+
+
+class TransformerTrainer:
+    name = "transformer"
+    packages = ("torch", "transformers", "tokenizers", "sentencepiece", "safetensors", "numpy", "pandas")
+
+    def __init__(self, settings: Settings, overrides: dict | None = None, resume: bool = False) -> None:
+        from reviewops.models.transformer import TransformerParams
+
+        self.settings = settings
+        self.params = TransformerParams.from_dict({**settings.transformer_params, **(overrides or {})})
+        self.resume = resume
+
+    def log_params(self) -> dict:
+        return {f"model.{k}": v for k, v in asdict(self.params).items()}
+
+    def work_dir(self, snapshot_id: str) -> Path:
+        """Where epoch checkpoints go: the same snapshot and parameters give the same folder, so
+        `--resume` finds the run that crashed."""
+        key = hashlib.sha1(json.dumps(asdict(self.params), sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return self.settings.home / "train" / f"transformer-{snapshot_id}-{key}"
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
+        from reviewops.models.transformer import fine_tune
+
+        def on_step(step: int, loss: float) -> None:
+            if step % 10 == 0 or step == 1:
+                log_metric("train.loss", loss, step)
+
+        def on_epoch(epoch: int, record: dict) -> None:
+            for k in ("valid_accuracy", "epoch_seconds", "samples_per_second"):
+                log_metric(f"epoch.{k}", record[k], epoch)
+
+        return fine_tune(self.params, train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(),
+                         valid["label"].to_numpy(), self.work_dir(snapshot_id), resume=self.resume,
+                         on_step=on_step, on_epoch=on_epoch)
