@@ -1,0 +1,482 @@
+"""Pretrain a small Korean review encoder (BERT, masked-LM) from the review corpus.
+
+Nothing can be downloaded from a model hub, so the encoder the sentiment models fine-tune is
+learnt here, from every review of the corpus (neutral ratings included: no labels are used):
+
+1. the texts are read and normalised like everywhere else (`Cleaner.normalise`);
+2. a WordPiece tokenizer is trained on them;
+3. a `BertForMaskedLM` is trained with a plain torch loop: BERT's 80/10/10 masking, batches of
+   similar lengths padded only as far as needed, AdamW with linear warmup and decay, gradient
+   clipping, bf16 autocast on CUDA.
+
+The result is a Hugging Face folder: `AutoTokenizer.from_pretrained(folder)` and
+`AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)` load it (the encoder
+weights carry over; the pooler and classifier head start fresh), beside `pretrain.json` with the
+config and the run's numbers. The folder is written atomically: an existing one is replaced only
+when the whole run succeeded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unicodedata
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reviewops.errors import ConfigError, InputError
+from reviewops.text.clean import Cleaner
+
+log = logging.getLogger(__name__)
+
+FORMAT = "reviewops-bert-mlm/1"
+META_FILE = "pretrain.json"
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4, in this order
+BUCKET_BATCHES = 100  # batches per length-sorted chunk: large enough to pad little, small enough to stay random
+
+
+@dataclass
+class PretrainConfig:
+    vocab_size: int = 16000
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate: int = 1024
+    max_length: int = 128  # tokens per text, [CLS] and [SEP] included; also the position table's size
+    batch_size: int = 128
+    lr: float = 5e-4
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    epochs: float = 1.0
+    max_steps: int | None = None  # when set, overrides epochs
+    mask_prob: float = 0.15
+    seed: int = 0
+    max_texts: int | None = None  # read only the first N non-empty texts
+
+    def validate(self) -> None:
+        """ConfigError naming the first setting that cannot work."""
+        problems = {
+            "vocab_size": self.vocab_size >= 100,
+            "hidden_size": self.hidden_size >= 1 and self.heads >= 1 and self.hidden_size % self.heads == 0,
+            "layers": self.layers >= 1,
+            "intermediate": self.intermediate >= 1,
+            "max_length": self.max_length >= 3,  # [CLS], one token, [SEP]
+            "batch_size": self.batch_size >= 1,
+            "lr": self.lr > 0,
+            "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "epochs": self.epochs > 0,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
+            "mask_prob": 0 < self.mask_prob < 1,
+            "max_texts": self.max_texts is None or self.max_texts >= 1,
+        }
+        for name, ok in problems.items():
+            if not ok:
+                extra = f" (heads={self.heads}: hidden_size must be a multiple)" if name == "hidden_size" else ""
+                raise ConfigError(f"pretrain: {name}={getattr(self, name)!r} is not usable{extra}")
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a plain or gzip text file, with clear errors for bad bytes."""
+    lineno = 0
+    try:
+        opener = gzip.open if path.name.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    yield lineno, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: unreadable after line {lineno}: {exc}") from None
+
+
+def _jsonl_texts(path: Path) -> Iterator[str]:
+    for lineno, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        text = obj.get("text")
+        if not isinstance(text, str):
+            problem = "missing field 'text'" if text is None else "field 'text' must be a string"
+            raise InputError(f"{path}:{lineno}: {problem}")
+        yield text
+
+
+def _nsmc_texts(path: Path) -> Iterator[str]:
+    lines = _lines(path)
+    first = next(lines, None)
+    if first is None:
+        raise InputError(f"{path}: file is empty")
+    header = first[1].rstrip("\r\n").lstrip("\ufeff").split("\t")
+    if "document" not in header:
+        raise InputError(f"{path}:1: missing column 'document' (NSMC TSV needs id, document, label)")
+    col = header.index("document")
+    for lineno, line in lines:
+        line = line.rstrip("\r\n")
+        if not line:
+            continue
+        cells = next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
+        if len(cells) <= col:
+            raise InputError(f"{path}:{lineno}: expected {len(header)} tab-separated columns, got {len(cells)}")
+        yield cells[col]
+
+
+def read_texts(path: Path, max_texts: int | None = None) -> list[str]:
+    """The normalised, non-empty review texts of a JSONL(.gz) corpus (`text`) or NSMC TSV (`document`)."""
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+        raw = _jsonl_texts(path)
+    elif name.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")):
+        raw = _nsmc_texts(path)
+    else:
+        raise InputError(f"{path}: unknown corpus format (expected .jsonl[.gz] or NSMC .tsv/.txt)")
+    cleaner = Cleaner()
+    texts: list[str] = []
+    for text in raw:
+        if max_texts is not None and len(texts) >= max_texts:
+            break
+        text = cleaner.normalise(text)[0]
+        if text:
+            texts.append(text)
+    if not texts:
+        raise InputError(f"{path}: no review texts to pretrain on")
+    return texts
+
+
+# --- tokenizer ------------------------------------------------------------------------------------
+
+
+def _is_bert_punctuation(c: str) -> bool:
+    """The characters BertPreTokenizer splits off as words of their own (never ##-continuations)."""
+    o = ord(c)
+    return 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126 or unicodedata.category(c)[0] == "P"
+
+
+def _alphabet(texts: list[str], limit: int) -> list[str]:
+    """The `limit` most frequent non-space characters of `texts`, ties broken by code point."""
+    counts = Counter()
+    for s in range(0, len(texts), 50_000):  # one C-speed pass per chunk, not a Python loop per character
+        counts.update("".join(texts[s:s + 50_000]))
+    ranked = sorted((c for c in counts if not c.isspace()), key=lambda c: (-counts[c], c))
+    return sorted(ranked[:limit])
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, max_length: int = 128,
+                    limit_alphabet: int | None = None):
+    """Train a WordPiece tokenizer on `texts` (already normalised) and save it to `out_dir`; returns it.
+
+    Alphabet: Korean has thousands of syllables, and WordPiece turns a word with one unknown
+    character into [UNK] whole, so the alphabet is generous: the `limit_alphabet` most frequent
+    characters (default vocab_size // 4 within 1,000..2,000; ~4,100 distinct characters occur in
+    the 605k-review corpus and its 2,000 most frequent cover 99.97% of character occurrences),
+    each also as a ##-continuation. A vocab_size smaller than the alphabet needs comes out larger.
+
+    Determinism: tokenizers' trainer numbers the ##-continuations in hash-map order, and those
+    numbers break ties between equally frequent merges, so the same texts can give different
+    vocabularies (huggingface/tokenizers#1794). Registering every continuation up front, in a
+    fixed order, makes the result depend on the texts alone.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    if limit_alphabet is None:
+        limit_alphabet = min(2000, max(1000, vocab_size // 4))
+    alphabet = _alphabet(texts, limit_alphabet)
+    continuations = [f"##{c}" for c in alphabet if not _is_bert_punctuation(c)]
+
+    def pipeline(model) -> Tokenizer:
+        tok = Tokenizer(model)
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()  # decode() joins ##-pieces back into words
+        return tok
+
+    # the continuations pass as "special tokens" so the trainer numbers them first, in our order;
+    # the tokenizer is then rebuilt from the learnt vocabulary with only the real special tokens
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + continuations, show_progress=False,
+        initial_alphabet=alphabet, limit_alphabet=len(alphabet))
+    learnt = pipeline(models.WordPiece(unk_token="[UNK]"))
+    learnt.train_from_iterator(texts, trainer, length=len(texts))
+    tok = pipeline(models.WordPiece(vocab=learnt.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    tok.post_processor = TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+def _encode(tok, texts: list[str], max_length: int, n_special: int,
+            chunk: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """All texts as token ids, [CLS]/[SEP] added, truncated: one flat int32 array and the offsets
+    of each text in it (a list of lists would take ~10x the memory on the full corpus). Texts with
+    nothing to predict (only [UNK]s: characters outside the alphabet) are left out."""
+    ids, lengths = [], []
+    for s in range(0, len(texts), chunk):
+        enc = tok(texts[s:s + chunk], truncation=True, max_length=max_length,
+                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        enc = [e for e in enc if max(e) >= n_special]
+        lengths.extend(len(e) for e in enc)
+        ids.append(np.fromiter((i for e in enc for i in e), dtype=np.int32))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.concatenate(ids), offsets
+
+
+# --- batches --------------------------------------------------------------------------------------
+
+
+def _epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Text indices of one epoch's batches: shuffle, sort chunks of BUCKET_BATCHES batches by
+    length (so a batch pads little), cut them into batches, shuffle the batches."""
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * BUCKET_BATCHES
+    batches = []
+    for s in range(0, len(order), chunk):
+        part = order[s:s + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _mask_batch(ids, offsets, rows, pad_id: int, mask_id: int, n_special: int, vocab: int,
+                mask_prob: float, gen) -> dict:
+    """Pad one batch and mask it the BERT way: `mask_prob` of the real tokens are chosen, 80% of
+    those become [MASK], 10% a random token, 10% stay; the loss is taken on the chosen ones.
+    Returns CPU tensors, the chosen positions as flat indices and their original ids."""
+    import torch
+
+    lengths = offsets[rows + 1] - offsets[rows]
+    batch = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int64)
+    for r, (row, n) in enumerate(zip(rows, lengths, strict=True)):
+        batch[r, :n] = ids[offsets[row]:offsets[row] + n]
+    input_ids = torch.from_numpy(batch)
+    attention_mask = input_ids.ne(pad_id)
+    maskable = input_ids.ge(n_special)  # every special token ([CLS], [SEP], [PAD]...) has an id < n_special
+
+    chosen = torch.bernoulli(torch.full(input_ids.shape, mask_prob), generator=gen).bool() & maskable
+    if not chosen.any():  # a tiny batch drew nothing: choose its first real token, the loss needs one
+        # (every text has one: _encode leaves out those without)
+        chosen.view(-1)[maskable.view(-1).nonzero()[0]] = True
+    positions = chosen.view(-1).nonzero().squeeze(1)
+    targets = input_ids.view(-1)[positions].clone()
+
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8), generator=gen).bool() & chosen
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=gen).bool() & chosen & ~to_mask
+    random_ids = torch.randint(n_special, vocab, input_ids.shape, generator=gen)
+    input_ids = torch.where(to_mask, mask_id, torch.where(to_random, random_ids, input_ids))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "positions": positions, "targets": targets}
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+def _lr_at(step: int, base: float, warmup: int, total: int) -> float:
+    """Linear warmup to `base` over `warmup` steps, then linear decay to 0 at `total` (0-based step)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _progress(total: int):
+    from tqdm.auto import tqdm
+
+    # disable=None: a bar on a terminal only, so logs and captured output stay clean
+    return tqdm(total=total, desc="pretrain", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+def pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, device: str | None = None, log_every: int = 50,
+             on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Pretrain a BERT encoder on `corpus` with masked-LM and save it to `out_dir`.
+
+    `on_step(step, loss)` is called after every optimiser step (1-based step, that step's loss).
+    Returns {"steps", "first_loss", "final_loss" (mean of the last 10 steps' losses),
+    "seconds" (the training loop), "samples_per_second", "device"} plus a few counts.
+    """
+    import torch
+    import torch.nn.functional as F
+    from transformers import BertConfig, BertForMaskedLM
+
+    cfg.validate()
+    log_every = max(1, log_every)
+    corpus, out_dir = Path(corpus), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = device.startswith("cuda")
+    started = time.perf_counter()
+
+    texts = read_texts(corpus, cfg.max_texts)
+    log.info("pretrain: %d texts from %s", len(texts), corpus)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        # tokenizer and data
+        t0 = time.perf_counter()
+        tok = train_tokenizer(texts, cfg.vocab_size, tmp, max_length=cfg.max_length)
+        tokenizer_seconds = time.perf_counter() - t0
+        vocab = len(tok)
+        n_special = max(tok.all_special_ids) + 1
+        assert sorted(tok.all_special_ids) == list(range(n_special)), "special tokens must take the first ids"
+        ids, offsets = _encode(tok, texts, cfg.max_length, n_special)
+        lengths = np.diff(offsets)
+        dropped = len(texts) - len(lengths)
+        if not len(lengths):
+            raise InputError(f"{corpus}: no text has a token to predict (every character is outside the alphabet)")
+        del texts
+
+        # model and optimiser
+        torch.manual_seed(cfg.seed)
+        config = BertConfig(vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
+                            num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
+                            max_position_embeddings=cfg.max_length, pad_token_id=tok.pad_token_id)
+        model = BertForMaskedLM(config).to(device)
+        model.train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # biases, LayerNorms
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=cuda)
+        autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda
+                    else contextlib.nullcontext())
+
+        per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+        total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+        warmup = int(cfg.warmup_ratio * total)
+        rng = np.random.default_rng(cfg.seed)  # batch order
+        gen = torch.Generator().manual_seed(cfg.seed)  # masking
+        log.info("pretrain: %d steps (%.2f epochs of %d batches), %d parameters, vocab %d, on %s",
+                 total, total / per_epoch, per_epoch, sum(p.numel() for p in params), vocab, device)
+
+        # the loop
+        losses: list[float] = []
+        samples = 0
+        step = 0
+        t0 = time.perf_counter()
+        with _progress(total) as bar:
+            while step < total:
+                for rows in _epoch_batches(lengths, cfg.batch_size, rng):
+                    if step >= total:
+                        break
+                    b = _mask_batch(ids, offsets, rows, tok.pad_token_id, tok.mask_token_id, n_special, vocab,
+                                    cfg.mask_prob, gen)
+                    b = {k: (v.pin_memory() if cuda else v).to(device, non_blocking=True) for k, v in b.items()}
+                    lr = _lr_at(step, cfg.lr, warmup, total)
+                    for g in opt.param_groups:
+                        g["lr"] = lr
+
+                    with autocast:
+                        hidden = model.bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
+                        # the LM head only where the loss is taken: ~7x less work than over every position
+                        hidden = hidden.reshape(-1, hidden.size(-1)).index_select(0, b["positions"])
+                        logits = model.cls(hidden)
+                    loss = F.cross_entropy(logits.float(), b["targets"])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+
+                    step += 1
+                    samples += len(rows)
+                    value = loss.item()
+                    losses.append(value)
+                    bar.update(1)
+                    if step % log_every == 0 or step == total:
+                        recent = float(np.mean(losses[-log_every:]))
+                        bar.set_postfix(loss=f"{recent:.3f}", lr=f"{lr:.2e}")
+                        log.info("pretrain: step %d/%d loss %.4f lr %.2e", step, total, recent, lr)
+                    if on_step is not None:
+                        on_step(step, value)
+        seconds = time.perf_counter() - t0
+
+        stats = {
+            "steps": step,
+            "first_loss": losses[0],
+            "final_loss": float(np.mean(losses[-10:])),
+            "seconds": round(seconds, 3),
+            "samples_per_second": round(samples / seconds, 1),
+            "device": device,
+            "texts": len(lengths),
+            "texts_left_out": dropped,  # only [UNK]s: nothing to predict
+            "tokens": int(lengths.sum()),
+            "vocab_size": vocab,
+            "epochs": round(samples / len(lengths), 3),
+            "tokenizer_seconds": round(tokenizer_seconds, 3),
+        }
+        _save_quietly(model, tmp)
+        meta = {
+            "format": FORMAT,
+            "corpus": str(corpus),
+            "config": asdict(cfg),
+            "stats": stats,
+            "cleaning_version": Cleaner().version,
+            "loss_every": log_every,
+            "loss_curve": [float(np.mean(losses[i:i + log_every])) for i in range(0, len(losses), log_every)],
+            "total_seconds": round(time.perf_counter() - started, 3),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+        _replace_folder(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return stats
+
+
+def _save_quietly(model, folder: Path) -> None:
+    """save_pretrained without transformers' own progress bar (ours already said what happened)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(folder)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Move `new` to `folder`; an existing `folder` is set aside first and only removed once `new`
+    is in place (put back if the move fails)."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
+        os.replace(folder, old / "x")
+    try:
+        os.replace(new, folder)
+    except BaseException:
+        if old is not None:
+            os.replace(old / "x", folder)
+            old.rmdir()
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
