@@ -47,6 +47,8 @@ system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling
 
 lock:  ## re-resolve requirements.in into requirements.txt
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
+	@# the lock names the CPU build of torch while resolving (no CUDA wheels in it), then any build
+	@sed -i 's/^torch==\([0-9.]*\)$$/torch==\1+cpu/' requirements.txt
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 $(FIND_LINKS) --quiet
 	@sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
 

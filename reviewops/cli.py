@@ -182,6 +182,33 @@ def _print_train(summary: dict, as_json: bool) -> None:
         "champion": "yes" if d["promote"] else "no", "reason": d["reason"], "run": summary["run_id"]}))
 
 
+@app.command()
+@_cli
+def pretrain(
+    corpus: Annotated[Path, typer.Option(help="Reviews to pretrain on (JSONL.gz or NSMC TSV); all ratings are used.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the checkpoint (train --checkpoint takes it).")],
+    vocab_size: Annotated[int, typer.Option()] = 16000,
+    hidden_size: Annotated[int, typer.Option()] = 256,
+    layers: Annotated[int, typer.Option()] = 4,
+    heads: Annotated[int, typer.Option()] = 4,
+    max_length: Annotated[int, typer.Option()] = 128,
+    batch_size: Annotated[int, typer.Option()] = 128,
+    epochs: Annotated[float, typer.Option()] = 1.0,
+    max_steps: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float, typer.Option()] = 5e-4,
+) -> None:
+    """Train a WordPiece tokenizer and pretrain a small BERT encoder (masked LM) on the review corpus."""
+    from reviewops.models.pretrain import PretrainConfig
+    from reviewops.models.pretrain import pretrain as run_pretrain
+
+    cfg = PretrainConfig(vocab_size=vocab_size, hidden_size=hidden_size, layers=layers, heads=heads,
+                         intermediate=4 * hidden_size, max_length=max_length, batch_size=batch_size, epochs=epochs,
+                         max_steps=max_steps, lr=lr)
+    stats = run_pretrain(corpus, out_dir, cfg)
+    shown = {k: stats[k] for k in ("steps", "first_loss", "final_loss", "seconds", "samples_per_second", "device")}
+    out.print(_table(f"pretrained encoder → {out_dir}", shown))
+
+
 @pipeline_app.command("run")
 @_cli
 def pipeline_run(

@@ -204,3 +204,22 @@ def test_masking_follows_bert():
     assert torch.equal(b["input_ids"][~chosen], original[~chosen])
     assert torch.equal(b["attention_mask"], original.ne(0))
 
+
+
+def test_pretrain_command_then_train_takes_the_checkpoint(tmp_path):
+    from typer.testing import CliRunner
+
+    from reviewops.cli import app
+
+    corpus = tmp_path / "c.jsonl"
+    from tests.conftest import sample_records, write_jsonl
+
+    write_jsonl(corpus, sample_records(800), gz=False)
+    r = CliRunner().invoke(app, ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "enc"),
+                                 "--vocab-size", "600", "--hidden-size", "32", "--layers", "1", "--heads", "2",
+                                 "--max-length", "32", "--batch-size", "16", "--max-steps", "5"])
+    assert r.exit_code == 0, r.output
+    from reviewops.models.transformer import TransformerModel, TransformerParams
+
+    model = TransformerModel.from_checkpoint(TransformerParams(checkpoint=str(tmp_path / "enc"), max_length=32))
+    assert model.predict_proba(["정말 재밌어요"]).shape == (1,)
