@@ -138,6 +138,10 @@ def train_and_register(
                     confusion_png(eval_df["label"].to_numpy(), score, f"eval {snapshot.id} (n={len(eval_df):,})"))
                 mlflow.log_artifact(str(tmp / "confusion_matrix.png"))
                 folder = model.save(tmp / "model")
+                exported = trainer.export(model, folder, eval_df["text"].tolist())
+                if exported:
+                    mlflow.log_metrics(exported)
+                    metrics.update(exported)
                 example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
                 signature = infer_signature(example, SentimentPyfunc.output_example())
                 info = mlflow.pyfunc.log_model(

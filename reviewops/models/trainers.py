@@ -29,6 +29,9 @@ class BaselineTrainer:
     def log_params(self) -> dict:
         return {f"model.{k}": v for k, v in asdict(self.params).items()}
 
+    def export(self, model, folder: Path, texts: list[str]) -> dict[str, float]:
+        return {}  # the CPU model is already fast on CPU
+
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
         return BaselineModel(self.params, Cleaner.from_settings(self.settings)).fit(
             train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
@@ -47,6 +50,17 @@ class TransformerTrainer:
 
     def log_params(self) -> dict:
         return {f"model.{k}": v for k, v in asdict(self.params).items()}
+
+    def export(self, model, folder: Path, texts: list[str]) -> dict[str, float]:
+        """ONNX fp32 and dynamic int8 beside the checkpoint (`folder/onnx`), checked against PyTorch on a
+        sample of texts: fp32 must match; int8's agreement is reported for the serving path to judge."""
+        from reviewops.models.onnx_export import export_onnx
+
+        sample = [model.cleaner.normalise(t)[0] for t in texts[:256]]
+        report = export_onnx(folder / "hf", folder / "onnx", sample, max_length=model.params.max_length,
+                             tokenizer=model.tokenizer, int8_min_agreement=0.0)
+        return {f"onnx.{kind}.{k}": float(report[kind][k]) for kind in ("fp32", "int8")
+                for k in ("max_abs_logit_diff", "label_agreement")}
 
     def work_dir(self, snapshot_id: str) -> Path:
         """Where epoch checkpoints go: the same snapshot and parameters give the same folder, so
