@@ -221,6 +221,17 @@ def length_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[
     return batches
 
 
+class _Collate:
+    """Pads a batch of pre-tokenised reviews (in DataLoader workers on a GPU machine)."""
+
+    def __init__(self, tokenizer, ids: list[list[int]], labels) -> None:
+        self.tokenizer, self.ids, self.labels = tokenizer, ids, labels
+
+    def __call__(self, batch: list[int]):
+        enc = self.tokenizer.pad({"input_ids": [self.ids[j] for j in batch]}, return_tensors="pt")
+        return enc, self.labels[batch]
+
+
 def _latest_checkpoint(out_dir: Path) -> Path | None:
     found = sorted(out_dir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]) if p.name[6:].isdigit() else -1)
     done = [p for p in found if (p / "state.pt").is_file()]
@@ -256,7 +267,7 @@ def fine_tune(
     net = torch.compile(model.model) if params.compile else model.model
 
     train_ids = model.encode(train_texts)
-    y = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
+    y = torch.tensor(np.array(train_labels), dtype=torch.long)
     per_epoch = math.ceil(len(train_ids) / params.batch_size / params.grad_accum)
     total = params.max_steps or per_epoch * params.epochs
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
@@ -279,14 +290,17 @@ def fine_tune(
             break
         net.train()
         batches = length_batches([len(x) for x in train_ids], params.batch_size, params.seed + epoch)
+        loader = torch.utils.data.DataLoader(
+            range(len(train_ids)), batch_sampler=batches, collate_fn=_Collate(model.tokenizer, train_ids, y),
+            num_workers=params.num_workers if dev.startswith("cuda") else 0, pin_memory=dev.startswith("cuda"))
         t0, seen = time.perf_counter(), 0
         with progress(f"epoch {epoch + 1}/{params.epochs}", total=len(batches), unit_count=True) as bar:
-            for i, b in enumerate(batches):
-                enc = model._pad([train_ids[j] for j in b]).to(dev)
+            for i, (enc, labels) in enumerate(loader):
+                enc = enc.to(dev, non_blocking=True)
                 with _autocast(dev, params.bf16):
-                    loss = torch.nn.functional.cross_entropy(net(**enc).logits.float(), y[b].to(dev))
+                    loss = torch.nn.functional.cross_entropy(net(**enc).logits.float(), labels.to(dev, non_blocking=True))
                 (loss / params.grad_accum).backward()
-                seen += len(b)
+                seen += len(labels)
                 if (i + 1) % params.grad_accum == 0 or i + 1 == len(batches):
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     opt.step()
