@@ -17,7 +17,7 @@ export REVIEWOPS_HOME ?= $(CURDIR)/var
 # The project's machines reach no model hub: fail fast instead of retrying (HF_HUB_OFFLINE=0 to download).
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup system-deps lock migrate demo mlflow-ui test bench lint clean
+.PHONY: help setup system-deps lock migrate demo mlflow-ui test bench bench-transformer lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEW
 bench: setup  ## training time, held-out accuracy, predict and crawl throughput
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/crawl.py
+
+bench-transformer: setup  ## transformer fine-tuning (ours vs a plain HF Trainer) and CPU inference (torch vs ONNX)
+	$(BIN)/python bench/transformer_cpu.py
+	$(BIN)/python bench/onnx_cpu.py --shape base --n 256
 
 lint: setup
 	$(BIN)/ruff check reviewops tests bench
