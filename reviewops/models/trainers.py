@@ -39,7 +39,8 @@ class BaselineTrainer:
 
 class TransformerTrainer:
     name = "transformer"
-    packages = ("torch", "transformers", "tokenizers", "sentencepiece", "safetensors", "numpy", "pandas")
+    packages = ("torch", "transformers", "tokenizers", "sentencepiece", "safetensors", "onnxruntime", "numpy",
+                "pandas")
 
     def __init__(self, settings: Settings, overrides: dict | None = None, resume: bool = False) -> None:
         from reviewops.models.transformer import TransformerParams

@@ -257,10 +257,14 @@ def fine_tune(
     from reviewops.progress import progress
 
     work_dir = Path(work_dir)
+    if not resume and work_dir.exists():
+        shutil.rmtree(work_dir)  # a fresh run: no checkpoint of an older run may be resumed by mistake
     work_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(params.seed)
     start_epoch, step, best, stale = 0, 0, -1.0, 0
     resume_from = _latest_checkpoint(work_dir) if resume else None
+    if resume and resume_from is None:
+        log.warning("nothing to resume in %s: starting from %s", work_dir, params.checkpoint)
     source = resume_from / HF_DIR if resume_from else params.checkpoint
     model = TransformerModel(load_tokenizer(source), load_classifier(source), params, device=device)
     dev = model.device
