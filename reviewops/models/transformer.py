@@ -49,6 +49,7 @@ class TransformerParams:
     epochs: int = 2
     max_steps: int | None = None  # stop after this many optimiser steps (quick runs, tests)
     patience: int = 1  # epochs without a better validation accuracy before stopping
+    class_weight: str | None = "balanced"  # weigh the loss so both labels count alike (most reviews are positive)
     bf16: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model (pays on long GPU runs)
     num_workers: int = 2
@@ -221,6 +222,12 @@ def length_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[
     return batches
 
 
+def _balanced_accuracy(score: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of the per-label accuracies: what the balanced (NSMC-style) evaluation set measures."""
+    hits = (score >= 0.5) == labels
+    return float(np.mean([hits[labels == c].mean() for c in (0, 1) if (labels == c).any()]))
+
+
 class _Collate:
     """Pads a batch of pre-tokenised reviews (in DataLoader workers on a GPU machine)."""
 
@@ -272,6 +279,8 @@ def fine_tune(
 
     train_ids = model.encode(train_texts)
     y = torch.tensor(np.array(train_labels), dtype=torch.long)
+    counts = torch.bincount(y, minlength=2).clamp(min=1).float()
+    weight = (len(y) / (2 * counts)).to(dev) if params.class_weight == "balanced" else None
     per_epoch = math.ceil(len(train_ids) / params.batch_size / params.grad_accum)
     total = params.max_steps or per_epoch * params.epochs
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
@@ -302,7 +311,8 @@ def fine_tune(
             for i, (enc, labels) in enumerate(loader):
                 enc = enc.to(dev, non_blocking=True)
                 with _autocast(dev, params.bf16):
-                    loss = torch.nn.functional.cross_entropy(net(**enc).logits.float(), labels.to(dev, non_blocking=True))
+                    loss = torch.nn.functional.cross_entropy(net(**enc).logits.float(),
+                                                             labels.to(dev, non_blocking=True), weight=weight)
                 (loss / params.grad_accum).backward()
                 seen += len(labels)
                 if (i + 1) % params.grad_accum == 0 or i + 1 == len(batches):
@@ -318,7 +328,7 @@ def fine_tune(
                 bar.advance()
         seconds = time.perf_counter() - t0
         score = model.predict_proba(valid_texts) if len(valid_texts) else np.array([])
-        acc = float(((score >= 0.5) == np.asarray(valid_labels)).mean()) if len(score) else float("nan")
+        acc = _balanced_accuracy(score, np.asarray(valid_labels)) if len(score) else float("nan")
         record = {"epoch": epoch + 1, "step": step, "valid_accuracy": acc, "epoch_seconds": seconds,
                   "samples_per_second": seen / seconds if seconds else 0.0}
         model.history.append(record)
