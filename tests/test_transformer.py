@@ -153,7 +153,7 @@ def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, t
 
     run = mlflow.get_run(out["run_id"])
     history = mlflow.MlflowClient().get_metric_history(out["run_id"], "train.loss")
-    assert len(history) >= 3 and "epoch.valid_accuracy" in run.data.metrics
+    assert len(history) >= 3 and "epoch.valid_balanced_accuracy" in run.data.metrics
     assert run.data.params["model.checkpoint"] == str(tiny)
     assert run.data.metrics["onnx.fp32.max_abs_logit_diff"] < 1e-3 and run.data.metrics["onnx.fp32.label_agreement"] == 1
     assert 0 <= run.data.metrics["onnx.int8.label_agreement"] <= 1

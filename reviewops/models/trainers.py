@@ -77,7 +77,7 @@ class TransformerTrainer:
                 log_metric("train.loss", loss, step)
 
         def on_epoch(epoch: int, record: dict) -> None:
-            for k in ("valid_accuracy", "epoch_seconds", "samples_per_second"):
+            for k in ("valid_balanced_accuracy", "epoch_seconds", "samples_per_second"):
                 log_metric(f"epoch.{k}", record[k], epoch)
 
         return fine_tune(self.params, train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(),

@@ -329,7 +329,7 @@ def fine_tune(
         seconds = time.perf_counter() - t0
         score = model.predict_proba(valid_texts) if len(valid_texts) else np.array([])
         acc = _balanced_accuracy(score, np.asarray(valid_labels)) if len(score) else float("nan")
-        record = {"epoch": epoch + 1, "step": step, "valid_accuracy": acc, "epoch_seconds": seconds,
+        record = {"epoch": epoch + 1, "step": step, "valid_balanced_accuracy": acc, "epoch_seconds": seconds,
                   "samples_per_second": seen / seconds if seconds else 0.0}
         model.history.append(record)
         if on_epoch:
