@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass
@@ -29,6 +27,7 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from reviewops.errors import ModelArtifactError
+from reviewops.fsutil import atomic_folder
 from reviewops.text.clean import Cleaner
 
 FORMAT = "reviewops-tfidf-linear/2"  # 2: feature blocks are (kind, vectorizer) pairs
@@ -159,9 +158,7 @@ class BaselineModel:
         import skops.io as sio
 
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
+        with atomic_folder(folder) as tmp:
             blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf},
                              compression=zipfile.ZIP_DEFLATED, compresslevel=1)
             (tmp / MODEL_FILE).write_bytes(blob)
@@ -180,12 +177,6 @@ class BaselineModel:
                 "train_seconds": self.train_seconds,
             }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
 
     @classmethod

@@ -15,10 +15,8 @@ import hashlib
 import json
 import logging
 import math
-import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from reviewops.errors import ModelArtifactError
+from reviewops.fsutil import atomic_folder
 from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
@@ -142,21 +141,13 @@ class TransformerModel:
     # --- persistence -------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-        try:
+        with atomic_folder(folder) as tmp:
             model = getattr(self.model, "_orig_mod", self.model)
             model.save_pretrained(tmp / HF_DIR)
             self.tokenizer.save_pretrained(tmp / HF_DIR)
             meta = {"format": FORMAT, "params": asdict(self.params), "sha256": _checksums(tmp / HF_DIR),
                     "cleaner_version": self.cleaner.version, "history": self.history}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return folder
 
     @classmethod
@@ -356,18 +347,10 @@ def _save_epoch(work_dir: Path, epoch: int, model: TransformerModel, opt, sched,
     """A checkpoint that `resume` can continue from; written to a temporary folder, then renamed."""
     import torch
 
-    final = work_dir / f"epoch-{epoch}"
-    tmp = Path(tempfile.mkdtemp(dir=work_dir, prefix=f".epoch-{epoch}."))
-    try:
+    with atomic_folder(work_dir / f"epoch-{epoch}") as tmp:
         inner = getattr(model.model, "_orig_mod", model.model)
         inner.save_pretrained(tmp / HF_DIR)
         model.tokenizer.save_pretrained(tmp / HF_DIR)
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step,
                     "best": best, "stale": stale}, tmp / "state.pt")
         (tmp / "history.json").write_text(json.dumps(model.history))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +18,8 @@ from datetime import date
 from reviewops.data.ingest import RawReview
 from reviewops.errors import ReviewOpsError
 from reviewops.store.objects import ObjectStore
+
+log = logging.getLogger(__name__)
 
 
 class ParseError(ReviewOpsError):
@@ -69,7 +72,28 @@ class Source:
     def now_playing(self) -> list[MovieRef]:
         raise NotImplementedError
 
+    settings = None
+    browser = None  # a factory of reviewops.sources.browser.Browser, or None
+
     def review_pages(self, movie: MovieRef, max_pages: int) -> Iterator[list[RawReview]]:
+        """Pages of reviews, newest first, until an empty page: from the JSON endpoint, or from the
+        page rendered in headless Chromium when the JSON no longer makes sense."""
+        for page in range(1, max_pages + 1):
+            try:
+                reviews = self._json_page(movie, page)
+            except ParseError as exc:
+                if not (self.browser and self.settings.selenium_fallback):
+                    raise
+                log.warning("%s; falling back to the rendered page", exc)
+                reviews = self._rendered_page(movie, page)
+            if not reviews:
+                return
+            yield reviews
+
+    def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
+        raise NotImplementedError
+
+    def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         raise NotImplementedError
 
     def details(self, movie: MovieRef) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -42,7 +42,8 @@ class CgvSource(Source):
 
     def __init__(self, settings, client: PoliteClient, archive: Archive,
                  browser: Callable | None = None) -> None:
-        self.s, self.client, self.archive = settings, client, archive
+        self.s = self.settings = settings
+        self.client, self.archive = client, archive
         self.browser = browser  # a factory of reviewops.sources.browser.Browser, or None
         self.base = settings.cgv_base_url.rstrip("/")
 
@@ -54,19 +55,6 @@ class CgvSource(Source):
         return parse_movie_list(body.decode("utf-8", "replace"), self.s.cgv_movie_selector, self.s.cgv_title_selector)
 
     # --- reviews ------------------------------------------------------------------------------
-    def review_pages(self, movie: MovieRef, max_pages: int) -> Iterator[list[RawReview]]:
-        for page in range(1, max_pages + 1):
-            try:
-                reviews = self._json_page(movie, page)
-            except ParseError as exc:
-                if not (self.browser and self.s.selenium_fallback):
-                    raise
-                log.warning("%s; falling back to the rendered movie page", exc)
-                reviews = self._rendered_page(movie, page)
-            if not reviews:
-                return
-            yield reviews
-
     def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         payload = {"movieIdx": int(movie.code) if movie.code.isdigit() else movie.code, "pageIndex": page,
                    "pageSize": self.s.cgv_page_size, "orderType": 0, "filterType": 1, "isTotalCount": True,

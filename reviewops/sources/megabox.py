@@ -5,7 +5,7 @@ settings."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from bs4 import BeautifulSoup
 
@@ -22,7 +22,8 @@ class MegaboxSource(Source):
 
     def __init__(self, settings, client: PoliteClient, archive: Archive,
                  browser: Callable | None = None) -> None:
-        self.s, self.client, self.archive, self.browser = settings, client, archive, browser
+        self.s = self.settings = settings
+        self.client, self.archive, self.browser = client, archive, browser
         self.base = settings.megabox_base_url.rstrip("/")
 
     def now_playing(self) -> list[MovieRef]:
@@ -36,19 +37,6 @@ class MegaboxSource(Source):
             raise ParseError(f"{what}: 'movieList' is empty or not a list")
         return [MovieRef("megabox", str(need(m, "movieNo", f"{what}[{i}]")), str(need(m, "movieNm", f"{what}[{i}]")))
                 for i, m in enumerate(items)]
-
-    def review_pages(self, movie: MovieRef, max_pages: int) -> Iterator[list[RawReview]]:
-        for page in range(1, max_pages + 1):
-            try:
-                reviews = self._json_page(movie, page)
-            except ParseError as exc:
-                if not (self.browser and self.s.selenium_fallback):
-                    raise
-                log.warning("%s; falling back to the rendered review page", exc)
-                reviews = self._rendered_page(movie, page)
-            if not reviews:
-                return
-            yield reviews
 
     def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         payload = {"currentPage": str(page), "recordCountPerPage": str(self.s.megabox_page_size),
