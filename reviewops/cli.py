@@ -166,6 +166,9 @@ def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = 
         raise InputError(f"--trainer {trainer!r}: use baseline or transformer")
     snap, parts = run_snapshot(settings, _spec(source, date_from, date_to, balance, max_rows))
     result = train_and_register(settings, snap, parts, trainer=chosen)
+    from reviewops.notify.slack import Notifier, training_report
+
+    Notifier(settings).send(*training_report(result.summary(), settings.mlflow_ui_url))
     _print_train(result.summary(), as_json)
 
 
@@ -217,10 +220,12 @@ def pipeline_run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """ingest → clean → snapshot → train → evaluate → register → gate; prints a summary."""
+    from reviewops.notify.slack import Notifier, training_report
     from reviewops.pipeline import run_pipeline
 
     settings = get_settings()
     result = run_pipeline(settings, corpus, spec=_spec(None, None, None, "none", max_rows))
+    Notifier(settings).send(*training_report(result["train"], settings.mlflow_ui_url))
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
@@ -273,7 +278,12 @@ def crawl(
 
     if source not in (*SOURCES, "all"):
         raise InputError(f"--source {source!r}: use cgv, megabox or all")
-    results = run_crawl(get_settings(), SOURCES if source == "all" else (source,), movie, max_pages)
+    from reviewops.notify.slack import Notifier, collection_summary
+
+    settings = get_settings()
+    results = run_crawl(settings, SOURCES if source == "all" else (source,), movie, max_pages)
+    Notifier(settings).send(*collection_summary([{"source": r.source, "status": r.status, **r.counts()}
+                                                 for r in results]))
     if as_json:
         print(json.dumps([{"source": r.source, "batch_id": r.batch_id, "status": r.status, **r.counts()}
                           for r in results], ensure_ascii=False))

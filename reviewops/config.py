@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         default_factory=dict, description='Transformer fine-tuning parameters as JSON, e.g. {"epochs": 3}.'
     )
 
+    # --- Slack ----------------------------------------------------------------------------------
+    slack_bot_token: SecretStr | None = Field(None, description="Bot token (xoxb-…); or use a webhook.")
+    slack_channel: str = "#reviewops"
+    slack_webhook_url: SecretStr | None = Field(None, description="Incoming webhook URL.")
+    slack_api_url: str | None = Field(None, description="Slack Web API base URL (tests point it elsewhere).")
+    mlflow_ui_url: str | None = Field(None, description="MLflow UI address for links in reports.")
+
     # --- prediction --------------------------------------------------------------------------
     predict_batch_size: int = Field(20_000, ge=1)
 
