@@ -14,11 +14,9 @@ from reviewops.config import Settings
 
 log = logging.getLogger(__name__)
 # slack-sdk logs request URLs (a webhook URL is a secret) at DEBUG and INFO: its clients get a silent
-# logger, and what went wrong is logged below without them.
-_sdk_log = logging.getLogger(f"{__name__}.sdk")
-_sdk_log.addHandler(logging.NullHandler())
-_sdk_log.propagate = False
-_sdk_log.disabled = True
+# logger, and what went wrong is logged below without them. The logger is made directly, outside the
+# logging registry, so no later logging configuration (MLflow's, Airflow's) can switch it back on.
+_sdk_log = logging.Logger(f"{__name__}.sdk", level=logging.CRITICAL + 1)  # noqa: LOG001 - on purpose
 
 
 def _section(text: str) -> dict:
