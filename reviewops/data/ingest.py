@@ -105,8 +105,17 @@ class _Counted(io.RawIOBase):
         return n
 
 
-def _open_lines(path: Path, counter: _Counted) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a plain or gzip file, with clear errors for bad bytes."""
+def open_lines(path: Path, counter: _Counted | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a plain or gzip file, with clear errors for bad bytes. `counter`, when
+    given, wraps a file the caller opened (to follow progress through compressed input)."""
+    if counter is None:
+        try:
+            fh = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        with fh:
+            yield from open_lines(path, _Counted(fh))  # type: ignore[arg-type]
+        return
     stream: io.IOBase = io.BufferedReader(counter, buffer_size=1 << 20)
     if path.name.endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream)
@@ -144,22 +153,33 @@ def _date_field(value: object, where: str) -> datetime | None:
         raise InputError(f"{where}: field 'date' is not a date: {value!r}") from None
 
 
+def json_object(line: str, where: str) -> dict:
+    """One JSONL line as an object, or an InputError naming the file and line."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def text_field(obj: dict, where: str) -> str:
+    text = obj.get("text")
+    if text is None:
+        raise InputError(f"{where}: missing field 'text'")
+    if not isinstance(text, str):
+        raise InputError(f"{where}: field 'text' must be a string")
+    return text
+
+
 def read_jsonl(path: Path, counter: _Counted) -> Iterator[RawReview]:
-    for lineno, line in _open_lines(path, counter):
+    for lineno, line in open_lines(path, counter):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-        text = obj.get("text")
-        if text is None:
-            raise InputError(f"{where}: missing field 'text'")
-        if not isinstance(text, str):
-            raise InputError(f"{where}: field 'text' must be a string")
+        obj = json_object(line, where)
+        text = text_field(obj, where)
         rating = _int_field(obj, "rating", where, optional="label" in obj)
         if rating is not None and not 1 <= rating <= 10:
             raise InputError(f"{where}: unknown rating {rating} (expected 1–10)")
@@ -176,7 +196,7 @@ def read_jsonl(path: Path, counter: _Counted) -> Iterator[RawReview]:
 
 
 def read_nsmc(path: Path, counter: _Counted) -> Iterator[RawReview]:
-    lines = _open_lines(path, counter)
+    lines = open_lines(path, counter)
     first = next(lines, None)
     if first is None:
         raise InputError(f"{path}: file is empty")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import json
 import logging
 import math
@@ -30,7 +29,6 @@ import sys
 import tempfile
 import time
 import unicodedata
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reviewops.data.ingest import detect_format, json_object, open_lines, text_field
 from reviewops.errors import ConfigError, InputError
 from reviewops.text.clean import Cleaner
 
@@ -93,42 +92,15 @@ class PretrainConfig:
 # --- reading --------------------------------------------------------------------------------------
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a plain or gzip text file, with clear errors for bad bytes."""
-    lineno = 0
-    try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                try:
-                    yield lineno, raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(f"{path}:{lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{path}: unreadable after line {lineno}: {exc}") from None
-
-
 def _jsonl_texts(path: Path) -> Iterator[str]:
-    for lineno, line in _lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-        text = obj.get("text")
-        if not isinstance(text, str):
-            problem = "missing field 'text'" if text is None else "field 'text' must be a string"
-            raise InputError(f"{path}:{lineno}: {problem}")
-        yield text
+    for lineno, line in open_lines(path):
+        if line.strip():
+            where = f"{path}:{lineno}"
+            yield text_field(json_object(line, where), where)
 
 
 def _nsmc_texts(path: Path) -> Iterator[str]:
-    lines = _lines(path)
+    lines = open_lines(path)
     first = next(lines, None)
     if first is None:
         raise InputError(f"{path}: file is empty")
@@ -149,13 +121,7 @@ def _nsmc_texts(path: Path) -> Iterator[str]:
 def read_texts(path: Path, max_texts: int | None = None) -> list[str]:
     """The normalised, non-empty review texts of a JSONL(.gz) corpus (`text`) or NSMC TSV (`document`)."""
     path = Path(path)
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-        raw = _jsonl_texts(path)
-    elif name.endswith((".tsv", ".txt", ".tsv.gz", ".txt.gz")):
-        raw = _nsmc_texts(path)
-    else:
-        raise InputError(f"{path}: unknown corpus format (expected .jsonl[.gz] or NSMC .tsv/.txt)")
+    raw = _jsonl_texts(path) if detect_format(path) == "jsonl" else _nsmc_texts(path)
     cleaner = Cleaner()
     texts: list[str] = []
     for text in raw:
