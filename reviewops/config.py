@@ -106,6 +106,34 @@ class Settings(BaseSettings):
     # --- prediction --------------------------------------------------------------------------
     predict_batch_size: int = Field(20_000, ge=1)
 
+    # --- orchestration (Airflow) ------------------------------------------------------------
+    retrain_min_new_labels: int = Field(
+        5000, ge=1, description="New labelled reviews since the last training that trigger an early retrain."
+    )
+    task_retries: int = Field(2, ge=0, description="Airflow retries of a failed task (exponential backoff).")
+    task_retry_delay: float = Field(60.0, ge=0.0, description="Seconds before the first retry of a task.")
+    transformer_queue: str | None = Field(
+        None, description="Airflow queue of a GPU worker; when set, sentiment_train also fine-tunes the transformer."
+    )
+    mlflow_backend_store_uri: str | None = Field(
+        None, description="`reviewops mlflow-server`: its backend store. Default: SQLite under home."
+    )
+    mlflow_artifacts_destination: str | None = Field(
+        None, description="`reviewops mlflow-server`: where proxied artifacts go (folder or s3://...)."
+    )
+
+    # --- monitoring ---------------------------------------------------------------------------
+    monitor_window_hours: int = Field(24, ge=1, description="model_monitor compares reviews collected in this window.")
+    monitor_reference_rows: int = Field(20_000, ge=100, description="Rows sampled from the champion's snapshot.")
+    monitor_min_reviews: int = Field(30, ge=1, description="Fewer recent reviews than this: no drift verdict.")
+    drift_psi_threshold: float = Field(0.2, gt=0.0, description="PSI above this is drift (length, scores).")
+    drift_unknown_rate_delta: float = Field(0.10, gt=0.0, description="Rise in the unknown-token rate that is drift.")
+    drift_positive_share_delta: float = Field(0.15, gt=0.0, description="Change in the positive share that is drift.")
+    drift_confidence_drop: float = Field(0.05, gt=0.0, description="Fall in mean confidence that is drift.")
+    agreement_min: float = Field(
+        0.75, ge=0.0, le=1.0, description="Lowest agreement of predictions with reviewers' own ratings."
+    )
+
     @field_validator("label_positive_min")
     @classmethod
     def _labels_do_not_overlap(cls, v: int, info):
@@ -135,6 +163,14 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> str:
         return self.mlflow_artifact_root or (self.home / "mlruns").as_uri()
+
+    @property
+    def mlflow_backend(self) -> str:
+        return self.mlflow_backend_store_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dest(self) -> str:
+        return self.mlflow_artifacts_destination or str(self.home / "mlartifacts")
 
     @property
     def model_cache(self) -> Path:
