@@ -127,6 +127,25 @@ def db_url(request, home, monkeypatch) -> str:
         _drop_pg(url)
 
 
+# --- S3 -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """moto in server mode on 127.0.0.1: a real S3 endpoint over HTTP; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+
 # --- corpora ----------------------------------------------------------------------------------------
 
 
