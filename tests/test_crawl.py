@@ -254,3 +254,35 @@ def test_rule_counts_belong_to_their_own_source(site, crawl_settings):
     for r in results:
         assert r.by_rule["kept"] + sum(r.by_rule[k] for k in ("empty", "too_short", "too_long", "low_hangul",
                                                               "duplicate")) == r.new
+
+
+def test_the_delay_holds_across_clients_that_share_the_lock_folder(site, crawl_settings, tmp_path):
+    """Airflow crawls movies in parallel task processes: clients that share nothing but the lock folder
+    still keep one request at a time per host, `delay` apart."""
+    import threading
+
+    s, url = site
+    delay = 0.15
+
+    def hammer(lock_dir):
+        rules = Politeness("test-agent", delay=delay, timeout=2, retries=0, lock_dir=lock_dir)
+        with PoliteClient(rules) as client:
+            for _ in range(4):
+                client.get(f"{url}/robots.txt")
+
+    def gaps(lock_dir):
+        start = len(s.request_log)
+        threads = [threading.Thread(target=hammer, args=(lock_dir,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        times = sorted(t for t, _, path in s.request_log[start:] if not path.startswith("/_control"))
+        assert len(times) == 3 * 5  # robots.txt itself once per client, then 4 gets
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    shared = gaps(tmp_path / "locks")
+    assert min(shared) >= delay * 0.9, shared
+    assert list((tmp_path / "locks").glob("*.lock"))
+    alone = gaps(None)  # without the shared folder each client only paces itself: requests overlap
+    assert min(alone) < delay * 0.5, alone

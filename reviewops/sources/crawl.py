@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from reviewops.config import Settings
 from reviewops.data.ingest import RawReview, ReviewWriter
 from reviewops.data.labels import LabelPolicy
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import InputError, ReviewOpsError
 from reviewops.pipeline import session_factory
 from reviewops.progress import progress
 from reviewops.sources.base import Archive, MovieRef, Source
@@ -29,6 +29,21 @@ from reviewops.text.clean import REJECT_RULES, Cleaner
 
 log = logging.getLogger(__name__)
 SOURCES = ("cgv", "megabox")
+
+
+@dataclass
+class MovieResult:
+    """What crawling one movie did; JSON-able (Airflow passes it between tasks)."""
+
+    source: str
+    code: str
+    pages: int = 0
+    fetched: int = 0
+    new: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    by_rule: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
 
 
 @dataclass
@@ -50,6 +65,16 @@ class SourceResult:
         return {k: getattr(self, k) for k in ("movies", "movies_failed", "pages", "fetched", "new", "duplicate",
                                               "rejected", "by_rule", "errors")}
 
+    def add(self, m: MovieResult) -> None:
+        self.movies += 1
+        for k in ("pages", "fetched", "new", "duplicate", "rejected"):
+            setattr(self, k, getattr(self, k) + getattr(m, k))
+        for rule, n in m.by_rule.items():
+            self.by_rule[rule] = self.by_rule.get(rule, 0) + n
+        if m.error:
+            self.movies_failed += 1
+            self.errors.append(f"movie {m.code}: {m.error}")
+
 
 def make_source(name: str, settings: Settings, client: PoliteClient, archive: Archive) -> Source:
     from reviewops.sources.cgv import CgvSource
@@ -66,6 +91,11 @@ def make_source(name: str, settings: Settings, client: PoliteClient, archive: Ar
     return cls(settings, client, archive, browser)
 
 
+def _check_source(name: str) -> None:
+    if name not in SOURCES:
+        raise InputError(f"unknown source {name!r} (known: {', '.join(SOURCES)})")
+
+
 def _known_ids(session, source: str, code: str) -> set[str]:
     return set(session.scalars(
         select(Review.source_review_id).join(Movie, Review.movie_id == Movie.id)
@@ -76,68 +106,104 @@ def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | N
           max_pages: int | None = None, today: date | None = None, client: PoliteClient | None = None
           ) -> list[SourceResult]:
     """Crawl each source once; returns one result (and one batch) per source."""
-    sessions = session_factory(settings)
-    store = open_store(settings.artifacts, settings.s3_endpoint_url)
-    policy = LabelPolicy.from_settings(settings)
     own_client = client is None
     client = client or PoliteClient(Politeness.from_settings(settings))
-    today = today or date.today()
-    max_pages = max_pages or settings.crawl_max_pages
     results = []
     try:
         for name in sources:
-            cleaner = Cleaner.from_settings(settings)  # one per source: its batch counts only its own reviews
-            results.append(_crawl_source(settings, name, sessions, store, cleaner, policy, client, today, movie,
-                                         max_pages))
+            results.append(_crawl_source(settings, name, client, today, movie, max_pages))
     finally:
         if own_client:
             client.close()
     return results
 
 
-def _crawl_source(settings, name, sessions, store, cleaner, policy, client, today, only_movie, max_pages):
-    with sessions() as s:
+def open_batch(settings: Settings, name: str, only_movie: str | None = None, today: date | None = None,
+               client: PoliteClient | None = None) -> tuple[int, list[MovieRef], str | None]:
+    """Start a source's collection batch and list its movies now playing: (batch id, movies, listing error)."""
+    _check_source(name)
+    with session_factory(settings)() as s:
         batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, f"{name}_base_url"),
-                                cleaning_version=cleaner.version, counts={})
+                                cleaning_version=Cleaner.from_settings(settings).version, counts={})
         s.add(batch)
         s.flush()
         batch_id = batch.id
-    result = SourceResult(name, batch_id)
-    source = make_source(name, settings, client, Archive(store, name, today))
+    own_client = client is None
+    client = client or PoliteClient(Politeness.from_settings(settings))
     try:
+        source = make_source(name, settings, client, _archive(settings, name, today))
         movies = source.now_playing()
         if only_movie:
             movies = [m for m in movies if m.code == only_movie] or [MovieRef(name, only_movie)]
+        return batch_id, movies, None
     except ReviewOpsError as exc:
-        result.errors.append(f"now playing: {exc}")
-        movies = []
-    failures_in_a_row = 0
-    with progress(f"crawl {name}", total=len(movies), unit_count=True) as bar:
-        for m in movies:
-            try:
-                _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, result, max_pages)
-                failures_in_a_row = 0
-            except ReviewOpsError as exc:
-                result.movies_failed += 1
-                result.errors.append(f"movie {m.code}: {exc}")
-                log.warning("%s movie %s failed: %s", name, m.code, exc)
-                failures_in_a_row += 1
-                if failures_in_a_row >= settings.crawl_max_failures:
-                    result.errors.append(f"stopped {name} after {failures_in_a_row} failed movies in a row")
-                    break
-            bar.advance()
+        return batch_id, [], f"now playing: {exc}"
+    finally:
+        if own_client:
+            client.close()
+
+
+def crawl_movie(settings: Settings, name: str, movie: MovieRef, batch_id: int, max_pages: int | None = None,
+                today: date | None = None, client: PoliteClient | None = None) -> MovieResult:
+    """Collect one movie's new reviews into a batch, in one transaction. A failure is reported, not raised:
+    what was stored before stays untouched."""
+    _check_source(name)
+    result = MovieResult(name, movie.code)
+    cleaner = Cleaner.from_settings(settings)
+    own_client = client is None
+    client = client or PoliteClient(Politeness.from_settings(settings))
+    try:
+        source = make_source(name, settings, client, _archive(settings, name, today))
+        _crawl_movie(settings, source, movie, session_factory(settings), cleaner,
+                     LabelPolicy.from_settings(settings), batch_id, result, max_pages or settings.crawl_max_pages)
+    except ReviewOpsError as exc:
+        result.error = str(exc)
+        log.warning("%s movie %s failed: %s", name, movie.code, exc)
+    finally:
+        if own_client:
+            client.close()
+    result.by_rule = cleaner.summary()
+    return result
+
+
+def close_batch(settings: Settings, name: str, batch_id: int, movies: list[MovieResult],
+                errors: list[str] | tuple[str, ...] = ()) -> SourceResult:
+    """Finish a batch: succeeded, partial (some movies failed) or failed (nothing could be collected)."""
+    result = SourceResult(name, batch_id)
+    result.errors.extend(errors)
+    for m in movies:
+        result.add(m)
     ok = result.movies - result.movies_failed
-    result.status = "failed" if (not movies or ok == 0) else ("partial" if result.errors else "succeeded")
-    result.by_rule = dict(cleaner.summary())
-    with sessions() as s:
+    result.status = "failed" if ok == 0 else ("partial" if result.errors else "succeeded")
+    with session_factory(settings)() as s:
         s.execute(update(CollectionBatch).where(CollectionBatch.id == batch_id).values(
             status=result.status, counts=result.counts(), finished_at=utcnow(),
             error="; ".join(result.errors)[:2000] or None))
     return result
 
 
+def _archive(settings: Settings, name: str, today: date | None) -> Archive:
+    return Archive(open_store(settings.artifacts, settings.s3_endpoint_url), name, today or date.today())
+
+
+def _crawl_source(settings, name, client, today, only_movie, max_pages) -> SourceResult:
+    batch_id, movies, listing_error = open_batch(settings, name, only_movie, today, client)
+    done: list[MovieResult] = []
+    errors = [listing_error] if listing_error else []
+    failures_in_a_row = 0
+    with progress(f"crawl {name}", total=len(movies), unit_count=True) as bar:
+        for m in movies:
+            r = crawl_movie(settings, name, m, batch_id, max_pages, today, client)
+            done.append(r)
+            failures_in_a_row = failures_in_a_row + 1 if r.error else 0
+            bar.advance()
+            if failures_in_a_row >= settings.crawl_max_failures:
+                errors.append(f"stopped {name} after {failures_in_a_row} failed movies in a row")
+                break
+    return close_batch(settings, name, batch_id, done, errors)
+
+
 def _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, result, max_pages) -> None:
-    result.movies += 1
     with sessions() as s:
         known = _known_ids(s, source.name, m.code)
         has_plot = s.scalar(select(func.count(Movie.id)).where(

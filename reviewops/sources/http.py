@@ -4,11 +4,16 @@ backoff and jitter (honouring Retry-After)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import random
+import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
@@ -33,16 +38,20 @@ class Politeness:
     retries: int = 4
     backoff: float = 0.5
     backoff_max: float = 30.0
+    # Where processes on one machine agree on whose turn it is (Airflow runs one task per movie, in
+    # parallel): a lock file per host holding the time its last request finished. None: this process only.
+    lock_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, s) -> Politeness:
-        return cls(s.user_agent, s.crawl_delay, s.crawl_timeout, s.crawl_retries, s.crawl_backoff, s.crawl_backoff_max)
+        return cls(s.user_agent, s.crawl_delay, s.crawl_timeout, s.crawl_retries, s.crawl_backoff, s.crawl_backoff_max,
+                   lock_dir=s.home / "locks")
 
 
 @dataclass
 class _Host:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    last: float = float("-inf")  # monotonic time the last request to this host finished
+    last: float = float("-inf")  # wall-clock time the last request to this host finished
     robots: RobotFileParser | None = None
 
 
@@ -73,20 +82,44 @@ class PoliteClient:
         with self._hosts_lock:
             return key, self._hosts.setdefault(key, _Host())
 
-    def _wait_turn(self, host: _Host) -> None:
-        gap = host.last + self.rules.delay - time.monotonic()
-        if gap > 0:
-            self.waited += gap
-            self._sleep(gap)
+    @contextmanager
+    def _turn(self, origin: str, host: _Host) -> Iterator[None]:
+        """Wait until `delay` has passed since the last request to this host, from this process or (with a
+        lock_dir) any other, then hold the host for one request."""
+        fh = None
+        last = host.last
+        if self.rules.lock_dir is not None:
+            self.rules.lock_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(self.rules.lock_dir / (re.sub(r"[^A-Za-z0-9.-]+", "_", origin) + ".lock"), "a+")  # noqa: SIM115
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            try:
+                last = max(last, float(fh.read().strip() or "-inf"))
+            except ValueError:
+                pass  # a torn or foreign file: only this process's own record counts
+        try:
+            gap = last + self.rules.delay - time.time()
+            if gap > 0:
+                self.waited += gap
+                self._sleep(gap)
+            yield
+        finally:
+            host.last = time.time()
+            if fh is not None:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(repr(host.last))
+                fh.flush()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
 
     def _allowed(self, origin: str, host: _Host, url: str) -> bool:
         if host.robots is None:
             robots = RobotFileParser()
             try:
-                self._wait_turn(host)
-                resp = self._http.get(f"{origin}/robots.txt")
-                self.requests += 1
-                host.last = time.monotonic()
+                with self._turn(origin, host):
+                    resp = self._http.get(f"{origin}/robots.txt")
+                    self.requests += 1
                 if resp.status_code >= 500:
                     robots.disallow_all = True  # the site is in trouble: do not crawl it now
                 elif resp.status_code >= 400:
@@ -106,13 +139,12 @@ class PoliteClient:
                 raise FetchError(f"{url}: disallowed by robots.txt")
             attempt = 0
             while True:
-                self._wait_turn(host)
                 problem: str
                 retry_after: float | None = None
                 try:
-                    resp = self._http.request(method, url, **kwargs)
-                    self.requests += 1
-                    host.last = time.monotonic()
+                    with self._turn(origin, host):
+                        resp = self._http.request(method, url, **kwargs)
+                        self.requests += 1
                     if resp.status_code not in RETRY_STATUS:
                         if resp.status_code >= 400:
                             raise FetchError(f"{method} {url}: HTTP {resp.status_code}")
@@ -121,10 +153,8 @@ class PoliteClient:
                     retry_after = _retry_after(resp.headers.get("Retry-After"))
                 except httpx.TimeoutException:
                     self.requests += 1
-                    host.last = time.monotonic()
                     problem = f"timed out after {self.rules.timeout:g}s"
                 except httpx.TransportError as exc:
-                    host.last = time.monotonic()
                     problem = f"{type(exc).__name__}: {exc}"
                 if attempt >= self.rules.retries:
                     raise FetchError(f"{method} {url}: {problem} (gave up after {attempt + 1} attempts)")
