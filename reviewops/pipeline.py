@@ -89,14 +89,14 @@ def _score_champion(registry: Registry, eval_df: pd.DataFrame) -> tuple[str | No
         return champion.version, None, f"{type(exc).__name__}: {exc}"
 
 
-def train_and_register(
+def train_run(
     settings: Settings,
     snapshot: Snapshot,
     parts: dict[str, pd.DataFrame],
     params: BaselineParams | None = None,
     trainer=None,
-) -> TrainResult:
-    """Train a model on a snapshot, log the run, register a version and apply the gate."""
+) -> str:
+    """Train a model on a snapshot and evaluate it; log the run and its model to MLflow; return the run id."""
     from mlflow.models import infer_signature
 
     import mlflow
@@ -104,76 +104,106 @@ def train_and_register(
     from reviewops.models.trainers import BaselineTrainer
 
     trainer = trainer or BaselineTrainer(settings, params)
-    registry = Registry(settings)
+    Registry(settings)  # configures MLflow
     train, valid, eval_df = parts["train"], parts["valid"], parts["eval"]
-
-    version: str | None = None
     with mlflow.start_run(run_name=f"{trainer.name}-{snapshot.id}") as run:
-        try:
-            mlflow.set_tags({"trainer": trainer.name, "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
-                             "cleaning_version": ",".join(snapshot.cleaning_versions)})
-            mlflow.log_params(trainer.log_params())
-            mlflow.log_params({"snapshot.id": snapshot.id, "snapshot.label_policy": snapshot.label_policy,
-                               **{f"snapshot.rows.{k}": v["rows"] for k, v in snapshot.counts.items()}})
-            for name, df in (("train", train), ("eval", eval_df)):
-                dataset = mlflow.data.from_pandas(df[["text", "label"]], source=snapshot.uris[name],
-                                                  name=f"{snapshot.id}-{name}", targets="label")
-                mlflow.log_input(dataset, context="training" if name == "train" else "evaluation")
-            mlflow.log_dict(snapshot.manifest(), "snapshot/manifest.json")
+        mlflow.set_tags({"trainer": trainer.name, "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
+                         "cleaning_version": ",".join(snapshot.cleaning_versions)})
+        mlflow.log_params(trainer.log_params())
+        mlflow.log_params({"snapshot.id": snapshot.id, "snapshot.label_policy": snapshot.label_policy,
+                           **{f"snapshot.rows.{k}": v["rows"] for k, v in snapshot.counts.items()}})
+        for name, df in (("train", train), ("eval", eval_df)):
+            dataset = mlflow.data.from_pandas(df[["text", "label"]], source=snapshot.uris[name],
+                                              name=f"{snapshot.id}-{name}", targets="label")
+            mlflow.log_input(dataset, context="training" if name == "train" else "evaluation")
+        mlflow.log_dict(snapshot.manifest(), "snapshot/manifest.json")
 
-            t0 = time.perf_counter()
-            model = trainer.fit(train, valid, snapshot.id,
-                                lambda key, value, step=None: mlflow.log_metric(key, value, step=step))
-            train_seconds = time.perf_counter() - t0
-            score = model.predict_proba(eval_df["text"].tolist())
-            metrics = evaluate(eval_df, score)
-            metrics["train_seconds"] = train_seconds
-            if len(valid):
-                metrics.update({f"valid.{k}": v for k, v in evaluate(valid, model.predict_proba(valid["text"].tolist())).items()
-                                if not k.startswith("slice.")})
-            mlflow.log_metrics(metrics)
-            with tempfile.TemporaryDirectory(prefix="reviewops-") as tmpdir:
-                tmp = Path(tmpdir)
-                (tmp / "confusion_matrix.png").write_bytes(
-                    confusion_png(eval_df["label"].to_numpy(), score, f"eval {snapshot.id} (n={len(eval_df):,})"))
-                mlflow.log_artifact(str(tmp / "confusion_matrix.png"))
-                folder = model.save(tmp / "model")
-                exported = trainer.export(model, folder, eval_df["text"].tolist())
-                if exported:
-                    mlflow.log_metrics(exported)
-                    metrics.update(exported)
-                example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
-                signature = infer_signature(example, SentimentPyfunc.output_example())
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=str(Path(__file__).parent / "models" / "pyfunc_entry.py"),
-                    artifacts={"model": str(folder)},
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=_pip_requirements(trainer.packages),
-                    registered_model_name=settings.model_name,
-                )
-            version = str(info.registered_model_version)
-            registry.tag(version, {"snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
-                                   "trainer": trainer.name, settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+        t0 = time.perf_counter()
+        model = trainer.fit(train, valid, snapshot.id,
+                            lambda key, value, step=None: mlflow.log_metric(key, value, step=step))
+        train_seconds = time.perf_counter() - t0
+        score = model.predict_proba(eval_df["text"].tolist())
+        metrics = evaluate(eval_df, score)
+        metrics["train_seconds"] = train_seconds
+        if len(valid):
+            metrics.update({f"valid.{k}": v for k, v in evaluate(valid, model.predict_proba(valid["text"].tolist())).items()
+                            if not k.startswith("slice.")})
+        mlflow.log_metrics(metrics)
+        with tempfile.TemporaryDirectory(prefix="reviewops-") as tmpdir:
+            tmp = Path(tmpdir)
+            (tmp / "confusion_matrix.png").write_bytes(
+                confusion_png(eval_df["label"].to_numpy(), score, f"eval {snapshot.id} (n={len(eval_df):,})"))
+            mlflow.log_artifact(str(tmp / "confusion_matrix.png"))
+            folder = model.save(tmp / "model")
+            exported = trainer.export(model, folder, eval_df["text"].tolist())
+            if exported:
+                mlflow.log_metrics(exported)
+            example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
+            signature = infer_signature(example, SentimentPyfunc.output_example())
+            mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(Path(__file__).parent / "models" / "pyfunc_entry.py"),
+                artifacts={"model": str(folder)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=_pip_requirements(trainer.packages),
+            )
+    return run.info.run_id
 
-            champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
-            decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
-                              settings.gate_margin, settings.gate_floor, champ_error)
-            mlflow.set_tags({"gate.decision": "champion" if decision.promote else "challenger",
-                             "gate.reason": decision.reason, "registered_version": version})
-            if champ_metric is not None:
-                mlflow.log_metric(f"champion.{settings.gate_metric}", champ_metric)
-            if decision.promote:
-                registry.promote(version, decision.reason)
-            else:
-                registry.mark_challenger(version, decision.reason)
-        except BaseException:
-            if version is not None:  # no half-registered model: drop the version this run created
-                registry.delete_version(version)
-            raise
-    return TrainResult(run.info.run_id, version, metrics, decision, snapshot.id, train_seconds,
+
+def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | None = None) -> TrainResult:
+    """Register a training run's model as a new version and apply the gate: promote it to champion when
+    it beats the champion (scored now on the same evaluation set), otherwise keep it as challenger.
+    A failure after registration deletes the new version: no half-registered model is left behind."""
+    import mlflow
+
+    registry = Registry(settings)
+    run = registry.client.get_run(run_id)
+    snapshot_id = run.data.tags.get("snapshot_id", "")
+    if eval_df is None:
+        from reviewops.data.snapshot import read_split
+
+        eval_df = read_split(open_store(settings.artifacts, settings.s3_endpoint_url), snapshot_id, "eval")
+    metrics = dict(run.data.metrics)
+    if settings.gate_metric not in metrics:
+        raise ReviewOpsError(f"run {run_id} has no {settings.gate_metric!r} metric: not a finished training run")
+    version: str | None = None
+    try:
+        version = str(mlflow.register_model(f"runs:/{run_id}/model", settings.model_name).version)
+        registry.tag(version, {"snapshot_id": snapshot_id, "dataset.fingerprint": run.data.tags.get("dataset.fingerprint", ""),
+                               "trainer": run.data.tags.get("trainer", ""),
+                               settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+        champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
+        decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
+                          settings.gate_margin, settings.gate_floor, champ_error)
+        client = registry.client
+        client.set_tag(run_id, "gate.decision", "champion" if decision.promote else "challenger")
+        client.set_tag(run_id, "gate.reason", decision.reason)
+        client.set_tag(run_id, "registered_version", version)
+        if champ_metric is not None:
+            client.log_metric(run_id, f"champion.{settings.gate_metric}", champ_metric)
+        if decision.promote:
+            registry.promote(version, decision.reason)
+        else:
+            registry.mark_challenger(version, decision.reason)
+    except BaseException:
+        if version is not None:
+            registry.delete_version(version)
+        raise
+    return TrainResult(run_id, version, metrics, decision, snapshot_id, metrics.get("train_seconds", 0.0),
                        champion_version=version if decision.promote else champ_version)
+
+
+def train_and_register(
+    settings: Settings,
+    snapshot: Snapshot,
+    parts: dict[str, pd.DataFrame],
+    params: BaselineParams | None = None,
+    trainer=None,
+) -> TrainResult:
+    """Train, evaluate, register and gate in one go (the CLI's `train`; Airflow runs the two steps as tasks)."""
+    run_id = train_run(settings, snapshot, parts, params, trainer)
+    return register_and_gate(settings, run_id, parts["eval"])
 
 
 def run_pipeline(settings: Settings, corpus: str | Path, params: BaselineParams | None = None,

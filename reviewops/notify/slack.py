@@ -105,3 +105,37 @@ class Notifier:
             return False
         log.info("slack not configured; message: %s", text)
         return False
+
+
+def drift_alert(report: dict, report_uri: str | None = None) -> tuple[str, list[dict]]:
+    """(fallback text, blocks) for a `reviewops.monitor.drift_report`: one fields section per crossed check."""
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    crossed = [c for c in report.get("checks", []) if c.get("crossed")]
+    names = [c["name"] for c in crossed]
+    counts = f"{report.get('n_current', 0):,} recent vs {report.get('n_reference', 0):,} reference reviews"
+    if report.get("status") == "insufficient_data":
+        title = "Model monitor: not enough recent reviews"
+    elif names == ["agreement"]:
+        title = "Model monitor: agreement below threshold"
+    elif names:
+        title = "Model monitor: drift"
+    else:
+        title = "Model monitor: no drift"
+    text = f"{title}: {', '.join(names)} ({counts})" if names else f"{title} ({counts})"
+    blocks = [{"type": "header", "text": {"type": "plain_text", "text": title}}, _section(counts)]
+    for c in crossed:
+        value = num(c.get("value"))
+        if c.get("reference") is not None:
+            value += f" vs reference {num(c['reference'])}"
+        pairs = [(c["name"], value), ("threshold", num(c.get("threshold")))]
+        if c.get("n_labelled") is not None:
+            pairs.append(("labelled reviews", f"{c['n_labelled']:,}"))
+        blocks.append(_fields(pairs))
+        if c.get("detail"):
+            blocks.append(_section(c["detail"]))
+    if report_uri:
+        link = f"<{report_uri}|Drift report>" if report_uri.startswith(("http://", "https://")) else f"`{report_uri}`"
+        blocks.append(_section(f"*Report:* {link}"))
+    return text, blocks
