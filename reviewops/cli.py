@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -27,6 +28,8 @@ db_app = typer.Typer(help="The review database.", no_args_is_help=True)
 pipeline_app = typer.Typer(help="The main job, end to end.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(pipeline_app, name="pipeline")
+dag_app = typer.Typer(help="The Airflow DAGs, run on this machine.", no_args_is_help=True)
+app.add_typer(dag_app, name="dag")
 
 out = Console()
 err = Console(stderr=True)
@@ -315,6 +318,96 @@ def testsite(
     from reviewops.sources.testsite import serve
 
     serve(host=host, port=port)
+
+
+# --- orchestration ---------------------------------------------------------------------------------
+
+
+@dag_app.command("test")
+@_cli
+def dag_test(
+    dag_id: Annotated[str, typer.Argument(help="reviews_collect, reviews_score, sentiment_train or model_monitor.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run one DAG end to end in this process (Airflow's dag.test(): no scheduler needed)."""
+    from reviewops.platform import test_dag
+
+    result = test_dag(get_settings(), dag_id)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        table = Table(title=f"{dag_id}: {result['state']}", title_justify="left")
+        for col in ("task", "map index", "state", "tries"):
+            table.add_column(col)
+        for t in result["tasks"]:
+            colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(t["state"].split(".")[-1].lower(), "")
+            table.add_row(t["task"], "" if t["map_index"] < 0 else str(t["map_index"]),
+                          f"[{colour}]{t['state']}" if colour else t["state"], str(t["tries"]))
+        out.print(table)
+    if "success" not in result["state"]:
+        raise typer.Exit(1)
+
+
+@dag_app.command("list")
+@_cli
+def dag_list() -> None:
+    """The DAGs and the Airflow environment they run with."""
+    from reviewops.platform import DAG_IDS, airflow_env
+
+    env = airflow_env(get_settings())
+    out.print(f"AIRFLOW_HOME={env['AIRFLOW_HOME']}\nDAGs folder: {env['AIRFLOW__CORE__DAGS_FOLDER']}")
+    for dag_id in DAG_IDS:
+        out.print(f"  {dag_id}")
+
+
+@app.command()
+@_cli
+def score(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Score collected reviews that have no prediction from the champion yet, and store the predictions."""
+    from reviewops.scoring import score_new_reviews
+
+    summary = score_new_reviews(get_settings())
+    print(json.dumps(summary.as_dict())) if as_json else out.print(_table("score", summary.as_dict()))
+
+
+@app.command()
+@_cli
+def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Drift and agreement of the last window's reviews against the champion's training data."""
+    from reviewops.orchestration import monitor as run_monitor
+
+    result = run_monitor()
+    print(json.dumps(result, ensure_ascii=False)) if as_json else out.print(_table("monitor", result))
+
+
+@app.command("slack-standin")
+@_cli
+def slack_standin(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8802,
+    log_file: Annotated[Path | None, typer.Option(help="Also append each message to this JSONL file.")] = None,
+) -> None:
+    """A local stand-in for Slack's API: shows every message the platform sends (for demos and tests)."""
+    from reviewops.notify.standin import serve
+
+    serve(port=port, log_file=log_file)
+
+
+@app.command("mlflow-server")
+@_cli
+def mlflow_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    workers: Annotated[int | None, typer.Option(help="Server worker processes.")] = None,
+    static_prefix: Annotated[str | None, typer.Option(help="URL prefix behind a proxy, e.g. /mlflow.")] = None,
+    allowed_hosts: Annotated[str | None, typer.Option(help="Host headers accepted besides localhost, e.g. "
+                                                           "'mlflow,mlflow:*' in compose.")] = None,
+) -> None:
+    """The MLflow tracking server: registry, UI, and artifacts proxied to a folder or S3."""
+    from reviewops.mlflow_server import server_command, server_env
+
+    cmd = server_command(get_settings(), host=host, port=port, workers=workers, static_prefix=static_prefix,
+                         allowed_hosts=allowed_hosts)
+    os.execvpe(cmd[0], cmd, server_env(get_settings()))
 
 
 # --- registry -------------------------------------------------------------------------------------

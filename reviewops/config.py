@@ -203,6 +203,18 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def redact_text(text: str, settings: Settings | None = None) -> str:
+    """Mask what must never reach a log or a message: the settings' secret values and URL passwords."""
+    import re
+
+    if settings is not None:
+        for name in type(settings).model_fields:
+            value = getattr(settings, name)
+            if isinstance(value, SecretStr) and len(value.get_secret_value()) >= 4:
+                text = text.replace(value.get_secret_value(), "***")
+    return re.sub(r"(://[^/\s:@]+):[^@\s/]+@", r"\1:***@", text)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()

@@ -140,7 +140,7 @@ def train_run(
                 mlflow.log_metrics(exported)
             example = pd.DataFrame({"text": ["정말 재밌어요 강추합니다", "시간 아까운 영화"]})
             signature = infer_signature(example, SentimentPyfunc.output_example())
-            mlflow.pyfunc.log_model(
+            info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(Path(__file__).parent / "models" / "pyfunc_entry.py"),
                 artifacts={"model": str(folder)},
@@ -148,6 +148,7 @@ def train_run(
                 input_example=example,
                 pip_requirements=_pip_requirements(trainer.packages),
             )
+        mlflow.set_tag("model_uri", info.model_uri)  # MLflow 3 keeps the model as a LoggedModel, not run artifacts
     return run.info.run_id
 
 
@@ -169,7 +170,8 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
         raise ReviewOpsError(f"run {run_id} has no {settings.gate_metric!r} metric: not a finished training run")
     version: str | None = None
     try:
-        version = str(mlflow.register_model(f"runs:/{run_id}/model", settings.model_name).version)
+        model_uri = run.data.tags.get("model_uri", f"runs:/{run_id}/model")
+        version = str(mlflow.register_model(model_uri, settings.model_name).version)
         registry.tag(version, {"snapshot_id": snapshot_id, "dataset.fingerprint": run.data.tags.get("dataset.fingerprint", ""),
                                "trainer": run.data.tags.get("trainer", ""),
                                settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 
 from reviewops.config import Settings, reset_settings
 from reviewops.notify.slack import Notifier, collection_summary, failure, training_report
+from reviewops.notify.standin import SlackStandIn
 
 TOKEN = "xoxb-test-" + "0" * 24
 SUMMARY = {
@@ -22,32 +20,8 @@ SUMMARY = {
 }
 
 
-class FakeSlack:
-    def __init__(self, status: int = 200, ok: bool = True) -> None:
-        self.requests: list[dict] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-                ctype = self.headers.get("Content-Type", "")
-                payload = json.loads(body) if "json" in ctype else {k: v[0] for k, v in parse_qs(body).items()}
-                outer.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": payload})
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(json.dumps({"ok": ok, "error": None if ok else "channel_not_found"}).encode()
-                                 if self.path.startswith("/api/") else (b"ok" if status == 200 else b"error"))
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
+class FakeSlack(SlackStandIn):
+    """The library's stand-in for Slack's Web API and webhooks, on a free port."""
 
 
 @pytest.fixture

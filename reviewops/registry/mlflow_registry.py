@@ -38,6 +38,8 @@ def configure(settings: Settings) -> None:
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         settings.home.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):
+        _probe(uri)  # a dead server fails in seconds, not after MLflow's minutes of retries
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
@@ -55,6 +57,25 @@ def configure(settings: Settings) -> None:
         raise ConfigError(
             f"cannot reach MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI): {type(exc).__name__}"
         ) from None
+
+
+def _probe(uri: str, attempts: int = 3, timeout: float = 5.0) -> None:
+    import time
+
+    import httpx
+
+    problem = ""
+    for attempt in range(attempts):
+        try:
+            resp = httpx.get(f"{uri.rstrip('/')}/health", timeout=timeout)
+            if resp.status_code < 500:
+                return
+            problem = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            problem = type(exc).__name__
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
+    raise ConfigError(f"cannot reach MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI): {problem}")
 
 
 @dataclass
@@ -104,9 +125,13 @@ class Registry:
 
         try:
             found = self.client.search_model_versions(f"name = '{self.name}'")
+            aliases = self.client.get_registered_model(self.name).aliases or {}
         except MlflowException:
             return []
-        return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
+        out = sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
+        for v in out:  # search results do not carry aliases on every backend: the registered model does
+            v.aliases = sorted({*v.aliases, *(a for a, ver in aliases.items() if str(ver) == v.version)})
+        return out
 
     def history(self) -> list[str]:
         from mlflow.exceptions import MlflowException

@@ -85,7 +85,11 @@ class Review(Base):
 
 class Prediction(Base):
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_predictions_created_at", "created_at"),
+        # a collected review is scored once per model version (the scoring job is idempotent)
+        Index("uq_predictions_review_model", "review_id", "model_name", "model_version", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))

@@ -1,0 +1,30 @@
+"""model_monitor: every day at 06:00 (Asia/Seoul), compare the last day's reviews with the champion's
+training snapshot (length, vocabulary, prediction mix, confidence) and check predictions against the
+reviewers' own ratings; store the report and alert Slack when a threshold is crossed."""
+
+import pendulum
+from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+
+from reviewops import orchestration as flow
+
+
+@dag(
+    schedule=CronTriggerTimetable("0 6 * * *", timezone=flow.TIMEZONE),
+    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    default_args=flow.default_args(),
+    tags=["reviewops", "monitor"],
+    doc_md=__doc__,
+)
+def model_monitor():
+    @task
+    def check_drift() -> dict:
+        ctx = get_current_context()
+        return flow.monitor(until=ctx["dag_run"].run_after)
+
+    check_drift()
+
+
+model_monitor()

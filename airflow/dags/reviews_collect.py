@@ -1,0 +1,51 @@
+"""reviews_collect: every day at 01:00 (Asia/Seoul), crawl CGV and Megabox, one mapped task per
+source × movie now playing, then close the batches, report to Slack and update the new-reviews Asset.
+
+Thin on purpose: every task is one call into `reviewops.orchestration`.
+"""
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+from airflow.sdk.exceptions import AirflowSkipException
+
+from reviewops import orchestration as flow
+
+NEW_REVIEWS = Asset(flow.NEW_REVIEWS)
+
+
+@dag(
+    schedule=CronTriggerTimetable("0 1 * * *", timezone=flow.TIMEZONE),
+    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    default_args=flow.default_args(),
+    tags=["reviewops", "collect"],
+    doc_md=__doc__,
+)
+def reviews_collect():
+    @task
+    def open_batches() -> list[dict]:
+        return flow.open_collection()
+
+    @task
+    def movies(batches: list[dict]) -> list[dict]:
+        return flow.collection_targets(batches)
+
+    # politeness holds across these parallel tasks: they take turns per host through a lock file
+    @task(max_active_tis_per_dagrun=4, map_index_template="{{ task.op_kwargs['source'] }}/{{ task.op_kwargs['code'] }}")
+    def crawl_movie(source: str, code: str, batch_id: int, title: str | None = None) -> dict:
+        return flow.collect_movie(source, code, batch_id, title)
+
+    @task(trigger_rule="all_done", outlets=[NEW_REVIEWS])
+    def close_batches(batches: list[dict], results) -> dict:
+        summary = flow.close_collection(batches, results)
+        if summary["new"] == 0:
+            raise AirflowSkipException("no new reviews: nothing downstream to do")
+        return summary
+
+    batches = open_batches()
+    close_batches(batches, crawl_movie.expand_kwargs(movies(batches)))
+
+
+reviews_collect()

@@ -1,0 +1,27 @@
+"""reviews_score: when reviews_collect stored new reviews, score them with the champion and store
+the predictions (idempotent: a review is scored once per model version)."""
+
+import pendulum
+from airflow.sdk import Asset, dag, task
+
+from reviewops import orchestration as flow
+
+
+@dag(
+    schedule=[Asset(flow.NEW_REVIEWS)],
+    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    default_args=flow.default_args(),
+    tags=["reviewops", "score"],
+    doc_md=__doc__,
+)
+def reviews_score():
+    @task(outlets=[Asset(flow.SCORED_REVIEWS)])
+    def score() -> dict:
+        return flow.score_reviews()
+
+    score()
+
+
+reviews_score()

@@ -1,0 +1,62 @@
+"""sentiment_train: weekly (Sunday 03:00 Asia/Seoul), and earlier when enough new labelled reviews
+arrived (REVIEWOPS_RETRAIN_MIN_NEW_LABELS): snapshot → train → evaluate → register → gate → promote
+or keep → Slack. The CPU model always trains; with REVIEWOPS_TRANSFORMER_QUEUE set, the transformer
+is fine-tuned on that queue's GPU worker too, and each candidate goes through the gate."""
+
+import pendulum
+from airflow.sdk import Asset, AssetOrTimeSchedule, dag, get_current_context, task
+from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+
+from reviewops import orchestration as flow
+
+GPU_QUEUE = flow.settings().transformer_queue
+
+
+@dag(
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone=flow.TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
+    ),
+    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
+    catchup=False,
+    max_active_runs=1,
+    default_args=flow.default_args(),
+    tags=["reviewops", "train"],
+    doc_md=__doc__,
+)
+def sentiment_train():
+    @task.short_circuit
+    def due() -> bool:
+        verdict = flow.train_due(get_current_context()["dag_run"].run_type)
+        print(verdict["reason"])
+        return verdict["due"]
+
+    @task
+    def snapshot() -> str:
+        return flow.take_snapshot()["snapshot_id"]
+
+    @task
+    def train(snapshot_id: str, trainer: str = "baseline") -> str:
+        return flow.train(snapshot_id, trainer)
+
+    @task
+    def gate(training_run: str) -> dict:
+        return flow.register_and_gate(training_run)
+
+    @task
+    def report(summary: dict) -> None:
+        flow.report_training(summary)
+
+    snap = snapshot()
+    due() >> snap
+    candidates = [("cpu", train(snap))]
+    if GPU_QUEUE:
+        candidates.append(("transformer", train.override(task_id="train_transformer", queue=GPU_QUEUE)(snap, "transformer")))
+    previous = None
+    for name, training_run in candidates:  # candidates meet the gate one after the other
+        gated = gate.override(task_id=f"gate_{name}")(training_run)
+        report.override(task_id=f"report_{name}")(gated)
+        if previous is not None:
+            previous >> gated
+        previous = gated
+
+sentiment_train()

@@ -1,0 +1,94 @@
+"""A local stand-in for Slack's Web API and incoming webhooks, for tests, `make demo` and `make up`.
+
+It accepts `POST /api/chat.postMessage` (JSON or form body, Bearer token) and `POST /webhook/...`,
+answers like Slack, keeps every message (in memory and, when given a file, as JSON lines), and shows
+them at `GET /` (HTML) and `GET /messages` (JSON). Point the platform at it with
+`REVIEWOPS_SLACK_BOT_TOKEN=xoxb-local REVIEWOPS_SLACK_API_URL=http://127.0.0.1:PORT/api/`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+
+class SlackStandIn:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None, status: int = 200,
+                 ok: bool = True) -> None:
+        self.requests: list[dict] = []
+        self.log_file = log_file
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8", "replace")
+                ctype = self.headers.get("Content-Type", "")
+                try:
+                    payload = json.loads(body) if "json" in ctype else {k: v[0] for k, v in parse_qs(body).items()}
+                except json.JSONDecodeError:
+                    payload = {"unparsed": body[:2000]}
+                outer._record({"path": self.path, "auth": self.headers.get("Authorization"), "body": payload})
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                if self.path.startswith("/api/"):
+                    self.wfile.write(json.dumps({"ok": ok, "error": None if ok else "channel_not_found"}).encode())
+                else:
+                    self.wfile.write(b"ok" if status == 200 else b"error")
+
+            def do_GET(self) -> None:
+                if self.path.startswith("/messages"):
+                    data, ctype = json.dumps(outer.messages(), ensure_ascii=False).encode(), "application/json"
+                else:
+                    items = "".join(f"<li><pre>{html.escape(m['text'])}</pre></li>" for m in reversed(outer.messages()))
+                    data = (f"<!doctype html><meta charset=utf-8><title>Slack stand-in</title><h1>Slack stand-in</h1>"
+                            f"<p>{len(outer.requests)} messages, newest first</p><ol>{items}</ol>").encode()
+                    ctype = "text/html; charset=utf-8"
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _record(self, request: dict) -> None:
+        with self._lock:
+            self.requests.append(request)
+            if self.log_file is not None:
+                with open(self.log_file, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(request | {"auth": "***" if request["auth"] else None}, ensure_ascii=False)
+                             + "\n")
+
+    def messages(self) -> list[dict]:
+        """Each message's text and blocks, in arrival order."""
+        out = []
+        for r in list(self.requests):
+            blocks = r["body"].get("blocks", [])
+            if isinstance(blocks, str):
+                blocks = json.loads(blocks)
+            out.append({"path": r["path"], "text": r["body"].get("text", ""), "blocks": blocks})
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def serve(host: str = "127.0.0.1", port: int = 8802, log_file: Path | None = None) -> None:
+    standin = SlackStandIn(host, port, log_file)
+    print(f"Slack stand-in on {standin.url} (messages at {standin.url}/ and {standin.url}/messages)", flush=True)
+    try:
+        standin._thread.join()
+    except KeyboardInterrupt:
+        standin.close()
