@@ -17,7 +17,7 @@ export REVIEWOPS_HOME ?= $(CURDIR)/var
 # The project's machines reach no model hub: fail fast instead of retrying (HF_HUB_OFFLINE=0 to download).
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup system-deps lock migrate demo mlflow-ui test bench bench-transformer lint clean
+.PHONY: help setup system-deps lock migrate demo up mlflow-ui test bench bench-transformer lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ migrate: setup  ## create or upgrade the review database
 
 demo: setup  ## run the main job on embedded defaults and predict a few reviews
 	$(BIN)/python -m reviewops.demo
+
+up: migrate  ## the whole platform without Docker: Airflow, MLflow server, test site, Slack stand-in (Ctrl-C stops)
+	$(RO) up
 
 mlflow-ui: setup  ## the MLflow UI over the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(REVIEWOPS_HOME)/mlflow.db --host 127.0.0.1 --port 5000

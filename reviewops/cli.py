@@ -380,6 +380,63 @@ def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     print(json.dumps(result, ensure_ascii=False)) if as_json else out.print(_table("monitor", result))
 
 
+@app.command()
+@_cli
+def up(
+    airflow_port: Annotated[int, typer.Option(help="Airflow UI and API.")] = 8080,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server.")] = 5000,
+    testsite_port: Annotated[int, typer.Option(help="Local CGV/Megabox test site.")] = 8800,
+    slack_port: Annotated[int, typer.Option(help="Slack stand-in.")] = 8802,
+    test_site: Annotated[bool, typer.Option(help="Crawl the local test site (the real sites are out of reach "
+                                                  "here).")] = True,
+    slack_standin: Annotated[bool, typer.Option(help="Send Slack messages to the local stand-in (default when no "
+                                                      "Slack token or webhook is set).")] = True,
+    bootstrap: Annotated[bool, typer.Option(help="Ingest the bundled sample when the review store is empty.")] = True,
+) -> None:
+    """The whole platform on this machine without Docker: Airflow standalone, the MLflow server, the test
+    site and the Slack stand-in. Ctrl-C stops everything."""
+    import signal
+    import time
+
+    from reviewops.notify.slack import Notifier
+    from reviewops.platform import airflow_password_file, stop
+    from reviewops.platform import up as start
+
+    settings = get_settings()
+    use_standin = slack_standin and Notifier(settings).mode == "log"
+    if bootstrap:
+        from reviewops.platform import bootstrap_history
+
+        added = bootstrap_history(settings)
+        if added:
+            out.print(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the "
+                      "first training")
+    ports = {"airflow": airflow_port, "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    services = start(settings, ports, test_site=test_site, slack_standin=use_standin,
+                     echo=lambda m: out.print(m, style="dim"))
+    try:
+        table = Table(title="ReviewOps is up (Ctrl-C stops it)", title_justify="left")
+        table.add_column("service")
+        table.add_column("URL")
+        for s in services:
+            table.add_row(s.name, s.url)
+        out.print(table)
+        out.print(f"Airflow login: admin; its password is in {airflow_password_file(settings)}\n"
+                  f"Logs: {settings.home / 'logs'}\n"
+                  "Trigger the daily cycle in the Airflow UI (reviews_collect → reviews_score → sentiment_train), "
+                  "or wait for the schedules.")
+        while all(s.proc.poll() is None for s in services):
+            time.sleep(1)
+        dead = [s.name for s in services if s.proc.poll() is not None]
+        err.print(f"[bold red]stopped:[/] {', '.join(dead)} exited; see {settings.home / 'logs'}")
+        raise typer.Exit(1)
+    finally:
+        out.print("stopping...")
+        stop(services)
+
+
 @app.command("slack-standin")
 @_cli
 def slack_standin(

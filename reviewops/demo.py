@@ -19,9 +19,9 @@ from rich.table import Table
 
 from reviewops.config import get_settings
 from reviewops.data.labels import LABEL_NAMES_KO
+from reviewops.platform import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
 EXAMPLES = [
     "배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요",
     "시간 아깝다 진짜 최악의 영화",

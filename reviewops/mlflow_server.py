@@ -116,6 +116,8 @@ def server_command(
 def server_env(settings: Settings) -> dict[str, str]:
     """The server process's environment: ours, plus the S3 endpoint and a backend URI that has a password."""
     env = dict(os.environ)
+    # MLflow's GenAI job runner (huey workers, ~250 MB each) serves nothing this platform uses
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if settings.s3_endpoint_url:
         env["MLFLOW_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
     if _has_password(settings.mlflow_backend):

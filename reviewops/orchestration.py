@@ -15,9 +15,10 @@ from reviewops.config import Settings, get_settings, redact_text
 
 log = logging.getLogger(__name__)
 
-# Asset URIs: reviews_collect updates NEW_REVIEWS when it stored new reviews; reviews_score and
-# sentiment_train are scheduled on it; reviews_score updates SCORED_REVIEWS.
+# Asset URIs: reviews_collect updates NEW_REVIEWS when it stored new reviews; sentiment_train updates
+# CHAMPION when it promoted a model; reviews_score runs on either and updates SCORED_REVIEWS.
 NEW_REVIEWS = "reviewops://reviews/new"
+CHAMPION = "reviewops://models/champion"
 SCORED_REVIEWS = "reviewops://reviews/scored"
 TIMEZONE = "Asia/Seoul"
 

@@ -7,9 +7,13 @@ in the environment win, so compose and operators can override any of them.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewops.config import Settings
@@ -17,6 +21,7 @@ from reviewops.errors import ConfigError, ReviewOpsError
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "airflow" / "dags"
+SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
 DAG_IDS = ("reviews_collect", "reviews_score", "sentiment_train", "model_monitor")
 
 
@@ -75,3 +80,127 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
         key=lambda t: (t["task"], t["map_index"]),
     )
     return {"dag_id": dag_id, "run_id": run.run_id, "state": str(run.state), "tasks": tasks}
+
+
+# --- `make up`: the whole platform on this machine, no Docker ------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    url: str
+    health: str  # URL that answers 200 once the service is up
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+
+def platform_services(settings: Settings, ports: dict[str, int], test_site: bool, slack_standin: bool) -> list[Service]:
+    """The processes `make up` runs, with the environment each one needs. The DAGs' tasks inherit
+    Airflow's: they talk to the MLflow server, the test site (when the real sites are not configured)
+    and the Slack stand-in (when no Slack is configured)."""
+    ro = str(Path(sys.executable).with_name("reviewops"))
+    host = "127.0.0.1"
+    mlflow_url = f"http://{host}:{ports['mlflow']}"
+    services = [Service("mlflow", [ro, "mlflow-server", "--host", host, "--port", str(ports["mlflow"]), "--workers", "1"],
+                        mlflow_url, f"{mlflow_url}/health")]
+    task_env = {"REVIEWOPS_MLFLOW_TRACKING_URI": mlflow_url, "REVIEWOPS_MLFLOW_UI_URL": mlflow_url}
+    if test_site:
+        site = f"http://{host}:{ports['testsite']}"
+        services.append(Service("testsite", [ro, "testsite", "--host", host, "--port", str(ports["testsite"])],
+                                site, f"{site}/_control/state"))
+        task_env |= {"REVIEWOPS_CGV_BASE_URL": site, "REVIEWOPS_MEGABOX_BASE_URL": site,
+                     "REVIEWOPS_CRAWL_DELAY": os.environ.get("REVIEWOPS_CRAWL_DELAY", "0.2")}
+    if slack_standin:
+        slack = f"http://{host}:{ports['slack']}"
+        services.append(Service("slack-standin", [ro, "slack-standin", "--port", str(ports["slack"]), "--log-file",
+                                                  str(settings.home / "slack-standin.jsonl")], slack, f"{slack}/messages"))
+        task_env |= {"REVIEWOPS_SLACK_BOT_TOKEN": "xoxb-local-standin", "REVIEWOPS_SLACK_API_URL": f"{slack}/api/"}
+    airflow_url = f"http://{host}:{ports['airflow']}"
+    env = airflow_env(settings) | task_env
+    for key, value in {"AIRFLOW__API__PORT": str(ports["airflow"]), "AIRFLOW__API__HOST": host,
+                       "AIRFLOW__API__BASE_URL": airflow_url, "AIRFLOW__API__WORKERS": "1",
+                       "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False"}.items():
+        env.setdefault(key, value)
+    services.append(Service("airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"], airflow_url,
+                            f"{airflow_url}/api/v2/monitor/health", env))
+    return services
+
+
+def wait_healthy(service: Service, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if service.proc is not None and service.proc.poll() is not None:
+            raise ConfigError(f"{service.name} exited with code {service.proc.returncode} while starting; "
+                              f"see {service.name}.log")
+        try:
+            if httpx.get(service.health, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise ConfigError(f"{service.name} did not answer at {service.health} within {timeout:.0f}s")
+
+
+def stop(services: list[Service], grace: float = 15.0) -> None:
+    """SIGTERM each service's process group (children included), then SIGKILL what is left."""
+    for s in reversed(services):
+        if s.proc is not None and s.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(s.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for s in services:
+        if s.proc is None:
+            continue
+        try:
+            s.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(s.proc.pid, signal.SIGKILL)
+            s.proc.wait()
+
+
+def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True, slack_standin: bool = True,
+       timeout: float = 180.0, echo=print) -> list[Service]:
+    """Start the platform; return the running services (stop them with `stop`)."""
+    from reviewops.store import db
+
+    ports = {"mlflow": 5000, "testsite": 8800, "slack": 8802, "airflow": 8080} | (ports or {})
+    db.upgrade(settings.db_url)
+    services = platform_services(settings, ports, test_site, slack_standin)
+    migrate_airflow_db(services[-1].env)
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for s in services:
+            with open(logs / f"{s.name}.log", "ab") as log_file:
+                s.proc = subprocess.Popen(s.argv, env=s.env or airflow_env(settings), stdout=log_file,
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+            echo(f"starting {s.name} (log: {logs / (s.name + '.log')})")
+        for s in services:
+            wait_healthy(s, timeout)
+    except BaseException:
+        stop(services)
+        raise
+    return services
+
+
+def bootstrap_history(settings: Settings) -> int:
+    """Ingest the bundled sample when the review store holds no labelled review; returns how many were added."""
+    from sqlalchemy import func, select
+
+    from reviewops.pipeline import run_ingest, session_factory
+    from reviewops.store.models import Review
+
+    with session_factory(settings)() as s:
+        if s.scalar(select(func.count(Review.id)).where(Review.label.is_not(None))):
+            return 0
+    return run_ingest(settings, settings.corpus or SAMPLE).new
+
+
+def airflow_password_file(settings: Settings) -> Path:
+    env = airflow_env(settings)
+    return Path(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE")
+                or Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated")

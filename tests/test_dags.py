@@ -77,7 +77,7 @@ def test_dagbag_has_the_four_dags_with_their_schedules(home, monkeypatch):
     assert dags["reviews_score"]["timetable"] == "AssetTriggeredTimetable"
     assert dags["sentiment_train"]["timetable"] == "AssetOrTimeSchedule"
     assert dags["sentiment_train"]["summary"] == "0 3 * * 0"
-    assert dags["sentiment_train"]["tasks"] == ["due", "gate_cpu", "report_cpu", "snapshot", "train"]
+    assert dags["sentiment_train"]["tasks"] == ["announce_cpu", "due", "gate_cpu", "report_cpu", "snapshot", "train"]
     assert dags["model_monitor"]["summary"] == "0 6 * * *"
     for d in dags.values():
         assert d["retries"] == 2 and d["callback"] and "reviewops" in d["tags"]
@@ -98,7 +98,7 @@ def test_a_gpu_queue_adds_the_transformer_candidate(home, monkeypatch):
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["queue"] == "gpu"
-    assert {"train_transformer", "gate_transformer", "report_transformer"} <= set(out["tasks"])
+    assert {"train_transformer", "gate_transformer", "report_transformer", "announce_transformer"} <= set(out["tasks"])
     assert out["after"] == ["gate_cpu", "train_transformer"]  # the candidates meet the gate one at a time
 
 
@@ -209,6 +209,7 @@ def test_the_daily_cycle_through_the_dags(platform_store, site, slack, small_cor
 
     trained = dag_test("sentiment_train")
     _ok(trained)
+    assert trained["states"][("announce_cpu", -1)] == "success"  # the champion Asset: reviews_score runs again
     from reviewops.registry.mlflow_registry import CHAMPION, Registry
 
     champion = Registry(s).by_alias(CHAMPION)
@@ -278,3 +279,18 @@ def test_dag_test_names_an_unknown_dag(home):
     proc = subprocess.run([str(BIN / "reviewops"), "dag", "test", "no_such_dag"], capture_output=True, text=True,
                           env=os.environ.copy(), timeout=120, check=False)
     assert proc.returncode == 3 and "unknown DAG 'no_such_dag'" in proc.stderr
+
+
+def test_an_early_retrain_needs_enough_new_labelled_reviews(home, small_corpus, monkeypatch):
+    from reviewops import orchestration
+    from reviewops.pipeline import run_ingest
+
+    run_ingest(Settings(), small_corpus)
+    monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "100000")
+    reset_settings()
+    assert orchestration.train_due("scheduled")["due"] is True  # the weekly run always trains
+    verdict = orchestration.train_due("asset_triggered")
+    assert verdict["due"] is False and 1000 < verdict["new_labels"] < 6000
+    monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "1000")
+    reset_settings()
+    assert orchestration.train_due("asset_triggered")["due"] is True

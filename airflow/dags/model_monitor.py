@@ -2,7 +2,6 @@
 training snapshot (length, vocabulary, prediction mix, confidence) and check predictions against the
 reviewers' own ratings; store the report and alert Slack when a threshold is crossed."""
 
-import pendulum
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
@@ -11,7 +10,6 @@ from reviewops import orchestration as flow
 
 @dag(
     schedule=CronTriggerTimetable("0 6 * * *", timezone=flow.TIMEZONE),
-    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
     catchup=False,
     max_active_runs=1,
     default_args=flow.default_args(),

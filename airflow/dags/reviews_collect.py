@@ -4,7 +4,6 @@ source × movie now playing, then close the batches, report to Slack and update 
 Thin on purpose: every task is one call into `reviewops.orchestration`.
 """
 
-import pendulum
 from airflow.sdk import Asset, dag, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
@@ -16,7 +15,6 @@ NEW_REVIEWS = Asset(flow.NEW_REVIEWS)
 
 @dag(
     schedule=CronTriggerTimetable("0 1 * * *", timezone=flow.TIMEZONE),
-    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
     catchup=False,
     max_active_runs=1,
     default_args=flow.default_args(),

@@ -1,15 +1,14 @@
-"""reviews_score: when reviews_collect stored new reviews, score them with the champion and store
-the predictions (idempotent: a review is scored once per model version)."""
+"""reviews_score: when reviews_collect stored new reviews, or sentiment_train promoted a new champion,
+score the reviews that have no prediction from the champion and store the predictions (idempotent: a
+review is scored once per model version)."""
 
-import pendulum
 from airflow.sdk import Asset, dag, task
 
 from reviewops import orchestration as flow
 
 
 @dag(
-    schedule=[Asset(flow.NEW_REVIEWS)],
-    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
+    schedule=Asset(flow.NEW_REVIEWS) | Asset(flow.CHAMPION),
     catchup=False,
     max_active_runs=1,
     default_args=flow.default_args(),

@@ -3,9 +3,9 @@ arrived (REVIEWOPS_RETRAIN_MIN_NEW_LABELS): snapshot → train → evaluate → 
 or keep → Slack. The CPU model always trains; with REVIEWOPS_TRANSFORMER_QUEUE set, the transformer
 is fine-tuned on that queue's GPU worker too, and each candidate goes through the gate."""
 
-import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+from airflow.sdk.exceptions import AirflowSkipException
 
 from reviewops import orchestration as flow
 
@@ -16,7 +16,6 @@ GPU_QUEUE = flow.settings().transformer_queue
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 0", timezone=flow.TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
     ),
-    start_date=pendulum.datetime(2026, 1, 1, tz=flow.TIMEZONE),
     catchup=False,
     max_active_runs=1,
     default_args=flow.default_args(),
@@ -46,6 +45,11 @@ def sentiment_train():
     def report(summary: dict) -> None:
         flow.report_training(summary)
 
+    @task(outlets=[Asset(flow.CHAMPION)])
+    def announce(summary: dict) -> None:
+        if not summary["decision"]["promote"]:
+            raise AirflowSkipException(f"v{summary['version']} stays challenger: the champion is unchanged")
+
     snap = snapshot()
     due() >> snap
     candidates = [("cpu", train(snap))]
@@ -55,6 +59,7 @@ def sentiment_train():
     for name, training_run in candidates:  # candidates meet the gate one after the other
         gated = gate.override(task_id=f"gate_{name}")(training_run)
         report.override(task_id=f"report_{name}")(gated)
+        announce.override(task_id=f"announce_{name}")(gated)
         if previous is not None:
             previous >> gated
         previous = gated
