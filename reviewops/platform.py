@@ -144,22 +144,36 @@ def wait_healthy(service: Service, timeout: float) -> None:
     raise ConfigError(f"{service.name} did not answer at {service.health} within {timeout:.0f}s")
 
 
-def stop(services: list[Service], grace: float = 15.0) -> None:
-    """SIGTERM each service's process group (children included), then SIGKILL what is left."""
-    for s in reversed(services):
-        if s.proc is not None and s.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(s.proc.pid, signal.SIGTERM)
+def stop(services: list[Service], grace: float = 20.0) -> None:
+    """SIGTERM each service's process group (children included), wait until every process of the group is
+    gone, then SIGKILL what is left."""
+    groups = [s.proc.pid for s in reversed(services) if s.proc is not None]
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     for s in services:
-        if s.proc is None:
-            continue
-        try:
-            s.proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(s.proc.pid, signal.SIGKILL)
+        if s.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                s.proc.wait(max(0.1, deadline - time.monotonic()))
+    while time.monotonic() < deadline and any(_group_alive(g) for g in groups):
+        time.sleep(0.2)
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+    for s in services:
+        if s.proc is not None:
             s.proc.wait()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True, slack_standin: bool = True,

@@ -47,7 +47,11 @@ def configure(settings: Settings) -> None:
         exp = client.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:
             artifact_location = settings.mlflow_artifacts if not uri.startswith("http") else None
-            client.create_experiment(settings.mlflow_experiment, artifact_location=artifact_location)
+            try:
+                client.create_experiment(settings.mlflow_experiment, artifact_location=artifact_location)
+            except MlflowException as exc:  # another task created it a moment ago: fine
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
         mlflow.set_experiment(settings.mlflow_experiment)
     except MlflowException as exc:
         raise ConfigError(
