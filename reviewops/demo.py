@@ -1,8 +1,10 @@
-"""`make demo`: the main job on embedded defaults, shown command by command.
+"""`make demo`: the platform's daily cycle on embedded defaults, run through the Airflow DAGs.
 
-migrate → crawl the local CGV/Megabox test site two days running → pipeline run on the bundled
-sample (or REVIEWOPS_CORPUS) plus what was crawled → predict a few reviews → how to open the MLflow
-UI. Every step is the public `reviewops` command a user would type.
+migrate → ingest the bundled sample (or REVIEWOPS_CORPUS) as history → on the local CGV/Megabox test
+site: reviews_collect → sentiment_train → reviews_score → the next day: reviews_collect →
+reviews_score → model_monitor → predict a few reviews → the Slack messages the cycle sent (to a local
+stand-in). Every step is the public `reviewops` command a user would type; each DAG runs with
+`reviewops dag test` (Airflow's dag.test(): no scheduler needed).
 """
 
 from __future__ import annotations
@@ -51,25 +53,36 @@ def main() -> None:
     corpus = settings.corpus or SAMPLE
     settings.home.mkdir(parents=True, exist_ok=True)
 
-    step("1/5 review database", "db", "upgrade")
+    step("1/10 review database", "db", "upgrade")
+    step(f"2/10 history: ingest {Path(corpus).name}", "ingest", str(corpus))
 
-    # The real cinema sites are out of reach here: crawl the local test site, which serves their
-    # shapes. A shorter delay than the 1 s default is fine for a site on this machine.
+    # The real cinema sites are out of reach here: crawl the local test site, which serves their shapes
+    # (a shorter delay than the 1 s default is fine for a site on this machine). Slack messages go to a
+    # local stand-in and are shown at the end.
+    from reviewops.notify.standin import SlackStandIn
     from reviewops.sources.testsite import TestSite
 
     site = TestSite(reviews_per_day=5, days=3)
     url = site.start()
+    slack = SlackStandIn()
     env = os.environ | {"REVIEWOPS_CGV_BASE_URL": url, "REVIEWOPS_MEGABOX_BASE_URL": url,
-                        "REVIEWOPS_CRAWL_DELAY": "0.1"}
+                        "REVIEWOPS_CRAWL_DELAY": "0.1", "REVIEWOPS_TASK_RETRY_DELAY": "5",
+                        "REVIEWOPS_SLACK_BOT_TOKEN": "xoxb-local-standin", "REVIEWOPS_SLACK_API_URL": f"{slack.url}/api/"}
     try:
-        console.print(f"local test site: {url} (day 0: {site.state()['date']})")
-        step("2/5 crawl CGV and Megabox (test site, day 0)", "crawl", "--source", "all", env=env)
+        console.print(f"local test site: {url} (day 0: {site.state()['date']}); Slack stand-in: {slack.url}")
+        step("3/10 DAG reviews_collect: crawl CGV and Megabox (day 0)", "dag", "test", "reviews_collect", env=env)
+        step("4/10 DAG sentiment_train: snapshot → train → gate → promote", "dag", "test", "sentiment_train", env=env)
+        step("5/10 DAG reviews_score: score the collected reviews with the champion", "dag", "test", "reviews_score",
+             env=env)
         site.set_day(1)
-        step(f"3/5 crawl again the next day ({site.state()['date']}): only new reviews", "crawl", "--source", "all",
+        step(f"6/10 DAG reviews_collect the next day ({site.state()['date']}): only new reviews", "dag", "test",
+             "reviews_collect", env=env)
+        step("7/10 DAG reviews_score: only the new reviews", "dag", "test", "reviews_score", env=env)
+        step("8/10 DAG model_monitor: drift and agreement with reviewers' ratings", "dag", "test", "model_monitor",
              env=env)
     finally:
         site.stop()
-    step(f"4/5 pipeline on {Path(corpus).name} and the crawled reviews", "pipeline", "run", "--corpus", str(corpus))
+        slack.close()
 
     demo_dir = settings.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -77,7 +90,7 @@ def main() -> None:
     pd.DataFrame({"id": [f"ex{i + 1}" for i in range(len(EXAMPLES))], "document": EXAMPLES}).to_csv(
         inp, sep="\t", index=False
     )
-    step("5/5 predict with the champion", "predict", "--input", str(inp), "--output", str(out))
+    step("9/10 predict with the champion", "predict", "--input", str(inp), "--output", str(out))
 
     pred = pd.read_csv(out, sep="\t", dtype={"id": str}).set_index("id")
     table = Table(title="예측 결과 (champion)", title_justify="left")
@@ -89,10 +102,15 @@ def main() -> None:
         table.add_row(text, f"[{colour}]{LABEL_NAMES_KO[int(row['label'])]}", f"{row['score']:.3f}")
     console.print(table)
 
+    console.rule("[bold cyan]10/10 what the cycle told Slack (local stand-in)")
+    for m in slack.messages():
+        console.print(f"• {m['text']}", highlight=False)
+
     console.rule("[bold cyan]next")
     console.print(
         f"Predictions: {out}\n"
         f"Predict your own file:  .venv/bin/reviewops predict --input reviews.tsv --output out.tsv\n"
+        f"The whole platform:     make up   (Airflow UI with the four DAGs, MLflow server, test site)\n"
         f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
         f"'{settings.mlflow_experiment}', model '{settings.model_name}')\n"
         f"Train on the full corpus: REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"

@@ -199,7 +199,7 @@ def monitor(until: datetime | str | None = None) -> dict:
     from reviewops.notify.slack import Notifier, drift_alert
     from reviewops.pipeline import session_factory
     from reviewops.registry.mlflow_registry import CHAMPION, Registry
-    from reviewops.store.models import Review
+    from reviewops.store.models import CollectionBatch, Review
     from reviewops.store.objects import open_store
 
     s = settings()
@@ -209,12 +209,16 @@ def monitor(until: datetime | str | None = None) -> dict:
     if champion is None:
         return {"status": "no_champion", "alerts": [], "report": None}
     store = open_store(s.artifacts, s.s3_endpoint_url)
-    reference = read_split(store, champion.tags["snapshot_id"], "train")
+    # the snapshot's held-out test split: the champion's scores on it are what unseen reviews of the
+    # training distribution look like (its scores on the training split would be overconfident)
+    reference = read_split(store, champion.tags["snapshot_id"], "test")
     if len(reference) > s.monitor_reference_rows:
         reference = reference.sample(s.monitor_reference_rows, random_state=0)
     with session_factory(s)() as session:
-        rows = session.execute(select(Review.clean_text, Review.label).where(
-            Review.reject_reason.is_(None), Review.collected_at >= start, Review.collected_at < end)).all()
+        rows = session.execute(  # crawled reviews only: a bulk ingest of history is not "the last day"
+            select(Review.clean_text, Review.label).join(CollectionBatch, Review.batch_id == CollectionBatch.id)
+            .where(CollectionBatch.kind == "crawl", Review.reject_reason.is_(None), Review.collected_at >= start,
+                   Review.collected_at < end)).all()
     current = pd.DataFrame(rows, columns=["text", "label"])
     predictor = load_predictor(champion.uri)
     reference = pd.DataFrame({"text": reference["text"], "score": predictor.predict_proba(reference["text"].tolist())})

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -196,11 +197,15 @@ class BaselineModel:
         if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
             raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum (broken or tampered)")
         try:
-            untrusted = sio.get_untrusted_types(data=blob)
-            bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-            if bad:
-                raise ModelArtifactError(f"model artifact {folder}: refuses to load unexpected types {bad}")
-            parts = sio.loads(blob, trusted=untrusted)
+            # skops looks types up across every loaded module; inside Airflow that touches its deprecated
+            # aliases and floods the log with warnings that say nothing about the model
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                untrusted = sio.get_untrusted_types(data=blob)
+                bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+                if bad:
+                    raise ModelArtifactError(f"model artifact {folder}: refuses to load unexpected types {bad}")
+                parts = sio.loads(blob, trusted=untrusted)
         except ModelArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a broken artifact
