@@ -10,10 +10,16 @@ from reviewops.store.models import CollectionBatch, Feedback, Movie, Prediction,
 
 
 def test_migrations_create_every_table_and_go_back_down(db_url):
-    assert db.upgrade(db_url) == "0001"
+    assert db.upgrade(db_url) == "0002"
     tables = set(sa.inspect(db.get_engine(db_url)).get_table_names())
     assert {"movies", "reviews", "collection_batches", "predictions", "feedback", "alembic_version"} <= tables
-    assert db.upgrade(db_url) == "0001"  # idempotent
+    indexes = {i["name"] for i in sa.inspect(db.get_engine(db_url)).get_indexes("predictions")}
+    assert "uq_predictions_review_model" in indexes
+    assert db.upgrade(db_url) == "0002"  # idempotent
+    db.downgrade(db_url, "0001")
+    assert "uq_predictions_review_model" not in {
+        i["name"] for i in sa.inspect(db.get_engine(db_url)).get_indexes("predictions")}
+    assert db.upgrade(db_url) == "0002"
     db.downgrade(db_url, "base")
     assert "reviews" not in sa.inspect(db.get_engine(db_url)).get_table_names()
 
@@ -79,3 +85,18 @@ def test_migrations_match_the_models(db_url):
     with db.get_engine(db_url).connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
     assert diff == []
+
+
+def test_a_review_is_scored_once_per_model_version(db_url):
+    with db.session_scope(db_url) as s:
+        batch, movie = _batch_and_movie(s)
+        review = _review(batch, movie)
+        s.add(review)
+        s.flush()
+        s.add_all([Prediction(review_id=review.id, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1"),
+                   Prediction(review_id=review.id, text="재밌어요", label=1, score=0.8, model_name="m", model_version="2"),
+                   # the API's predictions have no review: they may repeat
+                   Prediction(review_id=None, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1"),
+                   Prediction(review_id=None, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1")])
+    with pytest.raises(IntegrityError), db.session_scope(db_url) as s:
+        s.add(Prediction(review_id=review.id, text="재밌어요", label=0, score=0.1, model_name="m", model_version="1"))
