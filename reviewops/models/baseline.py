@@ -156,8 +156,7 @@ class BaselineModel:
     # --- persistence --------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Write the model folder atomically (a temporary folder renamed into place)."""
-        import skops.io as sio
-
+        sio = _skops()
         folder = Path(folder)
         with atomic_folder(folder) as tmp:
             blob = sio.dumps({"vectorizers": self.vectorizers, "tfidf": self.tfidf, "clf": self.clf},
@@ -182,8 +181,7 @@ class BaselineModel:
 
     @classmethod
     def load(cls, folder: str | Path) -> BaselineModel:
-        import skops.io as sio
-
+        sio = _skops()
         folder = Path(folder)
         try:
             meta = json.loads((folder / META_FILE).read_text())
@@ -197,15 +195,11 @@ class BaselineModel:
         if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
             raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum (broken or tampered)")
         try:
-            # skops looks types up across every loaded module; inside Airflow that touches its deprecated
-            # aliases and floods the log with warnings that say nothing about the model
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                untrusted = sio.get_untrusted_types(data=blob)
-                bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
-                if bad:
-                    raise ModelArtifactError(f"model artifact {folder}: refuses to load unexpected types {bad}")
-                parts = sio.loads(blob, trusted=untrusted)
+            untrusted = sio.get_untrusted_types(data=blob)
+            bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+            if bad:
+                raise ModelArtifactError(f"model artifact {folder}: refuses to load unexpected types {bad}")
+            parts = sio.loads(blob, trusted=untrusted)
         except ModelArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a broken artifact
@@ -222,3 +216,12 @@ class BaselineModel:
             raise ModelArtifactError(f"model artifact {folder}: incomplete metadata ({type(exc).__name__}: {exc})") from None
         model.train_seconds = meta.get("train_seconds", 0.0)
         return model
+
+
+def _skops():
+    """skops.io, imported quietly: on import it looks types up across every loaded module, and inside
+    Airflow that touches hundreds of deprecated aliases, each logging a warning about nothing here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import skops.io as sio
+    return sio
