@@ -337,11 +337,11 @@ def dag_test(
         print(json.dumps(result, ensure_ascii=False))
     else:
         table = Table(title=f"{dag_id}: {result['state']}", title_justify="left")
-        for col in ("task", "map index", "state", "tries"):
+        for col in ("task", "mapped over", "state", "tries"):
             table.add_column(col)
         for t in result["tasks"]:
             colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(t["state"].split(".")[-1].lower(), "")
-            table.add_row(t["task"], "" if t["map_index"] < 0 else str(t["map_index"]),
+            table.add_row(t["task"], "" if t["map_index"] < 0 else (t.get("label") or str(t["map_index"])),
                           f"[{colour}]{t['state']}" if colour else t["state"], str(t["tries"]))
         out.print(table)
     if "success" not in result["state"]:

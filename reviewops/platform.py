@@ -75,7 +75,8 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
     dag = bag.get_dag(dag_id)
     run = dag.test(run_conf=conf)
     tasks = sorted(
-        ({"task": ti.task_id, "map_index": ti.map_index, "state": str(ti.state), "tries": ti.try_number}
+        ({"task": ti.task_id, "map_index": ti.map_index, "label": getattr(ti, "rendered_map_index", None),
+          "state": str(ti.state), "tries": ti.try_number}
          for ti in run.get_task_instances()),
         key=lambda t: (t["task"], t["map_index"]),
     )
