@@ -40,6 +40,13 @@ def default_args() -> dict:
     }
 
 
+def dag_kwargs(doc: str | None, *tags: str) -> dict:
+    """What every DAG of the platform shares: no catch-up, one run at a time, retries and the Slack
+    failure message, its tags and its documentation."""
+    return {"catchup": False, "max_active_runs": 1, "default_args": default_args(), "tags": ["reviewops", *tags],
+            "doc_md": doc}
+
+
 def on_task_failure(context) -> None:
     """Airflow's failure callback: a Slack message naming DAG, task, error and log link. Secrets in the
     error (URL passwords, tokens) are masked; the callback itself never raises."""

@@ -10,11 +10,7 @@ from reviewops import orchestration as flow
 
 @dag(
     schedule=CronTriggerTimetable("0 6 * * *", timezone=flow.TIMEZONE),
-    catchup=False,
-    max_active_runs=1,
-    default_args=flow.default_args(),
-    tags=["reviewops", "monitor"],
-    doc_md=__doc__,
+    **flow.dag_kwargs(__doc__, "monitor"),
 )
 def model_monitor():
     @task

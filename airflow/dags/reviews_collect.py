@@ -15,11 +15,7 @@ NEW_REVIEWS = Asset(flow.NEW_REVIEWS)
 
 @dag(
     schedule=CronTriggerTimetable("0 1 * * *", timezone=flow.TIMEZONE),
-    catchup=False,
-    max_active_runs=1,
-    default_args=flow.default_args(),
-    tags=["reviewops", "collect"],
-    doc_md=__doc__,
+    **flow.dag_kwargs(__doc__, "collect"),
 )
 def reviews_collect():
     @task

@@ -9,11 +9,7 @@ from reviewops import orchestration as flow
 
 @dag(
     schedule=Asset(flow.NEW_REVIEWS) | Asset(flow.CHAMPION),
-    catchup=False,
-    max_active_runs=1,
-    default_args=flow.default_args(),
-    tags=["reviewops", "score"],
-    doc_md=__doc__,
+    **flow.dag_kwargs(__doc__, "score"),
 )
 def reviews_score():
     @task(outlets=[Asset(flow.SCORED_REVIEWS)])

@@ -16,11 +16,7 @@ GPU_QUEUE = flow.settings().transformer_queue
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 3 * * 0", timezone=flow.TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
     ),
-    catchup=False,
-    max_active_runs=1,
-    default_args=flow.default_args(),
-    tags=["reviewops", "train"],
-    doc_md=__doc__,
+    **flow.dag_kwargs(__doc__, "train"),
 )
 def sentiment_train():
     @task.short_circuit
