@@ -122,6 +122,18 @@ class Settings(BaseSettings):
         None, description="`reviewops mlflow-server`: where proxied artifacts go (folder or s3://...)."
     )
 
+    # --- serving (FastAPI, Streamlit, nginx) -----------------------------------------------------
+    api_url: str = Field("http://127.0.0.1:8000", description="Where the Streamlit app reaches the API.")
+    api_max_texts: int = Field(1000, ge=1, description="Most texts in one /v1/predict request.")
+    api_max_text_chars: int = Field(2000, ge=1, description="Longest text /v1/predict accepts.")
+    api_max_body_bytes: int = Field(2_000_000, ge=1024, description="Larger request bodies get 413.")
+    admin_token: SecretStr | None = Field(None, description="Bearer token of the admin endpoints (reload, "
+                                          "promote, rollback); unset: they are refused.")
+    model_poll_seconds: float = Field(30.0, gt=0.0, description="How often the API checks the champion alias.")
+    serve_batch_max_size: int = Field(64, ge=1, description="Transformer micro-batching: most texts per batch.")
+    serve_batch_max_wait_ms: float = Field(5.0, ge=0.0, description="Transformer micro-batching: longest wait.")
+    serve_prefer_onnx: bool = Field(True, description="Serve a transformer's ONNX int8 export on CPU when present.")
+
     # --- monitoring ---------------------------------------------------------------------------
     monitor_window_hours: int = Field(24, ge=1, description="model_monitor compares reviews collected in this window.")
     monitor_reference_rows: int = Field(20_000, ge=100, description="Rows sampled from the champion's snapshot.")
