@@ -437,6 +437,20 @@ def up(
         stop(services)
 
 
+@app.command()
+@_cli
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
+) -> None:
+    """The prediction API (FastAPI): /v1/predict, /v1/model, /v1/feedback, /v1/movies, /healthz, /metrics."""
+    import uvicorn
+
+    uvicorn.run("reviewops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+
+
 @app.command("slack-standin")
 @_cli
 def slack_standin(

@@ -97,9 +97,9 @@ def train_run(
     trainer=None,
 ) -> str:
     """Train a model on a snapshot and evaluate it; log the run and its model to MLflow; return the run id."""
+    import mlflow
     from mlflow.models import infer_signature
 
-    import mlflow
     from reviewops.models.pyfunc import SentimentPyfunc
     from reviewops.models.trainers import BaselineTrainer
 

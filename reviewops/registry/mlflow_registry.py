@@ -24,9 +24,8 @@ HISTORY_TAG = "champion_history"
 
 def configure(settings: Settings) -> None:
     """Point MLflow at the configured tracking server/backend and make sure the experiment exists."""
-    from mlflow.exceptions import MlflowException
-
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow's hints about type hints, integer columns and ambiguous dataset sources are noise here

@@ -89,9 +89,11 @@ class Prediction(Base):
         Index("ix_predictions_created_at", "created_at"),
         # a collected review is scored once per model version (the scoring job is idempotent)
         Index("uq_predictions_review_model", "review_id", "model_name", "model_version", unique=True),
+        Index("uq_predictions_public_id", "public_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str | None] = mapped_column(String(32))  # the id the API hands out (for feedback)
     review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
     text: Mapped[str] = mapped_column(Text)
     label: Mapped[int] = mapped_column(SmallInteger)

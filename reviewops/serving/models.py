@@ -1,0 +1,192 @@
+"""The model the API serves: the registry's champion, loaded once, cached on disk, swapped atomically.
+
+`ModelManager.refresh()` asks MLflow which version holds the `champion` alias. When it moved, the new
+version is downloaded into the local cache and loaded beside the old one; only then is the reference
+swapped (one assignment), so requests in flight finish on the model they started with and none
+fails. When MLflow is down the last good model keeps serving, and a restarted API loads the last
+good model from its cache.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reviewops.config import Settings
+from reviewops.errors import ModelArtifactError
+
+log = logging.getLogger(__name__)
+POINTER = "current.json"
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    version: str
+    backend: str  # baseline | transformer | onnx-int8
+    model: object  # anything with predict_proba(texts) -> P(positive)
+    info: dict = field(default_factory=dict)  # metrics, trainer, snapshot, aliases
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def batched(self) -> bool:
+        """Transformers gain from micro-batching concurrent requests; the CPU model does not need it."""
+        return self.backend != "baseline"
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(texts), dtype=float)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "backend": self.backend,
+                "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)), **self.info}
+
+
+def _model_folder(root: Path) -> Path:
+    """The trained model's own folder (with meta.json) inside a downloaded MLflow model."""
+    if (root / "meta.json").is_file():
+        return root
+    found = sorted(root.rglob("meta.json"), key=lambda p: len(p.parts))
+    if not found:
+        raise ModelArtifactError(f"model artifact {root}: no meta.json inside")
+    return found[0].parent
+
+
+def load_folder(folder: Path, settings: Settings) -> tuple[str, object]:
+    """(backend, model) for a model folder; a transformer is served from its ONNX int8 export on CPU."""
+    from reviewops.models.pyfunc import load_model_folder
+
+    meta = json.loads((folder / "meta.json").read_text())
+    fmt = str(meta.get("format", ""))
+    if fmt.startswith("reviewops-transformer"):
+        int8 = folder / "onnx" / "model.int8.onnx"
+        if settings.serve_prefer_onnx and int8.is_file() and not _cuda():
+            from reviewops.models.onnx_export import OnnxClassifier
+
+            max_length = int(meta.get("params", {}).get("max_length", 128))
+            return "onnx-int8", OnnxClassifier(int8, folder / "hf", max_length=max_length)
+        return "transformer", load_model_folder(folder)
+    return "baseline", load_model_folder(folder)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+class ModelManager:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.current: LoadedModel | None = None
+        self.last_error: str | None = None
+        self.last_check: float | None = None
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.cache = settings.model_cache / settings.model_name
+
+    # --- loading ------------------------------------------------------------------------------------
+    def _registry(self):
+        from reviewops.registry.mlflow_registry import Registry
+
+        return Registry(self.settings)
+
+    def refresh(self) -> bool:
+        """Load the champion if the alias moved; True when the served model changed. Never raises:
+        a registry or artifact problem is logged and the current model keeps serving."""
+        with self._refresh_lock:
+            self.last_check = time.time()
+            try:
+                from reviewops.registry.mlflow_registry import CHAMPION
+
+                registry = self._registry()
+                champion = registry.by_alias(CHAMPION)
+                if champion is None:
+                    self.last_error = "the registry has no champion yet"
+                    return False
+                if self.current is not None and self.current.version == champion.version:
+                    self.last_error = None
+                    return False
+                loaded = self._load_version(registry, champion)
+            except Exception as exc:  # noqa: BLE001 - the API must outlive a broken registry or artifact
+                from reviewops.config import redact_text
+
+                self.last_error = redact_text(f"{type(exc).__name__}: {exc}", self.settings).splitlines()[0][:500]
+                log.warning("champion not (re)loaded, still serving %s: %s",
+                            f"v{self.current.version}" if self.current else "nothing", self.last_error)
+                if self.current is None:
+                    self._load_cached()
+                return False
+            self._swap(loaded)
+            self.last_error = None
+            return True
+
+    def _load_version(self, registry, champion) -> LoadedModel:
+        import mlflow
+
+        target = self.cache / champion.version
+        if not (target / "MLmodel").is_file():
+            tmp = self.cache / f".{champion.version}.{time.time_ns()}"
+            tmp.mkdir(parents=True, exist_ok=True)
+            mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=str(tmp))
+            if target.exists():
+                import shutil
+
+                shutil.rmtree(target)
+            tmp.rename(target)
+        folder = _model_folder(target)
+        backend, model = load_folder(folder, self.settings)
+        run_metrics = {}
+        if champion.run_id:
+            try:
+                run_metrics = {k: float(v) for k, v in registry.client.get_run(champion.run_id).data.metrics.items()
+                               if not k.startswith("slice.")}
+            except Exception:  # noqa: BLE001 - metrics are nice to have
+                run_metrics = {}
+        info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
+                "snapshot_id": champion.tags.get("snapshot_id", ""), "metrics": run_metrics}
+        (self.cache / POINTER).write_text(json.dumps({"version": champion.version, "folder": str(folder),
+                                                      "info": info}))
+        return LoadedModel(self.settings.model_name, champion.version, backend, model, info)
+
+    def _load_cached(self) -> None:
+        pointer = self.cache / POINTER
+        if not pointer.is_file():
+            return
+        try:
+            data = json.loads(pointer.read_text())
+            backend, model = load_folder(Path(data["folder"]), self.settings)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the cached model cannot be loaded either: %s", exc)
+            return
+        self._swap(LoadedModel(self.settings.model_name, data["version"], backend, model,
+                               data.get("info", {}) | {"from_cache": True}))
+        log.warning("MLflow unreachable: serving the cached v%s", data["version"])
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        old = self.current
+        self.current = loaded  # one reference assignment: requests in flight keep the old object
+        log.info("serving %s v%s (%s)%s", loaded.name, loaded.version, loaded.backend,
+                 f", was v{old.version}" if old else "")
+
+    # --- polling ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._poll, name="model-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.model_poll_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()

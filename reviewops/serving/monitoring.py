@@ -1,0 +1,50 @@
+"""The numbers behind the app's monitoring page: traffic and prediction mix of the API's own
+predictions, agreement of users' feedback with them, latency, and the latest drift report."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from sqlalchemy import Integer, String, func, select
+
+from reviewops.config import Settings
+from reviewops.store.models import Feedback, Prediction, utcnow
+
+
+def summary(settings: Settings, sessions, latency_ms: dict, hours: int = 24) -> dict:
+    since = utcnow() - timedelta(hours=hours)
+    served = [Prediction.public_id.is_not(None), Prediction.created_at >= since]
+    with sessions() as s:
+        hour = func.substr(func.cast(Prediction.created_at, String), 1, 13)
+        traffic = [{"hour": h, "predictions": n} for h, n in s.execute(
+            select(hour, func.count(Prediction.id)).where(*served).group_by(hour).order_by(hour)).all()]
+        n, positive, confidence = s.execute(
+            select(func.count(Prediction.id), func.coalesce(func.sum(Prediction.label), 0),
+                   func.avg(func.abs(Prediction.score - 0.5) + 0.5)).where(*served)).one()
+        fb_n, fb_agree = s.execute(
+            select(func.count(Feedback.id),
+                   func.coalesce(func.sum((Feedback.label == Prediction.label).cast(Integer)), 0))
+            .join(Prediction, Feedback.prediction_id == Prediction.id)).one()
+    return {
+        "window_hours": hours,
+        "traffic": traffic,
+        "prediction_mix": {"positive": int(positive), "negative": int(n) - int(positive)},
+        "mean_confidence": round(float(confidence), 4) if confidence is not None else None,
+        "latency_ms": latency_ms,
+        "feedback": {"n": int(fb_n), "agreement": round(int(fb_agree) / int(fb_n), 4) if fb_n else None},
+        "drift": latest_drift_report(settings),
+    }
+
+
+def latest_drift_report(settings: Settings) -> dict | None:
+    from reviewops.errors import StoreError
+    from reviewops.store.objects import open_store
+
+    try:
+        store = open_store(settings.artifacts, settings.s3_endpoint_url)
+        keys = sorted(k for k in store.list("reports/monitor") if k.endswith(".json"))
+        return json.loads(store.get(keys[-1])) if keys else None
+    except (StoreError, ValueError):
+        return None
+

@@ -1,0 +1,162 @@
+"""What runs beside the request path: micro-batching for transformer models, and the prediction log
+written by a background thread (a request never waits for the database)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from reviewops.serving.models import LoadedModel, ModelManager
+
+log = logging.getLogger(__name__)
+
+
+class MicroBatcher:
+    """Collects the texts of concurrent requests into one model call (up to `max_size` texts or
+    `max_wait` seconds), so a transformer runs full batches instead of one text at a time."""
+
+    def __init__(self, manager: ModelManager, max_size: int, max_wait: float, on_batch=None) -> None:
+        self.manager, self.max_size, self.max_wait = manager, max_size, max_wait
+        self.on_batch = on_batch
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+
+    async def predict(self, texts: list[str]) -> tuple[np.ndarray, LoadedModel]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._run())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((texts, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self._queue.get()]
+            size = len(items[0][0])
+            deadline = loop.time() + self.max_wait
+            while size < self.max_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+                items.append(item)
+                size += len(item[0])
+            model = self.manager.current
+            texts = [t for ts, _ in items for t in ts]
+            try:
+                if model is None:
+                    raise LookupError("no model loaded")
+                scores = await loop.run_in_executor(None, model.predict_proba, texts)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            if self.on_batch:
+                self.on_batch(len(texts))
+            start = 0
+            for ts, fut in items:
+                if not fut.done():
+                    fut.set_result((scores[start:start + len(ts)], model))
+                start += len(ts)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class PredictionLog:
+    """Prediction rows queued by requests and inserted by one background thread in batches."""
+
+    def __init__(self, session_factory, flush_every: float = 0.5, max_rows: int = 2000) -> None:
+        self.sessions = session_factory
+        self.flush_every, self.max_rows = flush_every, max_rows
+        self._queue: queue.Queue = queue.Queue(maxsize=100_000)
+        self._written = threading.Condition()
+        self._pending = 0
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    def add(self, rows: list[dict]) -> None:
+        with self._written:
+            self._pending += len(rows)
+        for row in rows:
+            try:
+                self._queue.put_nowait(row)
+            except queue.Full:  # the database is far behind: serving matters more than the log
+                self.dropped += 1
+                with self._written:
+                    self._pending -= 1
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written."""
+        deadline = time.monotonic() + timeout
+        with self._written:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._written.wait(left)
+        return True
+
+    def _run(self) -> None:
+        from sqlalchemy import insert
+
+        from reviewops.store.models import Prediction
+
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = []
+            try:
+                batch.append(self._queue.get(timeout=self.flush_every))
+                while len(batch) < self.max_rows:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            if not batch:
+                continue
+            for attempt in range(3):
+                try:
+                    with self.sessions() as s:
+                        s.execute(insert(Prediction), batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the writer
+                    log.warning("prediction log: %d rows not written yet (%s)", len(batch), type(exc).__name__)
+                    time.sleep(0.5 * (attempt + 1))
+            else:
+                self.dropped += len(batch)
+            with self._written:
+                self._pending -= len(batch)
+                self._written.notify_all()
+
+    def close(self) -> None:
+        self.flush()
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class LatencyWindow:
+    """The last N request latencies, for the monitoring page's percentiles."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self._values.append(seconds)
+
+    def percentiles(self) -> dict[str, float | None]:
+        if not self._values:
+            return {"p50": None, "p95": None, "p99": None}
+        arr = np.asarray(self._values) * 1000
+        return {f"p{q}": round(float(np.percentile(arr, q)), 2) for q in (50, 95, 99)}
