@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -65,42 +66,45 @@ class PromoteIn(BaseModel):
 
 
 class BodyLimit:
-    """413 for a request body over the limit, declared (Content-Length) or streamed."""
+    """413 for a request body over the limit, declared (Content-Length) or streamed. Bodies are small
+    (a few MB at most), so the middleware reads one whole and hands it on."""
 
     def __init__(self, app, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or {}).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await self._reject(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.max_bytes:
+                return await self._reject(send)
+            if not message.get("more_body", False):
+                break
+        body, sent = b"".join(chunks), False
 
-        try:
-            return await self.app(scope, counted, send)
-        except _TooLarge:
-            return await self._reject(send)
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
 
     async def _reject(self, send) -> None:
         body = json.dumps({"detail": f"request body over {self.max_bytes:,} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _metrics():
@@ -278,7 +282,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             return {"movies": insights.list_movies(s)}
 
     @app.get("/v1/movies/{movie_id}/summary", responses={404: {"description": "unknown movie"}})
-    def movie_summary(movie_id: int) -> dict:
+    def movie_summary(movie_id: Annotated[int, FastApiPath(ge=1, le=2**31 - 1)]) -> dict:
         from reviewops import insights
 
         version = manager.current.version if manager.current else None

@@ -1,0 +1,278 @@
+"""The prediction API: the contract, every error path, feedback, admin actions, hot swap under
+concurrent load with zero failed requests, MLflow down, and a schemathesis fuzz of the OpenAPI schema."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import schemathesis
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+
+from reviewops.config import Settings, reset_settings
+from reviewops.models.baseline import BaselineParams
+from reviewops.serving.app import create_app
+from reviewops.store import db
+from reviewops.store.models import Feedback, Prediction
+from tests.conftest import sample_records, write_jsonl
+
+TOKEN = "admin-token-for-tests-" + "x" * 16
+TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요", "시간 아깝다 진짜 최악의 영화", "OST가 너무 좋아서 계속 생각나네요"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """A home with two registered versions: v1 (champion) and v2 (challenger, different features)."""
+    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.registry.mlflow_registry import Registry
+
+    home = tmp_path_factory.mktemp("api") / "home"
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"))}
+    env |= {"REVIEWOPS_HOME": str(home), "REVIEWOPS_ADMIN_TOKEN": TOKEN, "REVIEWOPS_MODEL_POLL_SECONDS": "0.5",
+            "REVIEWOPS_GATE_MARGIN": "0.9"}  # the second version stays challenger
+    with pytest.MonkeyPatch.context() as mp:
+        for k in list(os.environ):
+            if k not in env:
+                mp.delenv(k)
+        for k, v in env.items():
+            mp.setenv(k, v)
+        reset_settings()
+        s = Settings()
+        corpus = write_jsonl(tmp_path_factory.mktemp("corpus") / "c.jsonl.gz", sample_records(6000))
+        run_ingest(s, corpus)
+        snap, parts = run_snapshot(s)
+        train_and_register(s, snap, parts)
+        train_and_register(s, snap, parts, BaselineParams.from_dict({"char_features": 2**16, "word_features": 2**15}))
+        assert Registry(s).by_alias("champion").version == "1"
+    reset_settings()
+    return env
+
+
+@pytest.fixture
+def env(platform, monkeypatch):
+    for k in list(os.environ):
+        if k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"):
+            monkeypatch.delenv(k)
+    for k, v in platform.items():
+        if k.startswith("REVIEWOPS_"):
+            monkeypatch.setenv(k, v)
+    reset_settings()
+    yield Settings()
+    reset_settings()
+
+
+@pytest.fixture
+def client(env):
+    with TestClient(create_app(env, poll=False)) as c:
+        yield c
+
+
+def _champion(settings, version: str) -> None:
+    from reviewops.registry.mlflow_registry import Registry
+
+    Registry(settings).promote(version, "test")
+
+
+def test_predict_contract(client):
+    r = client.post("/v1/predict", json={"texts": TEXTS})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model"] == {"name": "review-sentiment", "version": "1"}
+    labels = [p["label"] for p in body["predictions"]]
+    assert labels == ["긍정", "부정", "긍정"]
+    for p in body["predictions"]:
+        assert p["label_id"] == (1 if p["label"] == "긍정" else 0) and 0 <= p["score"] <= 1
+        assert (p["score"] >= 0.5) == (p["label_id"] == 1) and len(p["id"]) == 32
+    assert len({p["id"] for p in body["predictions"]}) == 3
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    ({"texts": []}, 422, "at least 1"),
+    ({"texts": ["  "]}, 422, "texts[0]: text is blank"),
+    ({"texts": ["ok", ""]}, 422, "texts.1"),
+    ({"texts": ["가" * 2001]}, 422, "at most 2000"),
+    ({"texts": ["가"] * 1001}, 422, "at most 1000"),
+    ({"texts": "영화"}, 422, "valid list"),
+    ({"texts": [3]}, 422, "valid string"),
+    ({"text": ["영화"]}, 422, "texts: Field required"),
+    ([], 422, "valid dictionary"),
+])
+def test_client_mistakes_are_422_with_a_clear_message(client, payload, status, message):
+    r = client.post("/v1/predict", json=payload)
+    assert r.status_code == status
+    assert message in r.json()["detail"]
+
+
+def test_broken_json_and_oversized_bodies(client):
+    r = client.post("/v1/predict", content=b'{"texts": ["a"', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    big = json.dumps({"texts": ["가" * 1500] * 600}).encode()  # ~2.7 MB
+    r = client.post("/v1/predict", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "request body over" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit holds for streamed bodies too
+        for _ in range(40):
+            yield b" " * 100_000
+
+    r = client.post("/v1/predict", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_feedback_is_stored_against_the_prediction(client, env):
+    pred = client.post("/v1/predict", json={"texts": [TEXTS[1]]}).json()["predictions"][0]
+    r = client.post("/v1/feedback", json={"prediction_id": pred["id"], "label": "긍정", "comment": "반어법이에요"})
+    assert r.status_code == 201 and r.json()["label_id"] == 1
+    with db.session_scope(env.db_url) as s:
+        fb = s.scalars(sa.select(Feedback)).all()[-1]
+        p = s.get(Prediction, fb.prediction_id)
+        assert (p.public_id, p.label, fb.label, fb.comment) == (pred["id"], 0, 1, "반어법이에요")
+        assert p.model_version == "1" and p.review_id is None
+    assert client.post("/v1/feedback", json={"prediction_id": "nope", "label": 1}).status_code == 404
+    assert client.post("/v1/feedback", json={"prediction_id": pred["id"], "label": "좋음"}).status_code == 422
+
+
+def test_model_health_and_metrics(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["model"]["version"] == "1"
+    model = client.get("/v1/model").json()
+    assert model["version"] == "1" and model["backend"] == "baseline" and model["metrics"]["accuracy"] > 0.7
+    history = client.get("/v1/models").json()
+    assert history["champion"] == "1" and [v["version"] for v in history["versions"]] == ["1", "2"]
+    assert history["versions"][1]["decision"] == "challenger"
+    client.post("/v1/predict", json={"texts": TEXTS})
+    text = client.get("/metrics").text
+    assert 'reviewops_api_requests_total{method="POST",route="/v1/predict",status="200"}' in text
+    assert 'reviewops_api_model_info{backend="baseline",name="review-sentiment",version="1"} 1.0' in text
+    assert "reviewops_api_batch_size_bucket" in text and "reviewops_api_request_seconds_bucket" in text
+    mon = client.get("/v1/monitoring").json()
+    assert mon["latency_ms"]["p50"] is not None and set(mon) >= {"traffic", "prediction_mix", "feedback", "drift"}
+
+
+def test_admin_actions_need_the_token(client, env):
+    assert client.post("/v1/admin/reload").status_code == 401
+    assert client.post("/v1/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/v1/admin/reload", headers=auth).json()["changed"] is False
+    try:
+        r = client.post("/v1/admin/promote", json={"version": "2"}, headers=auth)
+        assert r.json() == {"champion": "2"}
+        assert client.post("/v1/predict", json={"texts": TEXTS}).json()["model"]["version"] == "2"
+        assert client.post("/v1/admin/promote", json={"version": "99"}, headers=auth).status_code == 404
+        r = client.post("/v1/admin/rollback", headers=auth)
+        assert r.json() == {"champion": "1", "was": "2"}
+        assert client.get("/v1/model").json()["version"] == "1"
+    finally:
+        _champion(env, "1")
+
+
+def test_admin_actions_are_refused_without_a_configured_token(env, monkeypatch):
+    monkeypatch.delenv("REVIEWOPS_ADMIN_TOKEN")
+    reset_settings()
+    with TestClient(create_app(Settings(), poll=False)) as c:
+        r = c.post("/v1/admin/reload", headers={"Authorization": "Bearer anything"})
+        assert r.status_code == 403 and "REVIEWOPS_ADMIN_TOKEN" in r.json()["detail"]
+
+
+def test_503_while_no_model_is_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("REVIEWOPS_HOME", str(tmp_path / "empty"))
+    reset_settings()
+    with TestClient(create_app(Settings(), poll=False)) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "no champion" in r.json()["detail"]
+        r = c.post("/v1/predict", json={"texts": ["재밌어요"]})
+        assert r.status_code == 503 and "no model loaded" in r.json()["detail"]
+
+
+def test_mlflow_down_keeps_serving_the_last_good_model(client, env, monkeypatch):
+    client.get("/readyz")  # the first app cached v1 on disk
+    monkeypatch.setenv("REVIEWOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    reset_settings()
+    with TestClient(create_app(Settings(), poll=False)) as c:  # a restart while MLflow is down
+        assert c.get("/readyz").status_code == 200
+        r = c.post("/v1/predict", json={"texts": TEXTS})
+        assert r.status_code == 200 and r.json()["model"]["version"] == "1"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        reloaded = c.post("/v1/admin/reload", headers=auth).json()
+        assert reloaded["changed"] is False and "cannot reach MLflow" in reloaded["error"]
+        assert c.get("/v1/model").json()["from_cache"] is True
+
+
+def test_hot_swap_under_concurrent_load_fails_no_request(env):
+    """Requests keep coming while the champion moves to v2 and back: every one answers 200, and each
+    names the version that scored it."""
+    import uvicorn
+
+    app = create_app(env)  # polls the alias every 0.5 s
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    import httpx
+
+    stop = threading.Event()
+    results: list[tuple[int, str | None]] = []
+
+    def hammer():
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as h:
+            while not stop.is_set():
+                r = h.post("/v1/predict", json={"texts": TEXTS})
+                results.append((r.status_code, r.json()["model"]["version"] if r.status_code == 200 else r.text))
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            for _ in range(4):
+                pool.submit(hammer)
+            time.sleep(1)
+            _champion(env, "2")
+            deadline = time.monotonic() + 20
+            while not any(v == "2" for _, v in results[-20:]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            _champion(env, "1")
+            deadline = time.monotonic() + 20
+            while not results or results[-1][1] != "1":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            time.sleep(0.5)
+            stop.set()
+    finally:
+        stop.set()
+        _champion(env, "1")
+        server.should_exit = True
+        thread.join(10)
+    failed = [r for r in results if r[0] != 200]
+    versions = [v for _, v in results]
+    assert not failed and len(results) > 50
+    assert "2" in versions and versions[-1] == "1"
+    swaps = sum(1 for a, b in itertools.pairwise(versions) if a != b)
+    assert swaps >= 2
+
+
+# --- fuzzing --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_schema(env):
+    app = create_app(env, poll=False)
+    with TestClient(app):  # runs the lifespan: the model is loaded
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+def test_fuzzed_requests_never_get_a_server_error(case):
+    response = case.call()
+    assert response.status_code < 500, (case.method, case.path, case.body, response.text[:300])
