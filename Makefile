@@ -32,16 +32,19 @@ $(STAMP): requirements.txt pyproject.toml
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $@
 
-system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling (Debian/Ubuntu, as root), when missing
+system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling, nginx for make up (Debian/Ubuntu, as root), when missing
 	@pkgs=""; \
 	command -v java >/dev/null 2>&1 || pkgs="$$pkgs default-jre-headless"; \
 	test -x /usr/bin/chromedriver || pkgs="$$pkgs chromium chromium-driver"; \
+	{ command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || pkgs="$$pkgs nginx"; \
+	command -v openssl >/dev/null 2>&1 || pkgs="$$pkgs openssl"; \
 	if [ -n "$$pkgs" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null; \
 	  else \
 	    command -v java >/dev/null 2>&1 || echo "note: no java found; konlpy features need a JRE (apt-get install default-jre-headless)"; \
 	    test -x /usr/bin/chromedriver || echo "note: no /usr/bin/chromedriver; the browser crawler needs Chromium (apt-get install chromium chromium-driver)"; \
+	    { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || echo "note: no nginx; make up's reverse proxy needs it (apt-get install nginx)"; \
 	  fi; \
 	fi
 
