@@ -383,6 +383,9 @@ def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 @_cli
 def up(
+    proxy_port: Annotated[int, typer.Option(help="nginx: the platform's front door.")] = 8088,
+    api_port: Annotated[int, typer.Option(help="Prediction API.")] = 8000,
+    app_port: Annotated[int, typer.Option(help="Streamlit app.")] = 8501,
     airflow_port: Annotated[int, typer.Option(help="Airflow UI and API.")] = 8080,
     mlflow_port: Annotated[int, typer.Option(help="MLflow server.")] = 5000,
     testsite_port: Annotated[int, typer.Option(help="Local CGV/Megabox test site.")] = 8800,
@@ -411,7 +414,8 @@ def up(
         if added:
             out.print(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the "
                       "first training")
-    ports = {"airflow": airflow_port, "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
+    ports = {"proxy": proxy_port, "api": api_port, "streamlit": app_port, "airflow": airflow_port,
+             "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     services = start(settings, ports, test_site=test_site, slack_standin=use_standin,
@@ -423,7 +427,12 @@ def up(
         for s in services:
             table.add_row(s.name, s.url)
         out.print(table)
-        out.print(f"Airflow login: admin; its password is in {airflow_password_file(settings)}\n"
+        from reviewops.proxy import ensure_credentials
+
+        user, _, _, proxy_password = ensure_credentials(settings.home / "nginx")
+        out.print(f"Open the platform at http://127.0.0.1:{proxy_port}/ (the app; /api/, /mlflow/, /airflow/)\n"
+                  f"/mlflow/ and /airflow/ ask for the proxy's login: {user}; its password is in {proxy_password}\n"
+                  f"Airflow's own login: admin; its password is in {airflow_password_file(settings)}\n"
                   f"Logs: {settings.home / 'logs'}\n"
                   "Trigger the daily cycle in the Airflow UI (reviews_collect → reviews_score → sentiment_train), "
                   "or wait for the schedules.")

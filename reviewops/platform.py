@@ -22,6 +22,8 @@ from reviewops.errors import ConfigError, ReviewOpsError
 ROOT = Path(__file__).resolve().parents[1]
 DAGS_FOLDER = ROOT / "airflow" / "dags"
 SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
+DEFAULT_PORTS = {"proxy": 8088, "api": 8000, "streamlit": 8501, "mlflow": 5000, "airflow": 8080, "testsite": 8800,
+                 "slack": 8802}
 DAG_IDS = ("reviews_collect", "reviews_score", "sentiment_train", "model_monitor")
 
 
@@ -99,13 +101,18 @@ class Service:
 def platform_services(settings: Settings, ports: dict[str, int], test_site: bool, slack_standin: bool) -> list[Service]:
     """The processes `make up` runs, with the environment each one needs. The DAGs' tasks inherit
     Airflow's: they talk to the MLflow server, the test site (when the real sites are not configured)
-    and the Slack stand-in (when no Slack is configured)."""
+    and the Slack stand-in (when no Slack is configured). nginx is the front door: `/` the app,
+    `/api/` the API, `/mlflow/` and `/airflow/` behind basic auth."""
+    from reviewops import proxy
+
     ro = str(Path(sys.executable).with_name("reviewops"))
     host = "127.0.0.1"
-    mlflow_url = f"http://{host}:{ports['mlflow']}"
-    services = [Service("mlflow", [ro, "mlflow-server", "--host", host, "--port", str(ports["mlflow"]), "--workers", "1"],
-                        mlflow_url, f"{mlflow_url}/health")]
-    task_env = {"REVIEWOPS_MLFLOW_TRACKING_URI": mlflow_url, "REVIEWOPS_MLFLOW_UI_URL": mlflow_url}
+    public = f"http://{host}:{ports['proxy']}"
+    mlflow_url = f"http://{host}:{ports['mlflow']}/mlflow"  # served under the prefix nginx forwards as is
+    api_url = f"http://{host}:{ports['api']}"
+    services = [Service("mlflow", [ro, "mlflow-server", "--host", host, "--port", str(ports["mlflow"]), "--workers", "1",
+                                   "--static-prefix", "/mlflow"], f"{public}/mlflow/", f"{mlflow_url}/health")]
+    task_env = {"REVIEWOPS_MLFLOW_TRACKING_URI": mlflow_url, "REVIEWOPS_MLFLOW_UI_URL": f"{public}/mlflow"}
     if test_site:
         site = f"http://{host}:{ports['testsite']}"
         services.append(Service("testsite", [ro, "testsite", "--host", host, "--port", str(ports["testsite"])],
@@ -117,14 +124,29 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
         services.append(Service("slack-standin", [ro, "slack-standin", "--port", str(ports["slack"]), "--log-file",
                                                   str(settings.home / "slack-standin.jsonl")], slack, f"{slack}/messages"))
         task_env |= {"REVIEWOPS_SLACK_BOT_TOKEN": "xoxb-local-standin", "REVIEWOPS_SLACK_API_URL": f"{slack}/api/"}
+    base = airflow_env(settings) | task_env
+    services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])], f"{public}/api/",
+                            f"{api_url}/healthz", base))
+    services.append(Service("app", [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "streamlit" / "app.py"),
+                                    "--server.address", host, "--server.port", str(ports["streamlit"]),
+                                    "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                            f"{public}/", f"http://{host}:{ports['streamlit']}/_stcore/health",
+                            base | {"REVIEWOPS_API_URL": api_url}))
     airflow_url = f"http://{host}:{ports['airflow']}"
-    env = airflow_env(settings) | task_env
+    env = dict(base)
     for key, value in {"AIRFLOW__API__PORT": str(ports["airflow"]), "AIRFLOW__API__HOST": host,
-                       "AIRFLOW__API__BASE_URL": airflow_url, "AIRFLOW__API__WORKERS": "1",
-                       "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False"}.items():
+                       "AIRFLOW__API__BASE_URL": f"{public}/airflow",
+                       # tasks talk to the api-server directly, not through the proxy's basic auth
+                       "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{airflow_url}/airflow/execution/",
+                       "AIRFLOW__API__WORKERS": "1", "AIRFLOW__CORE__PARALLELISM": "4",
+                       "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False"}.items():
         env.setdefault(key, value)
-    services.append(Service("airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"], airflow_url,
-                            f"{airflow_url}/api/v2/monitor/health", env))
+    services.append(Service("airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"],
+                            f"{public}/airflow/", f"{airflow_url}/airflow/api/v2/monitor/health", env))
+    front = proxy.prepare(settings.home / "nginx", f"{host}:{ports['proxy']}",
+                          {"streamlit": ports["streamlit"], "api": ports["api"], "mlflow": ports["mlflow"],
+                           "airflow": ports["airflow"]})
+    services.append(Service("nginx", front.argv, front.url + "/", front.health))
     return services
 
 
@@ -182,10 +204,10 @@ def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool 
     """Start the platform; return the running services (stop them with `stop`)."""
     from reviewops.store import db
 
-    ports = {"mlflow": 5000, "testsite": 8800, "slack": 8802, "airflow": 8080} | (ports or {})
+    ports = DEFAULT_PORTS | (ports or {})
     db.upgrade(settings.db_url)
     services = platform_services(settings, ports, test_site, slack_standin)
-    migrate_airflow_db(services[-1].env)
+    migrate_airflow_db(next(s for s in services if s.name == "airflow").env)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     try:

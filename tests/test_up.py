@@ -44,11 +44,12 @@ def _wait(predicate, timeout: float, what: str, proc: subprocess.Popen | None = 
 
 @pytest.fixture
 def platform(home, small_corpus, monkeypatch):
-    ports = {name: _free_port() for name in ("airflow", "mlflow", "testsite", "slack")}
+    ports = {name: _free_port() for name in ("proxy", "api", "app", "airflow", "mlflow", "testsite", "slack")}
     monkeypatch.setenv("REVIEWOPS_CORPUS", str(small_corpus))  # first-start history: small, for speed
     monkeypatch.setenv("REVIEWOPS_TASK_RETRIES", "0")
     monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "100")
     monkeypatch.setenv("REVIEWOPS_CRAWL_DELAY", "0")
+    monkeypatch.setenv("REVIEWOPS_MODEL_POLL_SECONDS", "2")
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "up.out", "w+")  # noqa: SIM115 - closed in the finaliser
     argv = [str(BIN / "reviewops"), "up", *(f"--{k}-port={v}" for k, v in ports.items())]
@@ -74,10 +75,9 @@ def platform(home, small_corpus, monkeypatch):
 
 def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
     ports, home = platform["ports"], platform["home"]
-    api = f"http://127.0.0.1:{ports['airflow']}"
+    api = f"http://127.0.0.1:{ports['airflow']}/airflow"  # Airflow lives under /airflow, as nginx serves it
     printed = (home / "up.out").read_text()
-    for port in ports.values():
-        assert f"http://127.0.0.1:{port}" in printed
+    assert f"http://127.0.0.1:{ports['proxy']}/" in printed
     password_file = home / "airflow" / "simple_auth_manager_passwords.json.generated"
     assert "simple_auth_manager_passwords.json.generated" in printed.replace("\n", "")
     password = json.loads(password_file.read_text())["admin"]
@@ -117,6 +117,18 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
 
     _wait(rescored, 300, "reviews_score after the promotion", platform["proc"])
     print(f"\ntriggered cycle: {time.monotonic() - started:.0f}s")
+
+    # the front door: the app, the API with the new champion, and the admin UIs behind basic auth
+    front = f"http://127.0.0.1:{ports['proxy']}"
+    assert "<title>Streamlit</title>" in httpx.get(f"{front}/").text
+    ready = _wait(lambda: httpx.get(f"{front}/api/readyz").status_code == 200 or None, 60, "the API to load the champion")
+    assert ready
+    r = httpx.post(f"{front}/api/v1/predict", json={"texts": ["정말 재밌어요 최고의 영화", "돈 아까운 최악의 영화"]})
+    assert [p["label"] for p in r.json()["predictions"]] == ["긍정", "부정"]
+    assert httpx.get(f"{front}/mlflow/").status_code == 401
+    proxy_password = (home / "nginx" / "proxy-password").read_text().strip()
+    assert httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password)).status_code == 200
+    assert httpx.get(f"{front}/airflow/", auth=("admin", proxy_password), follow_redirects=True).status_code == 200
 
     proc = platform["proc"]
     proc.send_signal(signal.SIGTERM)
