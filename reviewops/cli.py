@@ -460,6 +460,21 @@ def serve(
                 log_level="info", access_log=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
 
 
+@app.command("app")
+@_cli
+def webapp(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8501,
+) -> None:
+    """The Korean review-analysis app (Streamlit); it talks only to the API at REVIEWOPS_API_URL."""
+    from reviewops.platform import ROOT
+
+    cmd = [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "streamlit" / "app.py"),
+           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    os.execv(cmd[0], cmd)
+
+
 @app.command("slack-standin")
 @_cli
 def slack_standin(

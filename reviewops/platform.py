@@ -127,9 +127,7 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
     base = airflow_env(settings) | task_env
     services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])], f"{public}/api/",
                             f"{api_url}/healthz", base))
-    services.append(Service("app", [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "streamlit" / "app.py"),
-                                    "--server.address", host, "--server.port", str(ports["streamlit"]),
-                                    "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+    services.append(Service("app", [ro, "app", "--host", host, "--port", str(ports["streamlit"])],
                             f"{public}/", f"http://{host}:{ports['streamlit']}/_stcore/health",
                             base | {"REVIEWOPS_API_URL": api_url}))
     airflow_url = f"http://{host}:{ports['airflow']}"
