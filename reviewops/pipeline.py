@@ -46,7 +46,8 @@ def run_snapshot(settings: Settings, spec: SnapshotSpec | None = None) -> tuple[
     spec = spec or SnapshotSpec.from_settings(settings)
     store = open_store(settings.artifacts, settings.s3_endpoint_url)
     with session_factory(settings)() as session:
-        return build_snapshot(session, store, spec, LabelPolicy.from_settings(settings).version)
+        return build_snapshot(session, store, spec, LabelPolicy.from_settings(settings).version,
+                              Cleaner.from_settings(settings))
 
 
 @dataclass

@@ -91,3 +91,39 @@ def test_filters_by_source_and_date(db_url, settings, tmp_path):
 def test_empty_store(db_url, settings):
     with pytest.raises(InputError, match="ingest a corpus first"):
         run_snapshot(settings)
+
+
+def test_users_feedback_joins_the_training_data(db_url, settings, small_corpus):
+    """POST /v1/feedback is used by later training: a corrected collected review takes the user's label,
+    and a text scored through the API becomes a labelled example (the latest feedback wins)."""
+    import sqlalchemy as sa
+
+    from reviewops.store import db
+    from reviewops.store.models import Feedback, Prediction, Review
+
+    run_ingest(settings, small_corpus)
+    before, _ = run_snapshot(settings)
+    with db.session_scope(db_url) as s:
+        review = s.scalars(sa.select(Review).where(Review.label == 1, Review.reject_reason.is_(None))
+                           .order_by(Review.id)).first()
+        scored = Prediction(review_id=review.id, text=review.text, label=1, score=0.9, model_name="m", model_version="1")
+        served = [Prediction(public_id=f"{i:032x}", text=text, label=1, score=0.8, model_name="m", model_version="1")
+                  for i, text in enumerate(["이게 영화냐 돈이 아깝다 정말로", "반어법으로 최고라고 했지만 최악이었음", "ok"])]
+        s.add_all([scored, *served])
+        s.flush()
+        s.add_all([Feedback(prediction_id=scored.id, label=0),
+                   Feedback(prediction_id=served[0].id, label=1), Feedback(prediction_id=served[0].id, label=0),
+                   Feedback(prediction_id=served[1].id, label=0), Feedback(prediction_id=served[2].id, label=0)])
+        review_key = (review.source, review.source_review_id)
+    after, parts = run_snapshot(settings)
+    assert after.id != before.id
+    rows = pd.concat([parts[k] for k in ("train", "valid", "test")])
+    fb = rows[rows["source"] == "feedback"].set_index("source_review_id")
+    assert set(fb.index) == {f"{0:032x}", f"{1:032x}"}  # "ok" is too short for the cleaning rules
+    assert (fb["label"] == 0).all()  # the latest feedback on the first text said 부정
+    corrected = rows[(rows["source"] == review_key[0]) & (rows["source_review_id"] == review_key[1])]
+    assert corrected["label"].tolist() == [0]
+    _, plain = run_snapshot(settings, SnapshotSpec.from_settings(settings, feedback=False))
+    plain_rows = pd.concat([plain[k] for k in ("train", "valid", "test")])
+    assert "feedback" not in set(plain_rows["source"])
+    assert len(plain_rows) == len(rows) - 2

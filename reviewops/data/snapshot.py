@@ -15,11 +15,11 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reviewops.errors import InputError
-from reviewops.store.models import Review
+from reviewops.store.models import Feedback, Prediction, Review
 from reviewops.store.objects import ObjectStore
 
 SPLITS = ("train", "valid", "test", "eval")
@@ -47,6 +47,7 @@ class SnapshotSpec:
     test_percent: int = 10
     valid_percent: int = 5
     eval_max_chars: int = 140
+    feedback: bool = True  # users' corrections from POST /v1/feedback join the data (source "feedback")
 
     @classmethod
     def from_settings(cls, settings, **choices) -> SnapshotSpec:
@@ -87,7 +88,7 @@ def _balanced(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def load_labelled(session: Session, spec: SnapshotSpec) -> pd.DataFrame:
+def load_labelled(session: Session, spec: SnapshotSpec, cleaner=None) -> pd.DataFrame:
     q = select(
         Review.id.label("review_id"),
         Review.source,
@@ -107,15 +108,49 @@ def load_labelled(session: Session, spec: SnapshotSpec) -> pd.DataFrame:
         q = q.where(Review.posted_at <= datetime.combine(spec.date_to, datetime.max.time()))
     rows = session.execute(q).all()
     df = pd.DataFrame(rows, columns=[*COLUMNS, "cleaning_version"])
+    if spec.feedback and cleaner is not None:
+        df = _with_feedback(session, spec, df, cleaner)
     df["label"] = df["label"].astype("int8")
     return df
 
 
+def _with_feedback(session: Session, spec: SnapshotSpec, df: pd.DataFrame, cleaner) -> pd.DataFrame:
+    """Users' corrections: a feedback label replaces the rating-derived label of a collected review, and
+    a text scored through the API becomes a labelled example of source "feedback" (latest feedback wins)."""
+    latest = (select(Feedback.prediction_id, func.max(Feedback.id).label("fid"))
+              .group_by(Feedback.prediction_id).subquery())
+    found = session.execute(
+        select(Prediction.review_id, Prediction.public_id, Prediction.text, Feedback.label, Feedback.created_at)
+        .join(latest, latest.c.prediction_id == Prediction.id).join(Feedback, Feedback.id == latest.c.fid)
+    ).all()
+    if not found:
+        return df
+    corrections = {r.review_id: r.label for r in found if r.review_id is not None}
+    if corrections and len(df):
+        fixed = df["review_id"].map(corrections)
+        df["label"] = fixed.fillna(df["label"]).astype(int)
+    if spec.sources and "feedback" not in spec.sources:
+        return df
+    extra = []
+    for r in found:
+        if r.review_id is not None or not r.public_id:
+            continue
+        cleaned = cleaner.clean(r.text)
+        if cleaned.rejected:
+            continue
+        extra.append({"review_id": -1, "source": "feedback", "source_review_id": r.public_id, "movie_id": None,
+                      "text": cleaned.text, "label": int(r.label), "rating": None, "posted_at": r.created_at,
+                      "cleaning_version": cleaner.version})
+    if not extra:
+        return df
+    return pd.concat([df, pd.DataFrame(extra, columns=df.columns)], ignore_index=True)
+
+
 def build_snapshot(
-    session: Session, store: ObjectStore, spec: SnapshotSpec, label_policy: str
+    session: Session, store: ObjectStore, spec: SnapshotSpec, label_policy: str, cleaner=None
 ) -> tuple[Snapshot, dict[str, pd.DataFrame]]:
     """Choose, split and write a snapshot. Writing is idempotent: the same data gives the same id."""
-    df = load_labelled(session, spec)
+    df = load_labelled(session, spec, cleaner)
     if df.empty:
         raise InputError("no labelled reviews match the snapshot's sources and dates: ingest a corpus first")
     df["bucket"] = [split_bucket(s, r) for s, r in zip(df["source"], df["source_review_id"], strict=True)]
