@@ -68,7 +68,7 @@ mlflow-ui: setup  ## the MLflow UI over the embedded tracking store (http://127.
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(REVIEWOPS_HOME)/mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEWOPS_TEST_POSTGRES_URL is set)
-	$(BIN)/ruff check reviewops tests bench airflow
+	$(BIN)/ruff check reviewops tests bench airflow streamlit
 	$(BIN)/python -m pytest
 
 bench: setup  ## training time, held-out accuracy, predict and crawl throughput
@@ -80,7 +80,7 @@ bench-transformer: setup  ## transformer fine-tuning (ours vs a plain HF Trainer
 	$(BIN)/python bench/onnx_cpu.py --shape base --n 256
 
 lint: setup
-	$(BIN)/ruff check reviewops tests bench airflow
+	$(BIN)/ruff check reviewops tests bench airflow streamlit
 
 clean:  ## remove the venv and local state
 	rm -rf $(VENV) var .pytest_cache

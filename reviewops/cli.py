@@ -471,7 +471,7 @@ def webapp(
 
     cmd = [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "streamlit" / "app.py"),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     os.execv(cmd[0], cmd)
 
 

@@ -151,8 +151,12 @@ def test_model_health_and_metrics(client):
     assert 'reviewops_api_requests_total{method="POST",route="/v1/predict",status="200"}' in text
     assert 'reviewops_api_model_info{backend="baseline",name="review-sentiment",version="1"} 1.0' in text
     assert "reviewops_api_batch_size_bucket" in text and "reviewops_api_request_seconds_bucket" in text
+    client.post("/v1/predict", json={"texts": TEXTS[:1]})
+    client.app.state.prediction_log.flush()
     mon = client.get("/v1/monitoring").json()
     assert mon["latency_ms"]["p50"] is not None and set(mon) >= {"traffic", "prediction_mix", "feedback", "drift"}
+    hour = mon["traffic"][-1]
+    assert hour["predictions"] >= 4 and hour["requests"] >= 2 and hour["predictions"] > hour["requests"]
 
 
 def test_admin_actions_need_the_token(client, env):

@@ -137,13 +137,19 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state["log"] = PredictionLog(sessions)
+        state["log"] = app.state.prediction_log = PredictionLog(sessions)
         state["batcher"] = MicroBatcher(manager, settings.serve_batch_max_size,
                                         settings.serve_batch_max_wait_ms / 1000, metrics["batch"].observe)
         if poll:
             await run_in_threadpool(manager.start)
         elif manager.current is None:
             await run_in_threadpool(manager.refresh)
+        from reviewops import insights
+
+        try:  # konlpy's JVM must start on the main thread, or the process cannot exit afterwards
+            insights.warm_up()
+        except ReviewOpsError as exc:
+            log.warning("movie keywords unavailable: %s", exc)
         yield
         manager.stop()
         await state["batcher"].close()
@@ -213,8 +219,9 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             scores = await run_in_threadpool(model.predict_proba, texts)
             metrics["batch"].observe(len(texts))
         out, rows = [], []
-        for text, p in zip(texts, scores, strict=True):
-            pid, label = uuid.uuid4().hex, int(p >= 0.5)
+        request_id = uuid.uuid4().hex[:16]  # a prediction id is its request's id, then its position
+        for i, (text, p) in enumerate(zip(texts, scores, strict=True)):
+            pid, label = f"{request_id}{i:016x}", int(p >= 0.5)
             out.append(PredictionOut(id=pid, label=LABEL_NAMES_KO[label], label_id=label, score=float(p)))
             rows.append({"public_id": pid, "text": text[:2000], "label": label, "score": float(p),
                          "model_name": model.name, "model_version": model.version})

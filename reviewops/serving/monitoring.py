@@ -17,8 +17,10 @@ def summary(settings: Settings, sessions, latency_ms: dict, hours: int = 24) -> 
     served = [Prediction.public_id.is_not(None), Prediction.created_at >= since]
     with sessions() as s:
         hour = func.substr(func.cast(Prediction.created_at, String), 1, 13)
-        traffic = [{"hour": h, "predictions": n} for h, n in s.execute(
-            select(hour, func.count(Prediction.id)).where(*served).group_by(hour).order_by(hour)).all()]
+        request = func.substr(Prediction.public_id, 1, 16)  # see the API: an id starts with its request's
+        traffic = [{"hour": h, "requests": r, "predictions": n} for h, r, n in s.execute(
+            select(hour, func.count(func.distinct(request)), func.count(Prediction.id)).where(*served)
+            .group_by(hour).order_by(hour)).all()]
         n, positive, confidence = s.execute(
             select(func.count(Prediction.id), func.coalesce(func.sum(Prediction.label), 0),
                    func.avg(func.abs(Prediction.score - 0.5) + 0.5)).where(*served)).one()

@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -78,13 +78,17 @@ def _detail(response: httpx.Response) -> str | None:
     return str(detail) if detail is not None else None
 
 
-def _message(status: int, not_found: str | None) -> str:
+def _message(status: int, special: dict[int, str] | None = None) -> str:
+    if special and status in special:
+        return special[status]
     if status == 401:
         return "관리자 토큰이 올바르지 않습니다. 토큰을 확인하고 다시 로그인하세요."
     if status == 403:
         return "API 서버에 관리자 토큰이 설정되어 있지 않아 관리 기능을 사용할 수 없습니다 (REVIEWOPS_ADMIN_TOKEN)."
     if status == 404:
-        return not_found or "요청한 항목을 찾을 수 없습니다."
+        return "요청한 항목을 찾을 수 없습니다."
+    if status == 409:
+        return "지금 상태에서는 이 작업을 할 수 없습니다."
     if status == 413:
         return "보낸 데이터가 너무 큽니다. 더 적은 양으로 나누어 다시 시도하세요."
     if status == 422:
@@ -118,7 +122,7 @@ class ApiClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> ApiClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -127,7 +131,7 @@ class ApiClient:
     # --- transport ----------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, body: Any = None, token: str | None = None,
-                 timeout: httpx.Timeout | None = None, not_found: str | None = None) -> Any:
+                 timeout: httpx.Timeout | None = None, messages: dict[int, str] | None = None) -> Any:
         headers = {}
         content = None
         if body is not None:
@@ -147,7 +151,7 @@ class ApiClient:
         if response.status_code >= 400:
             detail = _detail(response)
             log.warning("API %s %s answered %d: %s", method, path, response.status_code, detail)
-            raise ApiError(_message(response.status_code, not_found), response.status_code, detail)
+            raise ApiError(_message(response.status_code, messages), response.status_code, detail)
         try:
             return response.json()
         except ValueError:
@@ -205,7 +209,7 @@ class ApiClient:
         if comment:
             body["comment"] = comment
         return self._request("POST", "/v1/feedback", body=body,
-                             not_found="피드백을 저장할 예측을 찾을 수 없습니다 (예측 ID가 없습니다).")
+                             messages={404: "피드백을 저장할 예측을 찾을 수 없습니다 (알 수 없는 예측 ID)."})
 
     # --- reading ------------------------------------------------------------------------------------
 
@@ -225,7 +229,7 @@ class ApiClient:
         return self._request("GET", "/v1/movies").get("movies", [])
 
     def movie_summary(self, movie_id: int | str) -> dict:
-        return self._request("GET", f"/v1/movies/{movie_id}/summary", not_found="선택한 영화를 찾을 수 없습니다.")
+        return self._request("GET", f"/v1/movies/{movie_id}/summary", messages={404: "선택한 영화를 찾을 수 없습니다."})
 
     def monitoring(self) -> dict:
         return self._request("GET", "/v1/monitoring")
@@ -242,7 +246,8 @@ class ApiClient:
     def promote(self, version: str | int, token: str) -> dict:
         return self._request("POST", "/v1/admin/promote", body={"version": str(version)}, token=token,
                              timeout=self.predict_timeout,
-                             not_found=f"모델 버전 {version}을(를) 찾을 수 없습니다.")
+                             messages={404: f"모델 버전 v{version}을(를) 찾을 수 없습니다."})
 
     def rollback(self, token: str) -> dict:
-        return self._request("POST", "/v1/admin/rollback", token=token, timeout=self.predict_timeout)
+        return self._request("POST", "/v1/admin/rollback", token=token, timeout=self.predict_timeout,
+                             messages={409: "되돌릴 이전 챔피언이 없습니다."})

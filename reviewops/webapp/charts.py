@@ -1,0 +1,236 @@
+"""Charts of the web app (altair) and word clouds (wordcloud, with a Korean font that ships with a package).
+
+Every chart function takes plain lists/frames as the API returns them and gives an `alt.Chart`; labels and
+axis titles are Korean. Word clouds use NanumGothic from the `koreanize-matplotlib` wheel, found by path
+(the package is never imported: importing it restyles matplotlib globally).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import zlib
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+
+from reviewops.webapp.client import NEGATIVE, POSITIVE
+
+FONT_PACKAGE = "koreanize_matplotlib"
+FONT_FILE = "NanumGothic.ttf"
+POSITIVE_COLOR = "#2563eb"
+NEGATIVE_COLOR = "#dc2626"
+SENTIMENT_SCALE = alt.Scale(domain=[POSITIVE, NEGATIVE], range=[POSITIVE_COLOR, NEGATIVE_COLOR])
+COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")
+_PALETTES = {
+    POSITIVE: ("#1e3a8a", "#1d4ed8", "#2563eb", "#3b82f6", "#0e7490", "#0369a1"),
+    NEGATIVE: ("#7f1d1d", "#b91c1c", "#dc2626", "#ea580c", "#9a3412", "#be123c"),
+}
+
+
+class FontMissingError(RuntimeError):
+    """The Korean font package is not installed."""
+
+
+# --- fonts and word clouds ---------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def korean_font_path() -> Path:
+    """NanumGothic.ttf inside the installed `koreanize-matplotlib` package (never a system font)."""
+    spec = importlib.util.find_spec(FONT_PACKAGE)  # locates the package without running its __init__
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / "fonts" / FONT_FILE
+        if path.is_file():
+            return path
+    raise FontMissingError(f"the Korean font {FONT_FILE} was not found: install the pinned koreanize-matplotlib "
+                           "(pip install -r requirements.txt)")
+
+
+def wordcloud_png(frequencies: Mapping[str, float], label: str = POSITIVE, width: int = 720, height: int = 360,
+                  max_words: int = 100) -> bytes | None:
+    """A PNG word cloud of `frequencies` (word → weight) in the label's colours; None when there are no words."""
+    from wordcloud import WordCloud
+
+    words = {str(w): float(c) for w, c in frequencies.items() if str(w).strip() and c and c > 0}
+    if not words:
+        return None
+    palette = _PALETTES.get(label, _PALETTES[POSITIVE])
+
+    def color(word, font_size, position, orientation, random_state=None, **kwargs):
+        return palette[zlib.crc32(word.encode("utf-8")) % len(palette)]
+
+    cloud = WordCloud(font_path=str(korean_font_path()), width=width, height=height, background_color="white",
+                      max_words=max_words, prefer_horizontal=0.95, color_func=color, random_state=42,
+                      collocations=False)
+    cloud.generate_from_frequencies(words)
+    buf = io.BytesIO()
+    cloud.to_image().save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+# --- uploads and single texts --------------------------------------------------------------------------
+
+
+def sentiment_bar(results: pd.DataFrame) -> alt.Chart:
+    """Number of reviews per predicted label."""
+    counts = results["label"].dropna().value_counts().reindex([POSITIVE, NEGATIVE], fill_value=0)
+    data = pd.DataFrame({"감성": counts.index, "리뷰 수": counts.to_numpy()})
+    data["비율"] = data["리뷰 수"] / max(int(data["리뷰 수"].sum()), 1)
+    return alt.Chart(data, title="감성 분포").mark_bar().encode(
+        x=alt.X("감성:N", sort=[POSITIVE, NEGATIVE], axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("리뷰 수:Q", axis=COUNT_AXIS),
+        color=alt.Color("감성:N", scale=SENTIMENT_SCALE, legend=None),
+        tooltip=["감성", "리뷰 수", alt.Tooltip("비율:Q", format=".1%")],
+    )
+
+
+def confidence_histogram(results: pd.DataFrame) -> alt.Chart:
+    """Histogram of the confidence (max(p, 1-p)) of the predictions, stacked by label."""
+    data = results.dropna(subset=["label"]).rename(columns={"label": "감성", "confidence": "신뢰도"})
+    return alt.Chart(data[["감성", "신뢰도"]], title="신뢰도 분포").mark_bar().encode(
+        x=alt.X("신뢰도:Q", bin=alt.Bin(extent=[0.5, 1.0], step=0.05), title="신뢰도"),
+        y=alt.Y("count():Q", title="리뷰 수", stack=True, axis=COUNT_AXIS),
+        color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
+        tooltip=[alt.Tooltip("count():Q", title="리뷰 수"), "감성"],
+    )
+
+
+# --- movies --------------------------------------------------------------------------------------------
+
+
+def by_day_chart(by_day: Sequence[Mapping], share: bool = False) -> alt.Chart:
+    """Reviews per day stacked by label, or (share=True) the positive share per day as a line."""
+    frame = pd.DataFrame(list(by_day), columns=["date", "positive", "negative"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    if share:
+        total = (frame["positive"] + frame["negative"]).where(lambda s: s > 0)
+        frame["긍정 비율"] = frame["positive"] / total
+        frame["리뷰 수"] = frame["positive"] + frame["negative"]
+        return alt.Chart(frame, title="날짜별 긍정 비율").mark_line(point=True, color=POSITIVE_COLOR).encode(
+            x=alt.X("date:T", title="날짜", axis=alt.Axis(format="%m/%d")),
+            y=alt.Y("긍정 비율:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            tooltip=[alt.Tooltip("date:T", title="날짜", format="%Y-%m-%d"),
+                     alt.Tooltip("긍정 비율:Q", format=".1%"), "리뷰 수"],
+        )
+    long = frame.melt(id_vars="date", value_vars=["positive", "negative"], var_name="kind", value_name="리뷰 수")
+    long["감성"] = long["kind"].map({"positive": POSITIVE, "negative": NEGATIVE})
+    return alt.Chart(long, title="날짜별 감성").mark_bar().encode(
+        x=alt.X("yearmonthdate(date):O", title="날짜", axis=alt.Axis(format="%m/%d", labelAngle=0)),
+        y=alt.Y("리뷰 수:Q", stack=True, axis=COUNT_AXIS),
+        color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
+        order=alt.Order("감성:N", sort="ascending"),
+        tooltip=[alt.Tooltip("date:T", title="날짜", format="%Y-%m-%d"), "감성", "리뷰 수"],
+    )
+
+
+def rating_chart(rows: Sequence[Mapping], normalize: bool = True) -> alt.Chart:
+    """Reviewers' own ratings (x) against the predicted sentiment (stacked, as shares or counts)."""
+    frame = pd.DataFrame(list(rows), columns=["rating", "positive", "negative"])
+    long = frame.melt(id_vars="rating", value_vars=["positive", "negative"], var_name="kind", value_name="리뷰 수")
+    long["감성"] = long["kind"].map({"positive": POSITIVE, "negative": NEGATIVE})
+    long["평점"] = long["rating"].astype(str)
+    order = [str(r) for r in sorted(frame["rating"].dropna().unique())]
+    y = alt.Y("리뷰 수:Q", stack="normalize" if normalize else True,
+              axis=alt.Axis(format="%", title="예측 비율") if normalize else COUNT_AXIS)
+    return alt.Chart(long, title="평점별 예측 감성").mark_bar().encode(
+        x=alt.X("평점:N", sort=order, axis=alt.Axis(labelAngle=0), title="리뷰어 평점"),
+        y=y,
+        color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
+        tooltip=["평점", "감성", "리뷰 수"],
+    )
+
+
+def keyword_bar(words: Sequence[Mapping], label: str, top: int = 15) -> alt.Chart:
+    """The most frequent keywords of one label's reviews, as horizontal bars."""
+    frame = pd.DataFrame(list(words)[:top], columns=["word", "count"]).rename(columns={"word": "단어", "count": "횟수"})
+    color = POSITIVE_COLOR if label == POSITIVE else NEGATIVE_COLOR
+    return alt.Chart(frame, title=f"{label} 리뷰 키워드").mark_bar(color=color).encode(
+        x=alt.X("횟수:Q", axis=COUNT_AXIS),
+        y=alt.Y("단어:N", sort="-x", title=None),
+        tooltip=["단어", "횟수"],
+    )
+
+
+# --- models and monitoring ---------------------------------------------------------------------------------
+
+
+def versions_chart(versions: Sequence[Mapping], champion: str | None, metric: str = "accuracy") -> alt.Chart:
+    """A metric per model version; the champion is highlighted."""
+    rows = []
+    for v in versions:
+        value = v.get(metric)
+        if value is None:
+            value = (v.get("metrics") or {}).get(metric)
+        if value is None:
+            continue
+        role = "챔피언" if str(v.get("version")) == str(champion) else "기타"
+        rows.append({"버전": f"v{v.get('version')}", "번호": int(v["version"]) if str(v.get("version")).isdigit()
+                     else 0, metric: float(value), "역할": role, "학습기": v.get("trainer") or ""})
+    frame = pd.DataFrame(rows, columns=["버전", "번호", metric, "역할", "학습기"])
+    base = alt.Chart(frame, title=f"버전별 {metric}").encode(
+        x=alt.X("버전:N", sort=alt.EncodingSortField("번호"), axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric),
+        tooltip=["버전", alt.Tooltip(f"{metric}:Q", format=".4f"), "역할", "학습기"],
+    )
+    return base.mark_line(color="#94a3b8") + base.mark_point(size=120, filled=True).encode(
+        color=alt.Color("역할:N", scale=alt.Scale(domain=["챔피언", "기타"], range=["#f59e0b", "#64748b"])))
+
+
+def _hours(values: pd.Series) -> pd.Series:
+    """Hour stamps as the API gives them ("2026-11-21 03", "2026-11-21T03:00:00Z", ...) as datetimes."""
+    text = values.astype(str)
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    short = parsed.isna() & text.str.fullmatch(r"\d{4}-\d{2}-\d{2}[ T]\d{2}")
+    if short.any():
+        parsed[short] = pd.to_datetime(text[short] + ":00", errors="coerce", utc=True)
+    return parsed.dt.tz_localize(None)
+
+
+TRAFFIC_KINDS = {"requests": "요청", "predictions": "예측한 리뷰"}
+TRAFFIC_COLORS = {"requests": "#0f766e", "predictions": "#7c3aed"}
+
+
+def traffic_chart(traffic: Sequence[Mapping]) -> alt.Chart:
+    """Requests (when the API counts them) and predicted texts per hour."""
+    frame = pd.DataFrame(list(traffic))
+    if "hour" not in frame:
+        frame = pd.DataFrame(columns=["hour", "predictions"])
+    frame["hour"] = _hours(frame["hour"])
+    kinds = [k for k in TRAFFIC_KINDS if k in frame and frame[k].notna().any()] or ["predictions"]
+    long = frame.reindex(columns=["hour", *kinds]).melt(id_vars="hour", var_name="kind", value_name="건수")
+    long["종류"] = long["kind"].map(TRAFFIC_KINDS)
+    return alt.Chart(long, title="시간별 트래픽").mark_line(point=True).encode(
+        x=alt.X("hour:T", title="시간 (UTC)", axis=alt.Axis(format="%m/%d %H시")),
+        y=alt.Y("건수:Q", axis=COUNT_AXIS),
+        color=alt.Color("종류:N", scale=alt.Scale(domain=[TRAFFIC_KINDS[k] for k in kinds],
+                                                 range=[TRAFFIC_COLORS[k] for k in kinds])),
+        tooltip=[alt.Tooltip("hour:T", title="시간", format="%Y-%m-%d %H:00"), "종류", "건수"],
+    )
+
+
+def mix_chart(mix: Mapping[str, int]) -> alt.Chart:
+    """The served predictions' label mix, as a donut."""
+    frame = pd.DataFrame({"감성": [POSITIVE, NEGATIVE],
+                          "예측 수": [int(mix.get("positive") or 0), int(mix.get("negative") or 0)]})
+    frame["비율"] = frame["예측 수"] / max(int(frame["예측 수"].sum()), 1)
+    return alt.Chart(frame, title="예측 감성 비율").mark_arc(innerRadius=50).encode(
+        theta=alt.Theta("예측 수:Q"),
+        color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
+        tooltip=["감성", "예측 수", alt.Tooltip("비율:Q", format=".1%")],
+    )
+
+
+def latency_chart(latency_ms: Mapping[str, float | None]) -> alt.Chart:
+    """Latency percentiles in milliseconds."""
+    keys = ["p50", "p95", "p99"]
+    frame = pd.DataFrame({"백분위": keys, "지연 (ms)": [latency_ms.get(k) for k in keys]}).dropna()
+    return alt.Chart(frame, title="응답 지연").mark_bar(color="#0f766e").encode(
+        x=alt.X("백분위:N", sort=keys, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("지연 (ms):Q"),
+        tooltip=["백분위", alt.Tooltip("지연 (ms):Q", format=".1f")],
+    )

@@ -1,0 +1,90 @@
+"""모델: the champion the API serves, the version history, and (admins only) promote / roll back."""
+
+import pandas as pd
+import streamlit as st
+
+from reviewops.webapp import charts, ui
+
+METRICS = (("accuracy", "정확도"), ("f1", "F1"), ("roc_auc", "ROC AUC"), ("log_loss", "로그 손실"))
+
+st.title("🧠 모델")
+api = ui.client()
+flash = st.session_state.pop("admin_flash", None)
+if flash:
+    st.success(flash, icon="✅")
+
+# --- the champion -----------------------------------------------------------------------------------
+st.subheader("현재 챔피언")
+champion = ui.call(api.model)
+if champion is not None:
+    metrics = champion.get("metrics") or {}
+    cols = st.columns(2 + len(METRICS))
+    cols[0].metric("버전", f"v{champion['version']}")
+    cols[1].metric("학습기", champion.get("trainer") or "-")
+    for col, (key, name) in zip(cols[2:], METRICS, strict=True):
+        col.metric(name, ui.number(metrics.get(key), ".4f"))
+    st.caption(f"{champion.get('name', '')} · 백엔드 {champion.get('backend', '-')} · 스냅샷 "
+               f"{champion.get('snapshot_id') or '-'} · 불러온 시각 {champion.get('loaded_at', '-')} (UTC)")
+
+# --- history ----------------------------------------------------------------------------------------
+st.subheader("버전 기록")
+history = ui.require(ui.call(api.models))
+versions = history.get("versions") or []
+registry_champion = history.get("champion")
+if champion is not None and registry_champion and str(registry_champion) != str(champion["version"]):
+    st.info(f"레지스트리의 챔피언은 v{registry_champion}입니다. API가 곧 새 버전을 불러옵니다.")
+if not versions:
+    st.info("등록된 모델 버전이 없습니다.")
+else:
+    table = pd.DataFrame([{
+        "버전": f"v{v['version']}",
+        "별칭": ", ".join(v.get("aliases") or []),
+        "학습기": v.get("trainer") or "",
+        "정확도": v.get("accuracy"),
+        "게이트 결정": {"champion": "챔피언", "challenger": "도전자"}.get(v.get("decision") or "", v.get("decision")),
+        "사유": v.get("reason") or "",
+        "등록 시각 (UTC)": v.get("created_at") or "",
+    } for v in versions])
+    st.dataframe(table, hide_index=True,
+                 column_config={"정확도": st.column_config.NumberColumn(format="%.4f")})
+    st.altair_chart(charts.versions_chart(versions, registry_champion), width="stretch")
+
+# --- admin ------------------------------------------------------------------------------------------
+st.subheader("관리자")
+token = ui.admin_token()
+if token is None:
+    st.caption("모델 승격과 롤백은 관리자만 할 수 있습니다. API의 관리자 토큰(REVIEWOPS_ADMIN_TOKEN)으로 로그인하세요.")
+    with st.form("admin_login"):
+        given = st.text_input("관리자 토큰", type="password", key="admin_token_input")
+        if st.form_submit_button("로그인") and ui.call(api.login, given) is not None:
+            st.session_state[ui.ADMIN_TOKEN_KEY] = given.strip()
+            st.session_state["admin_flash"] = "관리자로 로그인했습니다."
+            st.rerun()
+else:
+    left, right = st.columns([3, 1])
+    left.success("관리자로 로그인되어 있습니다.", icon="🔑")
+    if right.button("로그아웃", key="logout"):
+        st.session_state.pop(ui.ADMIN_TOKEN_KEY, None)
+        st.rerun()
+    choices = [str(v["version"]) for v in versions if str(v["version"]) != str(registry_champion)]
+    promote_col, rollback_col = st.columns(2)
+    with promote_col:
+        st.markdown("**버전 승격**")
+        if choices:
+            version = st.selectbox("챔피언으로 만들 버전", choices, key="promote_version",
+                                   format_func=lambda v: f"v{v}")
+            if st.button("승격하기", type="primary", key="promote"):
+                done = ui.admin_call(api.promote, version, token)
+                if done is not None:
+                    st.session_state["admin_flash"] = f"v{done['champion']}을(를) 챔피언으로 승격했습니다."
+                    st.rerun()
+        else:
+            st.caption("승격할 다른 버전이 없습니다.")
+    with rollback_col:
+        st.markdown("**롤백**")
+        st.caption("챔피언을 직전 챔피언으로 되돌립니다.")
+        if st.button("이전 챔피언으로 롤백", key="rollback"):
+            done = ui.admin_call(api.rollback, token)
+            if done is not None:
+                st.session_state["admin_flash"] = (f"v{done['was']}에서 v{done['champion']}(으)로 롤백했습니다.")
+                st.rerun()

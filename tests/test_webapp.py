@@ -1,0 +1,387 @@
+"""The Streamlit app against the real API: every page through AppTest, feedback reaching the store,
+uploads, admin promote/rollback, the Korean word-cloud font, and clear Korean messages when the API fails.
+
+One module-scoped platform: two registered versions (v1 champion, v2 challenger), two crawled movies of
+the local test site scored by the champion, and the API (`create_app`) in a uvicorn thread on a free port.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sys
+import sysconfig
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from streamlit.testing.v1 import AppTest
+
+from reviewops.config import Settings, reset_settings
+from reviewops.store import db
+from reviewops.store.models import Feedback, Movie, Prediction
+from reviewops.webapp import batch, charts
+from reviewops.webapp.client import ApiClient, ApiError, Limits
+from tests.conftest import sample_records, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = ROOT / "streamlit" / "app.py"
+TOKEN = "webapp-admin-token-" + "y" * 16
+TIMEOUT = 60  # seconds per AppTest run: the first summary starts konlpy's JVM
+POSITIVE_TEXT = "배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요. 올해 최고의 영화!"
+NEGATIVE_TEXT = "시간 아깝다 진짜 최악의 영화. 스토리도 지루하고 연기도 어색함"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    """The real API (`reviewops.serving.app.create_app`) served by uvicorn in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from reviewops.serving.app import create_app
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, timeout_graceful_shutdown=2)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        with ApiClient(self.url) as c:
+            while time.monotonic() < deadline:
+                try:
+                    c.ready()
+                    return self.url
+                except ApiError:
+                    time.sleep(0.1)
+        raise RuntimeError("the API did not become ready within 60 s")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """Settings of a home with v1 (champion) and v2 (challenger), two crawled and scored movies, and the
+    API running at REVIEWOPS_API_URL (set for the whole module, restored afterwards)."""
+    from reviewops import insights
+    from reviewops.models.baseline import BaselineParams
+    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.scoring import score_new_reviews
+    from reviewops.sources.crawl import crawl
+    from reviewops.sources.testsite import TestSite
+
+    tmp = tmp_path_factory.mktemp("webapp")
+    env = {"REVIEWOPS_HOME": str(tmp / "home"), "REVIEWOPS_ADMIN_TOKEN": TOKEN,
+           "REVIEWOPS_GATE_MARGIN": "0.9",  # the second version stays challenger
+           "REVIEWOPS_MODEL_PARAMS": json.dumps({"char_features": 2**18, "word_features": 2**17, "n_jobs": 1}),
+           "REVIEWOPS_CRAWL_DELAY": "0", "REVIEWOPS_CRAWL_TIMEOUT": "5", "REVIEWOPS_SELENIUM_FALLBACK": "false"}
+    site = TestSite(movies_per_source=1, days=2, reviews_per_day=8)
+    site_url = site.start()
+    site.set_day(1)
+    env |= {"REVIEWOPS_CGV_BASE_URL": site_url, "REVIEWOPS_MEGABOX_BASE_URL": site_url}
+    with pytest.MonkeyPatch.context() as mp:
+        for k in list(os.environ):
+            if k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST_"):
+                mp.delenv(k)
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.chdir(tmp)
+        reset_settings()
+        s = Settings()
+        run_ingest(s, write_jsonl(tmp / "corpus.jsonl.gz", sample_records(6000)))
+        snapshot, parts = run_snapshot(s)
+        train_and_register(s, snapshot, parts)
+        train_and_register(s, snapshot, parts, BaselineParams.from_dict({"char_features": 2**16,
+                                                                         "word_features": 2**15}))
+        try:
+            assert [r.status for r in crawl(s)] == ["succeeded", "succeeded"]
+        finally:
+            site.stop()
+        assert score_new_reviews(s).scored > 0
+        # konlpy's JVM (movie keywords) must start on the main thread: started in an API worker thread,
+        # it keeps the process from exiting at the end of the run
+        insights.warm_up()
+        api = ApiServer(s)
+        mp.setenv("REVIEWOPS_API_URL", api.start())
+        reset_settings()
+        try:
+            yield Settings()
+        finally:
+            api.stop()
+            reset_settings()
+
+
+@pytest.fixture
+def app(platform) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def page(at: AppTest, name: str) -> AppTest:
+    at.switch_page(f"pages/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}: {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def stored_feedback(settings: Settings, public_id: str) -> list[tuple[int, int, str | None]]:
+    """(predicted label, feedback label, comment) of a prediction's feedback, read from the review store."""
+    with db.session_scope(settings.db_url) as s:
+        return [tuple(r) for r in s.execute(
+            sa.select(Prediction.label, Feedback.label, Feedback.comment)
+            .join(Feedback, Feedback.prediction_id == Prediction.id).where(Prediction.public_id == public_id))]
+
+
+def charts_on(at: AppTest) -> int:
+    return len(at.get("vega_lite_chart"))
+
+
+# --- 텍스트 분석 ------------------------------------------------------------------------------------
+
+
+def test_text_page_predicts_one_review_and_sends_feedback(app, platform):
+    assert app.title[0].value.endswith("텍스트 분석")
+    app.text_area(key="review_text").input(POSITIVE_TEXT)
+    app.button(key="analyze").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert metric(app, "감성").endswith("긍정")
+    assert metric(app, "신뢰도").endswith("%") and float(metric(app, "신뢰도")[:-1]) >= 50
+    pid = app.session_state["single_result"]["prediction"]["id"]
+
+    app.text_input(key="fb-comment-single").input("정확해요")
+    app.button(key="fb-up-single").click().run()
+    assert "피드백을 보냈습니다" in texts(app.success)
+    assert stored_feedback(platform, pid) == [(1, 1, "정확해요")]
+    app.run()  # a rerun shows the confirmation instead of the buttons: one feedback per prediction
+    assert "피드백을 보냈습니다" in texts(app.success)
+    assert not [b for b in app.button if b.key == "fb-up-single"]
+
+
+def test_text_page_refuses_an_empty_review(app):
+    app.button(key="analyze").click().run()
+    assert "비어 있습니다" in texts(app.warning)
+
+
+def test_upload_gives_table_charts_word_clouds_download_and_row_feedback(app, platform):
+    rows = [("r1", POSITIVE_TEXT), ("r2", NEGATIVE_TEXT), ("r3", "  "), ("r4", "OST가 너무 좋아서 계속 생각나네요"),
+            ("r5", "돈 주고 보기 아까운 최악의 졸작"), ("r6", "가" * 2500)]
+    data = pd.DataFrame(rows, columns=["id", "document"]).assign(extra="x").to_csv(index=False).encode("utf-8")
+    app.file_uploader(key="upload_file").set_value(("reviews.csv", data, "text/csv")).run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert metric(app, "분석한 리뷰") == "4" and metric(app, "제외한 행") == "2"
+    table = app.dataframe[0].value
+    assert list(table["id"]) == ["r1", "r2", "r3", "r4", "r5", "r6"]
+    assert list(table["label"][:2]) == ["긍정", "부정"] and pd.isna(table["label"][2])
+    assert "비어" in table["note"][2] and "너무 깁니다" in table["note"][5]
+    assert charts_on(app) >= 2 and len(app.get("download_button")) == 1
+    assert len(app.image) == 2  # positive and negative word clouds
+
+    app.selectbox(key="feedback_row").set_value(1).run()  # r2, predicted 부정
+    pid = app.session_state["upload_result"]["results"].set_index("id").at["r2", "prediction_id"]
+    app.button(key=f"fb-down-row-{pid}").click().run()
+    assert "정답은 '긍정'" in texts(app.success)
+    assert stored_feedback(platform, pid) == [(0, 1, None)]
+
+
+def test_a_bad_upload_gets_a_korean_message(app):
+    app.file_uploader(key="upload_file").set_value(("bad.csv", b"review,score\n\xec\xa2\x8b\xec\x95\x84,5\n",
+                                                   "text/csv")).run()
+    assert "필요한 열이 없습니다: id, document" in texts(app.error)
+    assert "review, score" in texts(app.error)
+
+
+def test_upload_reading_and_export_without_the_ui():
+    frame = batch.read_upload("excel.csv", "id,document\n1,재밌어요\n2,별로\n".encode("cp949"))
+    assert list(frame["document"]) == ["재밌어요", "별로"]
+    tsv = batch.read_upload("a.tsv", "id\tdocument\tlabel\nx\t좋아요, 최고\t1\n".encode())
+    assert list(tsv.columns) == ["id", "document"] and tsv.at[0, "document"] == "좋아요, 최고"
+    for name, data, message in [("a.csv", b"", "비어 있습니다"), ("a.xlsx", b"id,document\n1,a", "CSV(.csv) 또는 TSV"),
+                                ("a.csv", b"id,document\n", "한 줄도 없습니다"),
+                                ("a.csv", b"id,document\n1,\xff\xfe\xfa\n", "UTF-8")]:
+        with pytest.raises(batch.UploadError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            batch.read_upload(name, data)
+    results = pd.DataFrame({"id": ["1"], "document": ["좋아요"], "label": ["긍정"], "score": [0.9],
+                            "confidence": [0.9], "prediction_id": ["p"], "note": [""]})
+    out = batch.results_csv(results)
+    assert out.startswith(b"\xef\xbb\xbf") and "긍정".encode() in out
+    assert pd.read_csv(io.BytesIO(out), encoding="utf-8-sig").at[0, "label"] == "긍정"
+
+
+def test_client_splits_large_batches_into_requests_the_api_accepts(platform):
+    with ApiClient.from_settings(platform) as c:
+        seen = []
+        answer = c.predict([POSITIVE_TEXT, NEGATIVE_TEXT] * 1100, lambda done, total: seen.append(done))
+        assert seen == [1000, 2000, 2200] and len(answer["predictions"]) == 2200
+        assert [p["label"] for p in answer["predictions"][:2]] == ["긍정", "부정"]
+        long = ["가나다라마바사 정말 재밌다 " * 100] * 600  # ~4.7 MB in one request: over the API's body limit
+        assert max(len(chunk) for _, chunk in c.chunks(long)) < 600
+        assert len(c.predict(long)["predictions"]) == 600
+
+
+# --- 영화 리뷰 분석 --------------------------------------------------------------------------------------
+
+
+def test_movie_page_shows_a_crawled_movie(app, platform):
+    with db.session_scope(platform.db_url) as s:
+        movie_id = s.scalar(sa.select(Movie.id).where(Movie.source == "cgv"))
+    page(app, "movie_reviews")
+    assert app.title[0].value.endswith("영화 리뷰 분석")
+    app.selectbox(key="movie").set_value(movie_id).run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert metric(app, "수집한 리뷰") == "16" and metric(app, "감성 분석된 리뷰") == "16"
+    assert metric(app, "긍정 비율").endswith("%")
+    assert charts_on(app) >= 3  # by day, rating vs prediction, keywords
+    assert len(app.image) >= 1  # keyword word cloud(s)
+    assert "가장 긍정적인 리뷰" in texts(app.markdown) and "긍정 확률" in texts(app.caption)
+    app.segmented_control(key="by_day_view").set_value("긍정 비율").run()
+    assert not app.exception
+
+
+# --- 모델 ---------------------------------------------------------------------------------------------------
+
+
+def login(at: AppTest, token: str) -> AppTest:
+    at.text_input(key="admin_token_input").input(token)
+    next(b for b in at.button if b.label == "로그인").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_model_page_admin_login_promote_and_rollback(app, platform):
+    from reviewops.registry.mlflow_registry import Registry
+
+    page(app, "model")
+    assert metric(app, "버전") == "v1"
+    assert list(app.dataframe[0].value["버전"]) and charts_on(app) == 1
+    assert not [b for b in app.button if b.key in ("promote", "rollback")]  # admins only
+
+    login(app, "not-the-token")
+    assert "관리자 토큰이 올바르지 않습니다" in texts(app.error)
+    assert "admin_token" not in app.session_state
+
+    login(app, TOKEN)
+    assert "관리자로 로그인했습니다" in texts(app.success)
+    app.selectbox(key="promote_version").set_value("2")
+    app.button(key="promote").click().run()
+    assert "v2을(를) 챔피언으로 승격했습니다" in texts(app.success), texts(app.error)
+    assert metric(app, "버전") == "v2" and Registry(platform).by_alias("champion").version == "2"
+
+    app.button(key="rollback").click().run()
+    assert "v2에서 v1(으)로 롤백했습니다" in texts(app.success), texts(app.error)
+    assert metric(app, "버전") == "v1" and Registry(platform).by_alias("champion").version == "1"
+
+    app.button(key="logout").click().run()
+    assert not [b for b in app.button if b.key == "promote"]
+
+
+# --- 모니터링 ------------------------------------------------------------------------------------------------
+
+
+def test_monitoring_page_shows_traffic_feedback_and_drift(app, platform):
+    from reviewops.monitor import Thresholds, drift_report
+    from reviewops.store.objects import open_store
+
+    with ApiClient(platform.api_url) as c:
+        pred = c.predict([POSITIVE_TEXT, NEGATIVE_TEXT])["predictions"]
+        c.feedback(pred[1]["id"], "부정")
+    reference = pd.DataFrame({"text": ["좋아요 최고 재밌다"] * 50 + ["별로 최악 지루함"] * 50,
+                              "score": [0.9] * 50 + [0.1] * 50})
+    current = reference.assign(label=[1] * 50 + [0] * 50)
+    report = drift_report(reference, current, Thresholds(min_reviews=10)) | {
+        "model": {"name": "review-sentiment", "version": "1"},
+        "window": {"start": "2026-11-20T00:00:00", "end": "2026-11-21T00:00:00"}}
+    open_store(platform.artifacts).put("reports/monitor/2026-11-21.json", json.dumps(report).encode(),
+                                       overwrite=True)
+
+    page(app, "monitoring")
+    assert app.title[0].value.endswith("모니터링")
+    assert not app.error, texts(app.error)
+    assert int(metric(app, "예측한 리뷰").replace(",", "")) >= 2
+    assert metric(app, "피드백 일치율").endswith("%") and metric(app, "평균 신뢰도").endswith("%")
+    assert metric(app, "지연 p50").endswith("ms")
+    assert charts_on(app) >= 2
+    assert "드리프트 없음" in texts(app.success)
+    checks = app.dataframe[0].value
+    assert "리뷰어 평점과의 일치율" in list(checks["검사"])
+
+
+# --- failures and fonts -------------------------------------------------------------------------------------
+
+
+def test_api_down_or_refusing_gives_korean_messages(platform, monkeypatch):
+    dead = f"http://127.0.0.1:{_free_port()}"
+    with ApiClient(dead, connect_timeout=1) as c, pytest.raises(ApiError) as err:
+        c.movies()
+    assert "API 서버에 연결할 수 없습니다" in err.value.message and dead in err.value.message
+    with ApiClient.from_settings(platform) as c:
+        with pytest.raises(ApiError) as err:
+            c.movie_summary(999_999)
+        assert err.value.status == 404 and err.value.message == "선택한 영화를 찾을 수 없습니다."
+        with pytest.raises(ApiError) as err:
+            c.feedback("0" * 32, "긍정")
+        assert err.value.status == 404 and "예측을 찾을 수 없습니다" in err.value.message
+        with pytest.raises(ApiError) as err:
+            c.rollback("wrong")
+        assert err.value.status == 401 and "관리자 토큰이 올바르지 않습니다" in err.value.message
+        tight = ApiClient(platform.api_url, Limits(max_text_chars=5000))
+        with pytest.raises(ApiError) as err:  # the API's own limit (2000) answers 422
+            tight.predict(["가" * 3000])
+        assert err.value.status == 422 and err.value.message == "입력이 올바르지 않습니다." and err.value.detail
+        tight.close()
+
+    monkeypatch.setenv("REVIEWOPS_API_URL", dead)
+    reset_settings()
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_area(key="review_text").input(POSITIVE_TEXT)
+    at.button(key="analyze").click().run()
+    assert "API 서버에 연결할 수 없습니다" in texts(at.error)
+    for name in ("movie_reviews", "model", "monitoring"):
+        page(at, name)
+        assert "API 서버에 연결할 수 없습니다" in texts(at.error), name
+    monkeypatch.undo()
+    reset_settings()
+
+
+def test_word_cloud_renders_hangul_with_the_packaged_font():
+    from fontTools.ttLib import TTFont
+    from PIL import Image
+
+    path = charts.korean_font_path()
+    site_packages = {Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
+    assert path.is_file() and any(p in path.resolve().parents for p in site_packages)
+    cmap = TTFont(path, lazy=True).getBestCmap()
+    assert all(ord(ch) in cmap for ch in "한글감동연기최고")
+    png = charts.wordcloud_png({"감동": 10, "연기": 6, "최고": 4, "배우": 3}, "긍정")
+    image = Image.open(io.BytesIO(png)).convert("L")
+    assert image.size == (720, 360)
+    dark = sum(1 for v in image.getdata() if v < 200) / (720 * 360)
+    assert dark > 0.03, f"only {dark:.1%} of the word cloud is ink"
+    assert charts.wordcloud_png({}, "부정") is None
+    assert "koreanize_matplotlib" not in sys.modules  # found by path: matplotlib's global style is untouched
