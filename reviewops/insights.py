@@ -6,17 +6,24 @@ Only kept reviews count (`Review.reject_reason IS NULL`). A review's predicted s
 not scored the movie yet, each review's newest prediction of the model (highest `Prediction.id`)
 is used instead, and the summary's `model` says which version(s) that was.
 
-Counts are aggregated in SQL; only the texts that keywords and representative reviews need are
-read. Keywords come from konlpy's Okt, imported on first use (the JVM starts once per process).
+A summary reads the movie's kept reviews once (no text), their predictions by review id (the
+predictions' unique index leads with it) and then only the texts it shows or extracts keywords
+from; the few thousand rows of a movie are counted in Python. The store has no index on
+`reviews.movie_id`, so each query filtering on a movie scans the reviews: one scan instead of one
+per aggregate keeps a summary of a 3,000-review movie in a 48k-review store near 0.1 s, keywords
+aside. Keywords come from konlpy's Okt, imported on first use (the JVM starts once per process);
+tagging is the slow part (seconds for a few thousand texts, more while the JVM warms up), so
+keyword results are cached by their texts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
-from collections import Counter
-from datetime import date, datetime
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Iterable, Iterator
 
-from sqlalchemy import Date, and_, case, cast, exists, func, literal, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import Session
 
 from reviewops.errors import ConfigError
@@ -25,15 +32,18 @@ from reviewops.store.models import Movie, Prediction, Review
 # Keyword extraction reads at most this many texts per call: a summary stays fast on any movie.
 MAX_KEYWORD_TEXTS = 2_000
 # Texts are tagged this many at a time, joined by newlines: one JVM call per chunk instead of
-# one per text (about 3x faster; the tags are the same as text by text).
+# one per text (2-3x faster; the tags are the same as text by text).
 _TAG_CHUNK = 200
+# Keyword results of this many recent calls are kept (keyed by the texts' hash): a summary asked
+# for again, with no new prediction, does not tag its texts again.
+KEYWORD_CACHE_SIZE = 128
 # Parts of speech kept as keywords (Okt tags), and their minimum length in characters.
 KEYWORD_TAGS = ("Noun", "Adjective")
 MIN_KEYWORD_CHARS = 2
 # Words too common in any movie review to say anything about one movie: the film itself (영화,
-# 평점, 점수), intensifiers (정말, 진짜, 너무, 그냥) and the stems of the most frequent verbs and
-# adjectives after `stem=True` (하다, 이다, 있다, ...). 것, 수 and 점 are also dropped by the
-# length rule; they are listed to make the intent explicit.
+# 평점, 점수), intensifiers (정말, 진짜, 너무, 그냥, 완전, 조금) and the stems of the most frequent
+# verbs and adjectives after `stem=True` (하다, 이다, 있다, ...). 것, 수 and 점 are also dropped by
+# the length rule; they are listed to make the intent explicit.
 STOPWORDS = frozenset({
     "영화", "평점", "점수",
     "정말", "진짜", "너무", "그냥", "완전", "조금",
@@ -45,6 +55,8 @@ STOPWORDS = frozenset({
 REPRESENTATIVE_CHARS = (10, 200)
 AGREEING_POSITIVE_RATING = 9
 AGREEING_NEGATIVE_RATING = 4
+# Review ids per `IN (...)` query: below SQLite's oldest bound-parameter limit (999).
+_ID_CHUNK = 900
 
 _kept = Review.reject_reason.is_(None)
 
@@ -52,79 +64,53 @@ _kept = Review.reject_reason.is_(None)
 # --- movies -------------------------------------------------------------------------------------
 
 
-def _movie_rows(session: Session, movie_id: int | None = None) -> list[dict]:
-    has_prediction = exists().where(Prediction.review_id == Review.id)
-    stmt = (
-        select(Movie.id, Movie.source, Movie.source_movie_id, Movie.title,
-               func.count(Review.id).label("reviews"),
-               func.count(case((has_prediction, Review.id))).label("scored"))
-        .join(Review, and_(Review.movie_id == Movie.id, _kept))
-        .group_by(Movie.id, Movie.source, Movie.source_movie_id, Movie.title)
-        .order_by(func.count(Review.id).desc(), Movie.id)
-    )
-    if movie_id is not None:
-        stmt = stmt.where(Movie.id == movie_id)
-    return [
-        {"id": r.id, "source": r.source, "source_movie_id": r.source_movie_id, "title": r.title,
-         "reviews": int(r.reviews), "scored": int(r.scored)}
-        for r in session.execute(stmt)
-    ]
-
-
 def list_movies(session: Session) -> list[dict]:
     """Every movie with at least one kept review, most reviewed first (ties by id):
     `[{"id", "source", "source_movie_id", "title", "reviews", "scored"}]`, where `reviews` counts
     its kept reviews and `scored` those of them with at least one prediction (of any model)."""
-    return _movie_rows(session)
+    has_prediction = exists().where(Prediction.review_id == Review.id)
+    reviews = func.count(Review.id)
+    stmt = (
+        select(Movie.id, Movie.source, Movie.source_movie_id, Movie.title, reviews.label("reviews"),
+               func.count(case((has_prediction, Review.id))).label("scored"))
+        .join(Review, and_(Review.movie_id == Movie.id, _kept))
+        .group_by(Movie.id, Movie.source, Movie.source_movie_id, Movie.title)
+        .order_by(reviews.desc(), Movie.id)
+    )
+    return [_movie(r, r.reviews, r.scored) for r in session.execute(stmt)]
+
+
+def _movie(movie, reviews: int, scored: int) -> dict:
+    return {"id": movie.id, "source": movie.source, "source_movie_id": movie.source_movie_id, "title": movie.title,
+            "reviews": int(reviews), "scored": int(scored)}
 
 
 # --- one movie's summary ------------------------------------------------------------------------
+
+
+def _chunks(ids: list[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _ID_CHUNK):
+        yield ids[start:start + _ID_CHUNK]
+
+
+def _by_id(session: Session, column, ids: Iterable[int]) -> dict[int, str]:
+    """`column` of the reviews with these ids."""
+    out: dict[int, str] = {}
+    for chunk in _chunks(list(ids)):
+        out.update(session.execute(select(Review.id, column).where(Review.id.in_(chunk))).tuples().all())
+    return out
 
 
 def _version_key(version: str) -> tuple:
     return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
-def _day(session: Session, column):
-    """The calendar day of a timestamp column, in SQL (SQLite keeps timestamps as text)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return func.date(column)
-    return cast(column, Date)
-
-
-def _iso_day(value) -> str:
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return str(value)[:10]
-
-
-def _chosen(session: Session, movie_id: int, model_name: str, model_version: str | None):
-    """A CTE of the movie's kept, scored reviews with the prediction each is summarised by, and the
-    version asked for when it was used (None when each review's newest prediction is used)."""
-    base = (Review.movie_id == movie_id, _kept)
-    if model_version is not None:
-        scored = session.scalar(
-            select(literal(1)).select_from(Review)
-            .join(Prediction, Prediction.review_id == Review.id)
-            .where(*base, Prediction.model_name == model_name, Prediction.model_version == model_version)
-            .limit(1))
-        if scored:
-            prediction = and_(Prediction.review_id == Review.id, Prediction.model_name == model_name,
-                              Prediction.model_version == model_version)
-            stmt = select(Review.id).join(Prediction, prediction)
-            return stmt, model_version
-    newest = (
-        select(Prediction.review_id, func.max(Prediction.id).label("prediction_id"))
-        .join(Review, Review.id == Prediction.review_id)
-        .where(*base, Prediction.model_name == model_name)
-        .group_by(Prediction.review_id)
-        .subquery("newest")
-    )
-    stmt = (select(Review.id).join(newest, newest.c.review_id == Review.id)
-            .join(Prediction, Prediction.id == newest.c.prediction_id))
-    return stmt, None
+def _tally(pairs: Iterable[tuple[object, int]]) -> list[tuple[object, int, int]]:
+    """(key, positive, negative) for (key, predicted label) pairs, keys ascending."""
+    counts: dict[object, list[int]] = defaultdict(lambda: [0, 0])
+    for key, label in pairs:
+        counts[key][0 if label == 1 else 1] += 1
+    return [(key, pos, neg) for key, (pos, neg) in sorted(counts.items())]
 
 
 def movie_summary(
@@ -143,78 +129,84 @@ def movie_summary(
       versions whose predictions were used (ascending), `version` is the one version used (None
       when none or several were), `requested` is `model_version`, and `fallback` is True when a
       version was asked for but had not scored the movie, so newest predictions were used;
-    - `by_day`: predicted positive / negative reviews per day (the day a review was posted, or
-      collected when the source gave no date), days ascending;
-    - `rating_vs_prediction`: the same per reviewer rating 1..10 (reviews without one are left out);
-    - `keywords`: `keywords()` of the positive and of the negative reviews, most recent first;
-    - `representative`: the `per_side` most confident reviews of each side, preferring ones whose
-      reviewer rating agrees (>= 9 positive, <= 4 negative, missing counts as not agreeing) and
-      whose text is 10..200 characters: `[{"text" (as written), "score" (P(positive)), "rating"}]`.
+    - `by_day`: `[{"date": "YYYY-MM-DD", "positive", "negative"}]`, predicted positive / negative
+      reviews per day (the day a review was posted, or collected when the source gave no date),
+      days ascending; reviews without a prediction are left out here and below;
+    - `rating_vs_prediction`: `[{"rating", "positive", "negative"}]` per reviewer rating 1..10
+      present (reviews without a rating, e.g. CGV's egg-only ones, are left out);
+    - `keywords`: `{"positive": keywords(...), "negative": ...}` of each side's cleaned texts, the
+      most recent `MAX_KEYWORD_TEXTS` of them (`top_k` words; `top_k=0` skips the tagger);
+    - `representative`: `{"positive": [{"text", "score", "rating"}], "negative": [...]}`, the
+      `per_side` most confident reviews of each side (score closest to 1, resp. 0), preferring
+      first those whose reviewer rating agrees (>= 9 positive, <= 4 negative; no rating does not
+      agree), then those whose text is 10..200 characters; `text` is the review as written and
+      `score` the prediction's P(positive).
     """
     movie = session.get(Movie, movie_id)
     if movie is None:
         return None
-    rows = _movie_rows(session, movie_id)
-    info = rows[0] if rows else {"id": movie.id, "source": movie.source, "source_movie_id": movie.source_movie_id,
-                                 "title": movie.title, "reviews": 0, "scored": 0}
+    reviews = {r.id: r for r in session.execute(
+        select(Review.id, Review.rating, func.coalesce(Review.posted_at, Review.collected_at).label("at"),
+               func.length(Review.text).label("chars"))
+        .where(Review.movie_id == movie_id, _kept))}
 
-    chosen, used_requested = _chosen(session, movie_id, model_name, model_version)
-    when = func.coalesce(Review.posted_at, Review.collected_at)
-    c = chosen.add_columns(
-        Review.rating.label("rating"), Review.text.label("text"), Review.clean_text.label("clean_text"),
-        when.label("at"), func.length(Review.text).label("chars"),
-        Prediction.label.label("label"), Prediction.score.label("score"),
-        Prediction.model_version.label("model_version"),
-    ).where(Review.movie_id == movie_id, _kept).cte("chosen")
+    scored: set[int] = set()  # by any model
+    predictions: dict[int, list] = defaultdict(list)  # by this model
+    for chunk in _chunks(sorted(reviews)):
+        for p in session.execute(
+                select(Prediction.id, Prediction.review_id, Prediction.model_name, Prediction.model_version,
+                       Prediction.label, Prediction.score).where(Prediction.review_id.in_(chunk))):
+            scored.add(p.review_id)
+            if p.model_name == model_name:
+                predictions[p.review_id].append(p)
+    requested = model_version is not None and any(
+        p.model_version == model_version for ps in predictions.values() for p in ps)
+    chosen = {}
+    for review_id, ps in predictions.items():
+        pick = (next((p for p in ps if p.model_version == model_version), None) if requested
+                else max(ps, key=lambda p: p.id))
+        if pick is not None:
+            chosen[review_id] = pick
+    versions = sorted({p.model_version for p in chosen.values()}, key=_version_key)
 
-    positive = func.sum(case((c.c.label == 1, 1), else_=0))
-    negative = func.sum(case((c.c.label == 1, 0), else_=1))
-
-    versions = sorted(session.scalars(select(c.c.model_version).distinct()), key=_version_key)
-
-    day = _day(session, c.c.at).label("day")
-    by_day = [
-        {"date": _iso_day(d), "positive": int(p or 0), "negative": int(n or 0)}
-        for d, p, n in session.execute(select(day, positive, negative).group_by(day).order_by(day))
-    ]
-    by_rating = [
-        {"rating": int(r), "positive": int(p or 0), "negative": int(n or 0)}
-        for r, p, n in session.execute(
-            select(c.c.rating, positive, negative).where(c.c.rating.is_not(None))
-            .group_by(c.c.rating).order_by(c.c.rating))
-    ]
+    by_day = _tally((reviews[rid].at.date().isoformat(), p.label) for rid, p in chosen.items())
+    by_rating = _tally((reviews[rid].rating, p.label) for rid, p in chosen.items()
+                       if reviews[rid].rating is not None)
 
     lo, hi = REPRESENTATIVE_CHARS
-    fits = case((c.c.chars.between(lo, hi), 1), else_=0)
-    sides = {
-        "positive": (1, case((c.c.rating >= AGREEING_POSITIVE_RATING, 1), else_=0), c.c.score.desc()),
-        "negative": (0, case((c.c.rating <= AGREEING_NEGATIVE_RATING, 1), else_=0), c.c.score.asc()),
-    }
     words: dict[str, list[dict]] = {}
     representative: dict[str, list[dict]] = {}
-    for side, (label, agrees, confident) in sides.items():
-        texts = session.scalars(
-            select(c.c.clean_text).where(c.c.label == label).order_by(c.c.at.desc(), c.c.id.desc())
-            .limit(MAX_KEYWORD_TEXTS)).all()
-        words[side] = keywords(list(texts), top_k) if texts and top_k > 0 else []
-        representative[side] = [
-            {"text": r.text, "score": float(r.score), "rating": r.rating}
-            for r in session.execute(
-                select(c.c.text, c.c.score, c.c.rating).where(c.c.label == label)
-                .order_by(agrees.desc(), fits.desc(), confident, c.c.id).limit(max(per_side, 0)))
-        ]
+    for side, label in (("positive", 1), ("negative", 0)):
+        ids = [rid for rid, p in chosen.items() if p.label == label]
+        recent = sorted(ids, key=lambda rid: (reviews[rid].at, rid), reverse=True)[:MAX_KEYWORD_TEXTS]
+        if top_k > 0 and recent:
+            texts = _by_id(session, Review.clean_text, recent)
+            words[side] = keywords([texts[rid] for rid in recent], top_k)
+        else:
+            words[side] = []
+
+        def rank(rid: int, label: int = label) -> tuple:
+            rating, score = reviews[rid].rating, chosen[rid].score
+            agrees = rating is not None and (rating >= AGREEING_POSITIVE_RATING if label == 1
+                                             else rating <= AGREEING_NEGATIVE_RATING)
+            return (not agrees, not lo <= reviews[rid].chars <= hi, -score if label == 1 else score, rid)
+
+        best = sorted(ids, key=rank)[:max(per_side, 0)]
+        texts = _by_id(session, Review.text, best)
+        representative[side] = [{"text": texts[rid], "score": float(chosen[rid].score), "rating": reviews[rid].rating}
+                                for rid in best]
 
     return {
-        "movie": info,
+        "movie": _movie(movie, len(reviews), len(scored)),
         "model": {
             "name": model_name,
             "version": versions[0] if len(versions) == 1 else None,
             "versions": versions,
             "requested": model_version,
-            "fallback": model_version is not None and used_requested is None,
+            "fallback": model_version is not None and not requested,
         },
-        "by_day": by_day,
-        "rating_vs_prediction": by_rating,
+        "by_day": [{"date": d, "positive": p, "negative": n} for d, p, n in by_day],
+        "rating_vs_prediction": [{"rating": int(r), "positive": p, "negative": n} for r, p, n in by_rating],
         "keywords": words,
         "representative": representative,
     }
@@ -224,6 +216,8 @@ def movie_summary(
 
 _okt = None
 _okt_lock = threading.Lock()
+_cache: OrderedDict[tuple[int, str], list[tuple[str, int]]] = OrderedDict()
+_cache_lock = threading.Lock()
 
 JAVA_MISSING = ("keyword extraction needs Java for konlpy's Okt tagger and none was found: "
                 "install it (`apt-get install default-jre-headless`) or set JAVA_HOME")
@@ -249,6 +243,11 @@ def okt():
         if _okt is None:
             _okt = _start_okt()
         return _okt
+
+
+def warm_up() -> None:
+    """Start the JVM and load Okt's dictionaries now (a few seconds) rather than on the first summary."""
+    _tag(["배우들의 연기가 좋았고 스토리도 재밌었다"])
 
 
 def _tag(texts: list[str]) -> list[list[tuple[str, str]]]:
@@ -278,6 +277,7 @@ def keywords(texts: list[str], k: int = 15) -> list[dict]:
     their dictionary form, e.g. 재밌다) of at least two characters, less `STOPWORDS`. `count` is the
     number of texts that use the word (a review repeating a word counts once). Only the first
     `MAX_KEYWORD_TEXTS` texts are read: give the most recent first.
+    The results of the last `KEYWORD_CACHE_SIZE` calls are kept in memory.
     Raises ConfigError when Java (or konlpy) is missing.
     """
     if k <= 0:
@@ -285,9 +285,19 @@ def keywords(texts: list[str], k: int = 15) -> list[dict]:
     texts = [t for t in texts[:MAX_KEYWORD_TEXTS] if t and t.strip()]
     if not texts:
         return []
-    counts: Counter[str] = Counter()
-    for tokens in _tag(texts):
-        counts.update({word for word, tag in tokens
-                       if tag in KEYWORD_TAGS and len(word) >= MIN_KEYWORD_CHARS and word not in STOPWORDS})
-    ranked = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))[:k]
+    key = (k, hashlib.sha1("\0".join(texts).encode("utf-8")).hexdigest())
+    with _cache_lock:
+        ranked = _cache.get(key)
+        if ranked is not None:
+            _cache.move_to_end(key)
+    if ranked is None:
+        counts: Counter[str] = Counter()
+        for tokens in _tag(texts):
+            counts.update({word for word, tag in tokens
+                           if tag in KEYWORD_TAGS and len(word) >= MIN_KEYWORD_CHARS and word not in STOPWORDS})
+        ranked = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))[:k]
+        with _cache_lock:
+            _cache[key] = ranked
+            while len(_cache) > KEYWORD_CACHE_SIZE:
+                _cache.popitem(last=False)
     return [{"word": w, "count": n} for w, n in ranked]

@@ -62,6 +62,7 @@ class Review(Base):
         Index("ix_reviews_label", "label"),
         Index("ix_reviews_posted_at", "posted_at"),
         Index("ix_reviews_batch", "batch_id"),
+        Index("ix_reviews_movie", "movie_id"),  # movie summaries
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
