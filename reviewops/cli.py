@@ -454,6 +454,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
 ) -> None:
     """The prediction API (FastAPI): /v1/predict, /v1/model, /v1/feedback, /v1/movies, /healthz, /metrics."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's idle threads sleep rather than spin
     import uvicorn
 
     uvicorn.run("reviewops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,

@@ -211,6 +211,8 @@ def _session(onnx_path: Path, threads: int | None = None):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
+    # idle worker threads sleep instead of spinning: a server's CPU goes to requests, not to waiting
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, InvalidGraph...

@@ -86,6 +86,7 @@ class PredictionLog:
         self._pending = 0
         self.dropped = 0
         self._stop = threading.Event()
+        self._flush_now = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
 
@@ -103,12 +104,16 @@ class PredictionLog:
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is written."""
         deadline = time.monotonic() + timeout
-        with self._written:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._written.wait(left)
+        self._flush_now.set()
+        try:
+            with self._written:
+                while self._pending > 0:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._written.wait(left)
+        finally:
+            self._flush_now.clear()
         return True
 
     def _run(self) -> None:
@@ -118,10 +123,14 @@ class PredictionLog:
 
         while not self._stop.is_set() or not self._queue.empty():
             batch = []
-            try:
+            try:  # the first row, then whatever else arrives within flush_every: one insert, not one per row
                 batch.append(self._queue.get(timeout=self.flush_every))
+                deadline = time.monotonic() + self.flush_every
                 while len(batch) < self.max_rows:
-                    batch.append(self._queue.get_nowait())
+                    left = deadline - time.monotonic()
+                    if left <= 0 or self._flush_now.is_set():
+                        break
+                    batch.append(self._queue.get(timeout=min(left, 0.05)))
             except queue.Empty:
                 pass
             if not batch:
