@@ -73,6 +73,7 @@ test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEW
 
 bench: setup  ## training time, held-out accuracy, predict and crawl throughput
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/crawl.py
 
 bench-transformer: setup  ## transformer fine-tuning (ours vs a plain HF Trainer) and CPU inference (torch vs ONNX)
