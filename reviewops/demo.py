@@ -110,7 +110,8 @@ def main() -> None:
     console.print(
         f"Predictions: {out}\n"
         f"Predict your own file:  .venv/bin/reviewops predict --input reviews.tsv --output out.tsv\n"
-        f"The whole platform:     make up   (Airflow UI with the four DAGs, MLflow server, test site)\n"
+        f"The whole platform:     make up   (http://127.0.0.1:8088/: the app, /api/, /airflow/ with the four "
+        f"DAGs, /mlflow/)\n"
         f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
         f"'{settings.mlflow_experiment}', model '{settings.model_name}')\n"
         f"Train on the full corpus: REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"
