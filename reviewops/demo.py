@@ -59,15 +59,14 @@ def main() -> None:
     # The real cinema sites are out of reach here: crawl the local test site, which serves their shapes
     # (a shorter delay than the 1 s default is fine for a site on this machine). Slack messages go to a
     # local stand-in and are shown at the end.
-    from reviewops.notify.standin import SlackStandIn
+    from reviewops.notify.standin import SlackStandIn, standin_env
     from reviewops.sources.testsite import TestSite
 
     site = TestSite(reviews_per_day=5, days=3)
     url = site.start()
     slack = SlackStandIn()
     env = os.environ | {"REVIEWOPS_CGV_BASE_URL": url, "REVIEWOPS_MEGABOX_BASE_URL": url,
-                        "REVIEWOPS_CRAWL_DELAY": "0.1", "REVIEWOPS_TASK_RETRY_DELAY": "5",
-                        "REVIEWOPS_SLACK_BOT_TOKEN": "xoxb-local-standin", "REVIEWOPS_SLACK_API_URL": f"{slack.url}/api/"}
+                        "REVIEWOPS_CRAWL_DELAY": "0.1", "REVIEWOPS_TASK_RETRY_DELAY": "5"} | standin_env(slack.url)
     try:
         console.print(f"local test site: {url} (day 0: {site.state()['date']}); Slack stand-in: {slack.url}")
         step("3/10 DAG reviews_collect: crawl CGV and Megabox (day 0)", "dag", "test", "reviews_collect", env=env)

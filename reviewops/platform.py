@@ -123,7 +123,9 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
         slack = f"http://{host}:{ports['slack']}"
         services.append(Service("slack-standin", [ro, "slack-standin", "--port", str(ports["slack"]), "--log-file",
                                                   str(settings.home / "slack-standin.jsonl")], slack, f"{slack}/messages"))
-        task_env |= {"REVIEWOPS_SLACK_BOT_TOKEN": "xoxb-local-standin", "REVIEWOPS_SLACK_API_URL": f"{slack}/api/"}
+        from reviewops.notify.standin import standin_env
+
+        task_env |= standin_env(slack)
     base = airflow_env(settings) | task_env
     services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])], f"{public}/api/",
                             f"{api_url}/healthz", base))

@@ -3,7 +3,7 @@
 It accepts `POST /api/chat.postMessage` (JSON or form body, Bearer token) and `POST /webhook/...`,
 answers like Slack, keeps every message (in memory and, when given a file, as JSON lines), and shows
 them at `GET /` (HTML) and `GET /messages` (JSON). Point the platform at it with
-`REVIEWOPS_SLACK_BOT_TOKEN=xoxb-local REVIEWOPS_SLACK_API_URL=http://127.0.0.1:PORT/api/`.
+`REVIEWOPS_SLACK_BOT_TOKEN=local-standin REVIEWOPS_SLACK_API_URL=http://127.0.0.1:PORT/api/`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
+
+# The stand-in accepts any bearer token; this one is a placeholder, not a credential.
+STANDIN_TOKEN = "local-standin"
+
+
+def standin_env(url: str) -> dict[str, str]:
+    """The settings that point the platform's Slack reports at a stand-in running at `url`."""
+    return {"REVIEWOPS_SLACK_BOT_TOKEN": STANDIN_TOKEN, "REVIEWOPS_SLACK_API_URL": f"{url}/api/"}
 
 
 class SlackStandIn:
