@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reviewops.config import redact_url
@@ -78,6 +78,7 @@ def upgrade(url: str, revision: str = "head") -> str:
 
 
 def downgrade(url: str, revision: str) -> None:
+    _verified.discard(url)
     from alembic import command
 
     engine = check_connection(url)
@@ -99,14 +100,27 @@ def session_scope(url: str, migrate: bool = True) -> Iterator[Session]:
     """A session in one transaction: committed on success, rolled back on any error."""
     if migrate:
         upgrade(url)
-    engine = check_connection(url)
-    require_schema(engine)
+    if url in _verified:
+        engine = get_engine(url)  # proven once in this process; the pool pings connections before use
+    else:
+        engine = check_connection(url)
+        require_schema(engine)
+        _verified.add(url)
     session = sessionmaker(engine, expire_on_commit=False)()
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        session.rollback()
+        _verified.discard(url)  # the next session proves the database again, with a clear error
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"the review database at {redact_url(url)} failed: {reason}") from None
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+# databases this process has already reached and found migrated: no probe and schema check per session
+_verified: set[str] = set()
