@@ -131,7 +131,7 @@ class Settings(BaseSettings):
                                           "promote, rollback); unset: they are refused.")
     model_poll_seconds: float = Field(30.0, gt=0.0, description="How often the API checks the champion alias.")
     serve_batch_max_size: int = Field(64, ge=1, description="Transformer micro-batching: most texts per batch.")
-    serve_batch_max_wait_ms: float = Field(5.0, ge=0.0, description="Transformer micro-batching: longest wait.")
+    serve_batch_max_wait_ms: float = Field(2.0, ge=0.0, description="Transformer micro-batching: how long an idle model waits for more texts.")
     serve_prefer_onnx: bool = Field(True, description="Serve a transformer's ONNX int8 export on CPU when present.")
 
     # --- monitoring ---------------------------------------------------------------------------

@@ -122,16 +122,46 @@ def _pad(tokenizer, enc: dict[str, list[list[int]]], idx: Sequence[int], extra: 
     return out
 
 
-def _batches(tokenizer, texts: list[str], batch_size: int, max_length: int,
-             by_length: bool = True) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """(row indices, padded inputs) per batch; sorted by token length unless `by_length` is False."""
+def length_groups(lengths: Sequence[int], max_rows: int, call_cost: float) -> list[np.ndarray]:
+    """Row indices split into batches that waste the least on padding.
+
+    Rows are sorted by length and cut where the total cost is lowest, a batch costing `call_cost` (the
+    model's fixed cost of one call, in tokens) plus rows x its longest row (every row is padded to it),
+    with at most `max_rows` rows per batch. A transformer's time is close to linear in padded tokens, so
+    a short review does not pay for a long one beside it, and calls stay big where lengths are alike."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    if max_rows < 1:
+        raise InputError(f"batch_size must be at least 1, not {max_rows}")
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    ordered = np.asarray(lengths, dtype=np.float64)[order]
+    best = np.zeros(n + 1)  # best[j]: the lowest cost of the first j rows in length order
+    cut = np.zeros(n + 1, dtype=np.int64)  # where the last batch of that solution starts
+    for j in range(1, n + 1):
+        lo = max(0, j - max_rows)
+        costs = best[lo:j] + call_cost + (j - np.arange(lo, j)) * ordered[j - 1]
+        k = int(np.argmin(costs))
+        best[j], cut[j] = costs[k], lo + k
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = int(cut[j])
+    return groups[::-1]
+
+
+def _batches(tokenizer, texts: list[str], batch_size: int, max_length: int, by_length: bool = True,
+             call_cost: float = 32.0) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(row indices, padded inputs) per batch of at most `batch_size` rows: grouped by token length
+    (`length_groups`) unless `by_length` is False, then in input order."""
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, not {batch_size}")
     enc = _encode(tokenizer, texts, max_length)
-    lengths = [len(x) for x in enc["input_ids"]]
-    order = np.argsort(lengths, kind="stable") if by_length else np.arange(len(texts))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    if by_length:
+        groups = length_groups([len(x) for x in enc["input_ids"]], batch_size, call_cost)
+    else:
+        groups = [np.arange(s, min(s + batch_size, len(texts))) for s in range(0, len(texts), batch_size)]
+    for idx in groups:
         yield idx, _pad(tokenizer, enc, idx)
 
 
@@ -170,7 +200,8 @@ class TorchClassifier:
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         self.model.eval()
         with torch.inference_mode():
-            for idx, batch in _batches(self.tokenizer, texts, batch_size, self.max_length, by_length):
+            for idx, batch in _batches(self.tokenizer, texts, batch_size, self.max_length, by_length,
+                                       call_cost=64.0):  # a PyTorch call costs more than an onnxruntime one
                 types = batch.pop("token_type_ids", None)
                 if types is not None and self.accepts_token_types and types.max() < self.type_vocab_size:
                     batch["token_type_ids"] = types  # else the model's default (zeros), see _input_names

@@ -107,6 +107,29 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class Observe:
+    """Request count and latency by route (plain ASGI: no task or stream per request)."""
+
+    def __init__(self, app, on_done) -> None:
+        self.app, self.on_done = app, on_done
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), 500
+
+        async def sent(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            self.on_done(scope, status, time.perf_counter() - start)
+
+
 def _metrics():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -163,23 +186,15 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     Text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars)]
     PredictIn = create_model("PredictIn", texts=(list[Text], Field(min_length=1, max_length=max_texts)))
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - start
-            metrics["requests"].labels(request.method, path, str(status)).inc()
-            metrics["latency"].labels(path).observe(elapsed)
-            if path == "/v1/predict":
-                latencies.add(elapsed)
+    def observed(scope: dict, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics["requests"].labels(scope.get("method", ""), path, str(status)).inc()
+        metrics["latency"].labels(path).observe(elapsed)
+        if path == "/v1/predict":
+            latencies.add(elapsed)
 
+    app.add_middleware(Observe, on_done=observed)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
 
     @app.exception_handler(RequestValidationError)

@@ -18,39 +18,60 @@ log = logging.getLogger(__name__)
 
 
 class MicroBatcher:
-    """Collects the texts of concurrent requests into one model call (up to `max_size` texts or
-    `max_wait` seconds), so a transformer runs full batches instead of one text at a time."""
+    """Collects the texts of concurrent requests into one model call, so a transformer runs full batches
+    instead of one text at a time.
+
+    One model call runs at a time, in a worker thread. While it runs, the texts that arrive queue up and
+    become the next batch, which starts the moment the model is free: under load the batch size follows
+    the traffic and the event loop parses and answers requests while the model computes. Only when the
+    model is idle does the batcher wait, up to `max_wait` seconds, for more texts (up to `max_size`)."""
 
     def __init__(self, manager: ModelManager, max_size: int, max_wait: float, on_batch=None) -> None:
         self.manager, self.max_size, self.max_wait = manager, max_size, max_wait
         self.on_batch = on_batch
         self._queue: asyncio.Queue | None = None
         self._task: asyncio.Task | None = None
+        self._calls: set[asyncio.Task] = set()
 
     async def predict(self, texts: list[str]) -> tuple[np.ndarray, LoadedModel]:
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._task = asyncio.create_task(self._run())
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((texts, future))
+        self._queue.put_nowait((texts, future))
         return await future
+
+    def _drain(self, items: list, size: int) -> int:
+        while size < self.max_size and not self._queue.empty():
+            items.append(self._queue.get_nowait())
+            size += len(items[-1][0])
+        return size
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        free = asyncio.Semaphore(1)  # one model call at a time: it already uses every core
         while True:
             items = [await self._queue.get()]
-            size = len(items[0][0])
-            deadline = loop.time() + self.max_wait
-            while size < self.max_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-                items.append(item)
-                size += len(item[0])
+            idle = not free.locked()
+            await free.acquire()  # while the model is busy, arriving texts queue up for this batch
+            size = self._drain(items, len(items[0][0]))
+            if idle:  # nothing was computing: wait a little for company
+                deadline = loop.time() + self.max_wait
+                while size < self.max_size:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        items.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                    size = self._drain(items, size + len(items[-1][0]))
+            call = asyncio.create_task(self._call(loop, items, free))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _call(self, loop, items: list, free: asyncio.Semaphore) -> None:
+        try:
             model = self.manager.current
             texts = [t for ts, _ in items for t in ts]
             try:
@@ -61,18 +82,21 @@ class MicroBatcher:
                 for _, fut in items:
                     if not fut.done():
                         fut.set_exception(exc)
-                continue
-            if self.on_batch:
-                self.on_batch(len(texts))
-            start = 0
-            for ts, fut in items:
-                if not fut.done():
-                    fut.set_result((scores[start:start + len(ts)], model))
-                start += len(ts)
+                return
+        finally:
+            free.release()
+        if self.on_batch:
+            self.on_batch(len(texts))
+        start = 0
+        for ts, fut in items:
+            if not fut.done():
+                fut.set_result((scores[start:start + len(ts)], model))
+            start += len(ts)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in (self._task, *self._calls):
+            if task is not None:
+                task.cancel()
 
 
 class PredictionLog:
