@@ -407,19 +407,12 @@ def up(
 
     settings = get_settings()
     use_standin = slack_standin and Notifier(settings).mode == "log"
-    if bootstrap:
-        from reviewops.platform import bootstrap_history
-
-        added = bootstrap_history(settings)
-        if added:
-            out.print(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the "
-                      "first training")
     ports = {"proxy": proxy_port, "api": api_port, "streamlit": app_port, "airflow": airflow_port,
              "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     services = start(settings, ports, test_site=test_site, slack_standin=use_standin,
-                     echo=lambda m: out.print(m, style="dim"))
+                     echo=lambda m: out.print(m, style="dim"), bootstrap=bootstrap)
     try:
         table = Table(title="ReviewOps is up (Ctrl-C stops it)", title_justify="left")
         table.add_column("service")
@@ -444,6 +437,55 @@ def up(
     finally:
         out.print("stopping...")
         stop(services)
+
+
+@app.command()
+@_cli
+def init(
+    bootstrap: Annotated[bool, typer.Option(help="Ingest the bundled sample when the review store has no "
+                                                 "labelled review.")] = True,
+) -> None:
+    """Prepare the stores before the services start (idempotent): the review store's schema, Airflow's
+    metadata database, and the first history. `make up` does the same; compose runs it as `init`."""
+    from reviewops.platform import init_platform
+
+    init_platform(get_settings(), bootstrap=bootstrap, echo=lambda m: out.print(m))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})
+@_cli
+def airflow(ctx: typer.Context) -> None:
+    """Run an `airflow` command with the platform's Airflow environment (its home, the DAGs folder, the
+    time zone; variables already set win), e.g. `reviewops airflow scheduler`. `make up` runs
+    `reviewops airflow standalone`; compose runs api-server, scheduler, dag-processor, triggerer and
+    celery worker through it."""
+    from reviewops.platform import airflow_env
+
+    env = airflow_env(get_settings())
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    cmd = [str(Path(sys.executable).with_name("airflow")), *ctx.args]
+    os.execve(cmd[0], cmd, env)
+
+
+@app.command()
+@_cli
+def proxy(
+    listen: Annotated[str, typer.Option(help="host:port nginx listens on (or a port on 127.0.0.1).")] = "127.0.0.1:8088",
+    streamlit: Annotated[str, typer.Option(help="host:port of the app (or a port on 127.0.0.1).")] = "8501",
+    api: Annotated[str, typer.Option(help="host:port of the API.")] = "8000",
+    mlflow: Annotated[str, typer.Option(help="host:port of the MLflow server.")] = "5000",
+    airflow: Annotated[str, typer.Option(help="host:port of Airflow's api-server.")] = "8080",
+) -> None:
+    """nginx in front of the platform: writes its configuration and basic-auth file under
+    REVIEWOPS_HOME/nginx, checks it with `nginx -t`, then runs nginx in the foreground."""
+    from reviewops import proxy as front
+
+    settings = get_settings()
+    p = front.prepare(settings.home / "nginx", listen,
+                      {"streamlit": streamlit, "api": api, "mlflow": mlflow, "airflow": airflow})
+    out.print(f"proxy on {p.url}; /mlflow/ and /airflow/ login: {p.user}, password in {p.password_file}")
+    os.execv(p.argv[0], p.argv)
 
 
 @app.command()

@@ -141,13 +141,30 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
                        "AIRFLOW__API__WORKERS": "1", "AIRFLOW__CORE__PARALLELISM": "4",
                        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False"}.items():
         env.setdefault(key, value)
-    services.append(Service("airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"],
+    services.append(Service("airflow", [ro, "airflow", "standalone"],
                             f"{public}/airflow/", f"{airflow_url}/airflow/api/v2/monitor/health", env))
-    front = proxy.prepare(settings.home / "nginx", f"{host}:{ports['proxy']}",
-                          {"streamlit": ports["streamlit"], "api": ports["api"], "mlflow": ports["mlflow"],
-                           "airflow": ports["airflow"]})
-    services.append(Service("nginx", front.argv, front.url + "/", front.health))
+    # the same command the compose file's nginx service runs, with local upstreams
+    services.append(Service("nginx", [ro, "proxy", "--listen", f"{host}:{ports['proxy']}",
+                                      *(arg for name in proxy.UPSTREAMS for arg in (f"--{name}", str(ports[name])))],
+                            f"{public}/", f"{public}/_proxy/health"))
     return services
+
+
+def init_platform(settings: Settings, bootstrap: bool = True, echo=print) -> int:
+    """What must exist before the services start, idempotent: the review store's schema, Airflow's
+    metadata database, and (with `bootstrap`) the bundled sample as history when the store has no
+    labelled review. `make up` and the compose file's `init` service (`reviewops init`) both run it.
+    Returns how many reviews the bootstrap added."""
+    from reviewops.store import db
+
+    db.upgrade(settings.db_url)
+    echo("review store: schema up to date")
+    migrate_airflow_db(airflow_env(settings))
+    echo("airflow: metadata database up to date")
+    added = bootstrap_history(settings) if bootstrap else 0
+    if added:
+        echo(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the first training")
+    return added
 
 
 def wait_healthy(service: Service, timeout: float) -> None:
@@ -200,14 +217,11 @@ def _group_alive(pgid: int) -> bool:
 
 
 def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True, slack_standin: bool = True,
-       timeout: float = 180.0, echo=print) -> list[Service]:
+       timeout: float = 180.0, echo=print, bootstrap: bool = False) -> list[Service]:
     """Start the platform; return the running services (stop them with `stop`)."""
-    from reviewops.store import db
-
     ports = DEFAULT_PORTS | (ports or {})
-    db.upgrade(settings.db_url)
     services = platform_services(settings, ports, test_site, slack_standin)
-    migrate_airflow_db(next(s for s in services if s.name == "airflow").env)
+    init_platform(settings, bootstrap=bootstrap, echo=echo)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,0 +1,466 @@
+"""Static checks of the Docker deliverables (there is no Docker engine here): the compose file against
+the Compose specification, every file and command it names, the Dockerfiles through hadolint, every
+variable documented, and that compose runs the same `reviewops` commands as `make up`."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+import yaml
+
+from reviewops.cli import app as cli_app
+from reviewops.config import Settings
+from reviewops.platform import DEFAULT_PORTS, platform_services
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILES = [ROOT / "base.Dockerfile", *sorted(ROOT.glob("*/Dockerfile"))]
+# what each third-party image ships to run its healthcheck (our images run python or reviewops)
+IMAGE_TOOLS = {"postgres": {"pg_isready"}, "minio/minio": {"mc"}, "redis": {"redis-cli"}}
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?][^}]*)?\}")
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=False, **kwargs)  # the test reads returncode itself
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def _argv(value) -> list[str]:
+    return list(value) if isinstance(value, list) else shlex.split(value or "")
+
+
+def _test_argv(check: dict) -> list[str]:
+    test = _argv(check["test"])
+    if test[0] == "CMD-SHELL":
+        return shlex.split(test[1])
+    assert test[0] == "CMD", test
+    return test[1:]
+
+
+def _documented() -> set[str]:
+    names = set()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        m = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=", line)
+        if m:
+            names.add(m.group(1))
+    return names
+
+
+# --- the compose file --------------------------------------------------------------------------
+
+
+def test_compose_file_validates_against_the_compose_specification():
+    proc = _run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_schema_check_catches_a_broken_compose_file(tmp_path):
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("restart: unless-stopped", "restart: [sometimes]", 1))
+    proc = _run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(broken)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+
+
+def test_every_file_and_build_context_it_names_exists(compose):
+    for name, svc in compose["services"].items():
+        build = svc.get("build")
+        if build:
+            context = ROOT / build["context"]
+            assert context.is_dir(), f"{name}: build context {context}"
+            assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
+            for ctx in (build.get("additional_contexts") or {}).values():
+                if ctx.startswith("service:"):
+                    other = compose["services"].get(ctx.removeprefix("service:"))
+                    assert other and other.get("build"), f"{name}: {ctx} names no service that builds an image"
+        for vol in svc.get("volumes", []):
+            source = vol.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: bind-mount source {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: volume {source} is not declared"
+        for env_file in svc.get("env_file", []):
+            path = env_file["path"] if isinstance(env_file, dict) else env_file
+            assert isinstance(env_file, dict) and env_file.get("required") is False or (ROOT / path).exists()
+
+
+def _reviewops_commands(compose) -> dict[str, list[str]]:
+    return {name: _argv(svc["command"]) for name, svc in compose["services"].items()
+            if _argv(svc.get("command"))[:1] == ["reviewops"]}
+
+
+def _parse_cli(args: list[str]):
+    """Parse `reviewops ARGS` with the real CLI, running nothing: unknown commands or options raise
+    (click's UsageError, from the click that typer bundles)."""
+    group = typer.main.get_command(cli_app)
+    ctx = group.make_context("reviewops", list(args), resilient_parsing=False)
+    name, cmd, rest = group.resolve_command(ctx, list(args))
+    while hasattr(cmd, "resolve_command"):  # a command group: go down
+        sub = cmd.make_context(name, rest, parent=ctx)
+        name, cmd, rest = cmd.resolve_command(sub, rest)
+    return cmd.make_context(name, rest, parent=ctx)
+
+
+def test_every_reviewops_command_it_runs_parses(compose):
+    commands = _reviewops_commands(compose)
+    assert {"init", "mlflow", "api", "app", "nginx", "airflow-apiserver", "airflow-scheduler"} <= set(commands)
+    for argv in commands.values():
+        args = [VAR.sub("2", a) for a in argv[1:]]  # ${API_WORKERS:-2} and the like: any value
+        _parse_cli(args)  # raises click.UsageError on an unknown command or option
+    for svc in compose["services"].values():  # healthchecks that call reviewops, too
+        if "healthcheck" in svc and _test_argv(svc["healthcheck"])[0] == "reviewops":
+            _parse_cli(_test_argv(svc["healthcheck"])[1:])
+    with pytest.raises(Exception, match="No such option"):  # the check can fail
+        _parse_cli(["serve", "--no-such-option", "1"])
+    with pytest.raises(Exception, match="No such command"):
+        _parse_cli(["no-such-command"])
+
+
+def test_every_airflow_command_it_runs_exists(compose):
+    """`reviewops airflow X` hands X to Airflow: each component (and the celery worker of the celery and gpu
+    profiles, whose provider must be in the lock) is asked for its --help."""
+    seen = set()
+    for svc in compose["services"].values():
+        for argv in (_argv(svc.get("command")), _test_argv(svc["healthcheck"]) if "healthcheck" in svc else []):
+            if argv[:2] == ["reviewops", "airflow"]:
+                words = [a for a in argv[2:] if not a.startswith("-")][:2]
+                group = words[:2] if words[0] in ("celery", "jobs") else words[:1]
+                seen.add(tuple(group))
+    assert {("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",), ("celery", "worker"),
+            ("jobs", "check")} <= seen
+    env = {**os.environ, "AIRFLOW_HOME": str(ROOT / "var" / "test-airflow-cli"), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    for group in sorted(seen):
+        proc = _run([str(BIN / "airflow"), *group, "--help"], capture_output=True, text=True, timeout=120,
+                              env=env)
+        assert proc.returncode == 0, f"airflow {' '.join(group)}: {proc.stderr[-500:]}"
+
+
+def test_healthchecks_use_tools_their_images_have(compose):
+    for name, svc in compose["services"].items():
+        long_running = svc.get("restart", "no") != "no"
+        if not long_running:
+            continue
+        assert "healthcheck" in svc, f"{name} runs for good but has no healthcheck"
+        tool = _test_argv(svc["healthcheck"])[0]
+        if "build" in svc:  # our images: python, or a console script the lock installs (as in .venv/bin)
+            assert tool == "python" or (BIN / tool).is_file(), f"{name}: healthcheck runs {tool}, not in our images"
+        else:
+            image = svc["image"].split(":")[0]
+            assert tool in IMAGE_TOOLS[image], f"{name}: {image} has no {tool}"
+
+
+def test_dependencies_wait_for_health_or_completion(compose):
+    services = compose["services"]
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            other = services[dep]
+            expected = "service_completed_successfully" if other.get("restart") == "no" else "service_healthy"
+            assert cond["condition"] == expected, f"{name} → {dep}: {cond}"
+            if expected == "service_healthy":
+                assert "healthcheck" in other
+            profiles = set(other.get("profiles", []))
+            assert not profiles or profiles & set(svc.get("profiles", [])) == set(svc.get("profiles", [])) or (
+                set(svc.get("profiles", [])) <= profiles), f"{name} needs {dep}, which its profiles do not start"
+    for name in ("postgres", "minio", "mlflow", "api", "nginx", "airflow-scheduler"):
+        assert services[name]["restart"] == "unless-stopped"
+
+
+def test_state_lives_in_named_volumes(compose):
+    services = compose["services"]
+    wanted = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "redis": "/data",
+              "mlflow": "/var/lib/reviewops", "api": "/var/lib/reviewops", "airflow-scheduler": "/var/lib/reviewops"}
+    for name, target in wanted.items():
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in services[name]["volumes"]}
+        assert target in mounts and mounts[target] in compose["volumes"], f"{name}: {target} not on a named volume"
+
+
+def test_gpu_profile_reserves_an_nvidia_gpu_and_trains_on_the_transformer_queue(compose):
+    svc = compose["services"]["trainer-gpu"]
+    assert svc["profiles"] == ["gpu"]
+    devices = svc["deploy"]["resources"]["reservations"]["devices"]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    argv = _argv(svc["command"])
+    assert argv[:5] == ["reviewops", "airflow", "celery", "worker", "--queues"]
+    assert "REVIEWOPS_TRANSFORMER_QUEUE" in argv[5]
+    base = compose["services"][svc["build"]["additional_contexts"]["base"].removeprefix("service:")]
+    assert "cu1" in base["build"]["args"]["TORCH_INDEX"]  # a CUDA build of torch
+
+
+def test_compose_runs_what_make_up_runs(compose, settings):
+    """Same `reviewops` commands as `make up` (less the local stand-ins for CGV/Megabox and Slack), and
+    nginx's upstreams are the services that listen on those ports."""
+    local = platform_services(settings, DEFAULT_PORTS, test_site=True, slack_standin=True)
+    made_up = {Path(s.argv[0]).name + " " + s.argv[1] for s in local if Path(s.argv[0]).name == "reviewops"}
+    assert made_up == {"reviewops mlflow-server", "reviewops testsite", "reviewops slack-standin", "reviewops serve",
+                       "reviewops app", "reviewops airflow", "reviewops proxy"}
+    commands = _reviewops_commands(compose)
+    composed = {" ".join(argv[:2]) for argv in commands.values()}
+    assert made_up - {"reviewops testsite", "reviewops slack-standin"} <= composed
+    assert composed - made_up == {"reviewops init"}  # make up runs the same init_platform in process
+
+    proxy = commands["nginx"]
+    upstreams = {proxy[i].lstrip("-"): proxy[i + 1] for i in range(2, len(proxy) - 1, 2) if proxy[i] != "--listen"}
+    assert set(upstreams) == {"streamlit", "api", "mlflow", "airflow"}
+    for role, target in upstreams.items():
+        host, port = target.split(":")
+        argv = commands[host]
+        listens = argv[argv.index("--port") + 1]
+        assert listens == port, f"nginx sends {role} to {target}, but {host} listens on {listens}"
+    published = compose["services"]["nginx"]["ports"][0]
+    assert published.endswith(":" + proxy[proxy.index("--listen") + 1].split(":")[1])
+
+
+# --- the images ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_dockerfile_passes_hadolint(dockerfile):
+    proc = _run([str(BIN / "hadolint"), "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(dockerfile)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_finds_a_bad_dockerfile(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\nADD . /app\n")
+    proc = _run([str(BIN / "hadolint"), "--no-color", "--config", str(ROOT / ".hadolint.yaml"), str(bad)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "DL3007" in proc.stdout  # `latest` tag
+
+
+def test_images_run_as_a_non_root_user_and_copy_what_exists():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "var", ".venv", ".git"} <= set(ignored)
+    for dockerfile in DOCKERFILES:
+        lines = [line.strip() for line in dockerfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        users = [line.split()[1] for line in lines if line.startswith("USER ")]
+        if dockerfile.name == "base.Dockerfile":
+            assert users, "the base image must switch to its non-root user"
+        assert not users or users[-1] not in ("0", "root"), f"{dockerfile} ends as root"  # else: base's user
+        for line in lines:
+            if line.startswith("COPY "):
+                for source in line.split()[1:-1]:
+                    assert (ROOT / source).exists(), f"{dockerfile}: COPY {source}"
+            assert not re.search(r"(PASSWORD|TOKEN|SECRET|_KEY)\w*=\S", line), f"{dockerfile}: a secret in {line}"
+        if dockerfile.name == "Dockerfile":  # service images start from the base image
+            assert "ARG BASE_IMAGE=reviewops/base:latest" in lines and "FROM ${BASE_IMAGE}" in lines
+    base = (ROOT / "base.Dockerfile").read_text()
+    assert base.index("COPY requirements.txt") < base.index("COPY reviewops")  # the lock's layer is reused
+    assert "chromium" not in base and "chromium" in (ROOT / "airflow" / "Dockerfile").read_text()
+    assert "fonts-nanum" in (ROOT / "streamlit" / "Dockerfile").read_text()
+
+
+# --- every variable documented --------------------------------------------------------------------
+
+
+def _variables_the_code_reads() -> set[str]:
+    """Upper-case names read from an environment in the library, the DAGs and the app:
+    os.environ[...] / .get / .setdefault / os.getenv, and env[...] / env.get on an environment dict."""
+    names = set()
+    files = [*ROOT.joinpath("reviewops").rglob("*.py"), *ROOT.joinpath("airflow", "dags").glob("*.py"),
+             *ROOT.joinpath("streamlit").rglob("*.py")]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+                func = ast.unparse(node.func)
+                if func in ("os.getenv", "os.environ.get", "os.environ.setdefault", "env.get"):
+                    key = node.args[0].value
+            elif (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                  and isinstance(node.slice, ast.Constant) and ast.unparse(node.value) in ("os.environ", "env")):
+                key = node.slice.value
+            if isinstance(key, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", key) and key not in ("PATH", "HOME"):
+                names.add(key)
+    return names
+
+
+def test_every_variable_is_in_env_example(compose):
+    documented = _documented()
+    code = _variables_the_code_reads()
+    assert {"REVIEWOPS_CRAWL_DELAY", "AIRFLOW_HOME"} <= code  # the scan finds reads
+    settings = {f"REVIEWOPS_{name.upper()}" for name in Settings.model_fields}
+    interpolated = set(VAR.findall(COMPOSE_FILE.read_text()))
+    assert {"POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET"} <= interpolated
+    missing = sorted((code | settings | interpolated) - documented)
+    assert not missing, f"not in .env.example: {missing}"
+
+
+def test_env_example_has_no_working_default_secret():
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        m = re.match(r"^#?\s*([A-Z][A-Z0-9_]*)=(\S*)", line)
+        if m and re.search(r"PASSWORD|SECRET|TOKEN|FERNET|ACCESS_KEY", m.group(1)):
+            value = m.group(2)
+            assert value in ("", "#") or "CHANGE_ME" in value, f"{m.group(1)} has a default: {value}"
+    compose_text = COMPOSE_FILE.read_text()
+    for var in ("POSTGRES_PASSWORD", "REVIEWOPS_DB_PASSWORD", "MINIO_ROOT_PASSWORD", "AIRFLOW_FERNET_KEY",
+                "AIRFLOW_JWT_SECRET"):
+        assert f"${{{var}:?" in compose_text, f"compose must refuse to start without {var}"
+
+
+# --- what the compose services run, against a real PostgreSQL -------------------------------------
+
+
+def _interpolate(value: str, values: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} and $$, for the variables of this test."""
+    def one(m: re.Match) -> str:
+        name, rest = m.group(1), m.group(2) or ""
+        if name in values:
+            return values[name]
+        if rest.startswith((":-", "-")):
+            return rest.split("-", 1)[1]
+        raise AssertionError(f"compose would refuse to start: {name} is unset ({rest})")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)((?::?[-?])[^}]*)?\}", one, value).replace("$$", "$")
+
+
+def _service_env(compose: dict, service: str, values: dict[str, str], local: dict[str, str]) -> dict[str, str]:
+    """A compose service's environment as a process here would get it: interpolated, and its host names
+    (postgres, minio, mlflow) pointed at local stand-ins."""
+    env = {}
+    for key, raw in compose["services"][service]["environment"].items():
+        text = _interpolate(str(raw), values)
+        for host, replacement in local.items():
+            text = text.replace(host, replacement)
+        env[key] = text
+    return env
+
+
+@pytest.fixture(scope="module")
+def compose_postgres():
+    """The compose file's PostgreSQL setup on the local server: compose/postgres-init.sh creates the
+    `reviewops` role and the reviews, mlflow and airflow databases (dropped first, so each run starts
+    as a first start does)."""
+    from tests.conftest import PG_URL
+
+    if not PG_URL:
+        pytest.skip("needs REVIEWOPS_TEST_POSTGRES_URL")  # deselected before this runs (postgres mark)
+    import sqlalchemy as sa
+
+    url = sa.engine.make_url(PG_URL)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in ("reviews", "mlflow", "airflow"):
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    env = {**os.environ, "PGHOST": url.host or "127.0.0.1", "PGPORT": str(url.port or 5432),
+           "POSTGRES_USER": url.username or "postgres", "REVIEWOPS_DB_PASSWORD": "pw-from-the-environment"}
+    for _ in range(2):  # a second run changes nothing and does not fail
+        proc = _run(["bash", str(ROOT / "compose" / "postgres-init.sh")], env=env, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+    with admin.connect() as conn:
+        dbs = {r[0] for r in conn.exec_driver_sql("SELECT datname FROM pg_database WHERE datdba = "
+                                                  "(SELECT oid FROM pg_roles WHERE rolname = 'reviewops')")}
+    assert {"reviews", "mlflow", "airflow"} <= dbs
+    yield {"host": f"{url.host or '127.0.0.1'}:{url.port or 5432}"}
+    with admin.connect() as conn:
+        for name in ("reviews", "mlflow", "airflow"):
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+DB_SECRET = "db-secret-4f9c2e"  # trust auth ignores it; it must not show up in a log
+COMPOSE_VALUES = {"POSTGRES_PASSWORD": "x", "REVIEWOPS_DB_PASSWORD": DB_SECRET, "MINIO_ROOT_USER": "testing",
+                  "MINIO_ROOT_PASSWORD": "testing", "AIRFLOW_FERNET_KEY": "", "AIRFLOW_JWT_SECRET": "jwt-test-secret"}
+
+
+@pytest.mark.postgres
+def test_compose_init_prepares_postgres_like_a_first_start(compose, compose_postgres, moto_server, tmp_path):
+    """`reviewops init` with the init service's own environment: the review store's schema, Airflow's
+    metadata database on PostgreSQL (psycopg 3, sync and async), and the first history; idempotent."""
+    import sqlalchemy as sa
+
+    from tests.conftest import sample_records, write_jsonl
+
+    values = COMPOSE_VALUES | {"AIRFLOW_FERNET_KEY": "5-x7dhp1oBeGyxCaFX2yhs3yDaIhYyF8F2uaX9Rye9I="}
+    env = _service_env(compose, "init", values, {"@postgres:5432": "@" + compose_postgres["host"],
+                                                 "http://minio:9000": moto_server})
+    env |= {"REVIEWOPS_HOME": str(tmp_path / "home"), "AIRFLOW_HOME": str(tmp_path / "home" / "airflow"),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "passwords.json"),
+            "REVIEWOPS_CORPUS": str(write_jsonl(tmp_path / "history.jsonl.gz", sample_records(300))),
+            "PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"}
+    argv = _argv(compose["services"]["init"]["command"])
+    first = _run([str(BIN / argv[0]), *argv[1:]], env=env, capture_output=True, text=True, timeout=300,
+                           cwd=tmp_path)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "ingested 300 reviews" in " ".join(first.stdout.split())
+    second = _run([str(BIN / argv[0]), *argv[1:]], env=env, capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert second.returncode == 0 and "ingested" not in second.stdout
+
+    reviews = sa.create_engine(env["REVIEWOPS_DATABASE_URL"])
+    airflow = sa.create_engine(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with reviews.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM reviews").scalar() == 300
+            assert conn.exec_driver_sql("SELECT current_user").scalar() == "reviewops"
+        with airflow.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM alembic_version").scalar() == 1
+            assert conn.exec_driver_sql("SELECT to_regclass('dag_run')").scalar() == "dag_run"
+    finally:
+        reviews.dispose()
+        airflow.dispose()
+
+
+@pytest.mark.postgres
+def test_compose_mlflow_serves_from_postgres_and_s3(compose, compose_postgres, moto_server, tmp_path):
+    """The mlflow service's command and environment: the tracking server on the PostgreSQL mlflow database
+    with artifacts proxied to S3, healthy under the /mlflow prefix, a run logged through it."""
+    import socket
+    import urllib.request
+
+    import mlflow
+
+    values = dict(COMPOSE_VALUES)
+    env = _service_env(compose, "mlflow", values, {"@postgres:5432": "@" + compose_postgres["host"],
+                                                   "http://minio:9000": moto_server})
+    import boto3
+
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="reviewops")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = [_interpolate(a, values) for a in _argv(compose["services"]["mlflow"]["command"])]
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = str(port)
+    argv[argv.index("--workers") + 1] = "1"
+    env |= {"REVIEWOPS_HOME": str(tmp_path / "home"), "PATH": os.environ["PATH"]}
+    log = (tmp_path / "mlflow.log").open("wb")
+    proc = subprocess.Popen([str(BIN / argv[0]), *argv[1:]], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        from reviewops.mlflow_server import wait_until_up
+
+        wait_until_up(f"http://127.0.0.1:{port}/mlflow", timeout=120)
+        # as the other containers and nginx reach it: by a name on --allowed-hosts (MLflow refuses others)
+        client = mlflow.MlflowClient(tracking_uri=f"http://localhost:{port}/mlflow")
+        exp = client.create_experiment("compose-check")
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "accuracy", 0.9)
+        note = tmp_path / "note.txt"
+        note.write_text("artifact through the server")
+        client.log_artifact(run.info.run_id, str(note))
+        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+                .list_objects_v2(Bucket="reviewops").get("Contents", [])]
+        assert any(k.startswith("mlflow/") and k.endswith("note.txt") for k in keys), keys
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/mlflow/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
+    assert DB_SECRET.encode() not in (tmp_path / "mlflow.log").read_bytes()
