@@ -476,15 +476,25 @@ def proxy(
     api: Annotated[str, typer.Option(help="host:port of the API.")] = "8000",
     mlflow: Annotated[str, typer.Option(help="host:port of the MLflow server.")] = "5000",
     airflow: Annotated[str, typer.Option(help="host:port of Airflow's api-server.")] = "8080",
+    tls_listen: Annotated[str, typer.Option(help="host:port for HTTPS when REVIEWOPS_TLS_CERT and "
+                                                 "REVIEWOPS_TLS_KEY are set; --listen then redirects to it.")]
+        = "127.0.0.1:8443",
+    tls_public_port: Annotated[int, typer.Option(help="The port users reach HTTPS on (the redirect's target).")]
+        = 443,
 ) -> None:
     """nginx in front of the platform: writes its configuration and basic-auth file under
     REVIEWOPS_HOME/nginx, checks it with `nginx -t`, then runs nginx in the foreground."""
     from reviewops import proxy as front
 
     settings = get_settings()
+    tls = {}
+    if settings.tls_cert or settings.tls_key:
+        tls = {"tls_listen": tls_listen, "tls_cert": settings.tls_cert, "tls_key": settings.tls_key,
+               "tls_public_port": tls_public_port}
     p = front.prepare(settings.home / "nginx", listen,
-                      {"streamlit": streamlit, "api": api, "mlflow": mlflow, "airflow": airflow})
-    out.print(f"proxy on {p.url}; /mlflow/ and /airflow/ login: {p.user}, password in {p.password_file}")
+                      {"streamlit": streamlit, "api": api, "mlflow": mlflow, "airflow": airflow}, **tls)
+    https = f", HTTPS on {tls_listen}" if tls else ""
+    out.print(f"proxy on {p.url}{https}; /mlflow/ and /airflow/ login: {p.user}, password in {p.password_file}")
     os.execv(p.argv[0], p.argv)
 
 

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     api_max_texts: int = Field(1000, ge=1, description="Most texts in one /v1/predict request.")
     api_max_text_chars: int = Field(2000, ge=1, description="Longest text /v1/predict accepts.")
     api_max_body_bytes: int = Field(2_000_000, ge=1024, description="Larger request bodies get 413.")
+    tls_cert: Path | None = Field(None, description="`reviewops proxy`: TLS certificate (PEM, full chain); "
+                                  "with tls_key, the platform is served over HTTPS.")
+    tls_key: Path | None = Field(None, description="`reviewops proxy`: the certificate's private key (PEM).")
     admin_token: SecretStr | None = Field(None, description="Bearer token of the admin endpoints (reload, "
                                           "promote, rollback); unset: they are refused.")
     model_poll_seconds: float = Field(30.0, gt=0.0, description="How often the API checks the champion alias.")

@@ -58,8 +58,42 @@ def _path(path: Path, what: str) -> str:
     return text
 
 
+def _tls_blocks(listen: str, tls_listen: str, cert: Path, key: Path, public_port: int) -> dict[str, str]:
+    """With a certificate: the main server speaks HTTPS on `tls_listen`, and `listen` keeps only a
+    plain-HTTP server that answers the health check and sends everything else to HTTPS."""
+    for path, what in ((cert, "TLS certificate"), (key, "TLS key")):
+        if not Path(path).is_file():
+            raise ConfigError(f"{what} {path} does not exist (REVIEWOPS_TLS_CERT / REVIEWOPS_TLS_KEY)")
+    if not 0 < int(public_port) < 65536:
+        raise ConfigError(f"public HTTPS port: expected 1-65535, got {public_port!r}")
+    target = "https://$host" + ("" if int(public_port) == 443 else f":{int(public_port)}") + "$request_uri"
+    return {
+        "main_listen": f"{tls_listen} ssl",
+        "tls": "\n".join([
+            f'        ssl_certificate "{_path(cert, "TLS certificate")}";',
+            f'        ssl_certificate_key "{_path(key, "TLS key")}";',
+            "        ssl_protocols TLSv1.2 TLSv1.3;",
+            "        ssl_prefer_server_ciphers off;",
+            "        ssl_session_cache shared:tls:10m;",
+            "        ssl_session_timeout 1d;",
+            '        add_header Strict-Transport-Security "max-age=31536000" always;',
+        ]),
+        "redirect_server": "\n".join([
+            "    # Plain HTTP: the health check, and a redirect to HTTPS for everything else.",
+            "    server {",
+            f"        listen {listen};",
+            "        server_name _;",
+            "        location = /_proxy/health { access_log off; default_type text/plain; return 200 \"ok\\n\"; }",
+            f"        location / {{ return 301 {target}; }}",
+            "    }",
+        ]),
+    }
+
+
 def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: Path, runtime_dir: Path,
-                  max_body: str = "2m", rate: str = "20r/s", burst: int = 40) -> str:
+                  max_body: str = "2m", rate: str = "20r/s", burst: int = 40, *,
+                  tls_listen: str | int | None = None, tls_cert: Path | None = None, tls_key: Path | None = None,
+                  tls_public_port: int = 443) -> str:
     """The nginx configuration for these addresses and limits.
 
     `listen`: `host:port` (or a port, on 127.0.0.1) the proxy serves. `upstreams`: `host:port` (or a
@@ -67,6 +101,8 @@ def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: 
     /mlflow/ and /airflow/. `runtime_dir`: where nginx's pid, logs and temporary files go.
     `max_body`: the largest request body (nginx size, e.g. `2m`; larger → 413). `rate` and `burst`:
     the per-address limit of /api/ (`20r/s`, and 40 requests over it served at once; beyond → 429).
+    With `tls_cert` and `tls_key`, the platform is served over HTTPS on `tls_listen` and `listen`
+    redirects to it (`tls_public_port`: the port users reach HTTPS on, 443 behind compose).
     """
     missing = [name for name in UPSTREAMS if name not in upstreams]
     if missing:
@@ -78,8 +114,15 @@ def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: 
     if not isinstance(burst, int) or burst < 1:
         raise ConfigError(f"proxy burst: expected a whole number >= 1, got {burst!r}")
     values = {name: _address(upstreams[name], f"{name} upstream") for name in UPSTREAMS}
+    address = _address(listen, "proxy listen address")
+    values |= {"main_listen": address, "tls": "        # (plain HTTP: no TLS certificate configured)",
+               "redirect_server": ""}
+    if tls_cert or tls_key:
+        if not (tls_cert and tls_key and tls_listen):
+            raise ConfigError("TLS needs a certificate, its key and an address to listen on")
+        values |= _tls_blocks(address, _address(tls_listen, "proxy TLS listen address"), Path(tls_cert),
+                              Path(tls_key), tls_public_port)
     values |= {
-        "listen": _address(listen, "proxy listen address"),
         "runtime": _path(runtime_dir, "proxy runtime folder"),
         "htpasswd": _path(htpasswd, "htpasswd file"),
         "max_body": str(max_body), "rate": str(rate), "burst": str(burst),
@@ -210,11 +253,13 @@ class Proxy:
 
 
 def prepare(runtime_dir: Path, listen: str | int, upstreams: dict[str, str | int], max_body: str = "2m",
-            rate: str = "20r/s", burst: int = 40, user: str = "admin") -> Proxy:
-    """Credentials, configuration and `nginx -t` in one step: what `make up` needs before starting nginx."""
+            rate: str = "20r/s", burst: int = 40, user: str = "admin", **tls) -> Proxy:
+    """Credentials, configuration and `nginx -t` in one step (`tls`: render_config's tls_* arguments);
+    `reviewops proxy` runs it, for `make up` and for compose."""
     runtime_dir = Path(runtime_dir).resolve()
     user, _, htpasswd, password_file = ensure_credentials(runtime_dir, user)
-    conf = write_config(runtime_dir, render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst))
+    conf = write_config(runtime_dir, render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst,
+                                                   **tls))
     check_config(conf, runtime_dir)
     address = _address(listen, "proxy listen address")
     host, port = address.rsplit(":", 1)

@@ -277,3 +277,32 @@ def test_gzip_security_headers_and_no_version(client, nginx):
         csp = a.headers["content-security-policy"]
         assert "default-src 'self'" in csp and "connect-src 'self' ws: wss:" in csp
         assert "style-src 'self' 'unsafe-inline'" in csp and "img-src 'self' data: blob:" in csp
+
+
+def test_tls_serves_https_and_plain_http_redirects(upstreams, tmp_path):
+    """With a certificate (REVIEWOPS_TLS_CERT/KEY in compose) the platform answers over HTTPS; plain HTTP
+    keeps the health check and sends everything else to HTTPS."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_port = _free_port()
+    server = Nginx(tmp_path / "rt", upstreams, tls_listen=f"127.0.0.1:{tls_port}", tls_cert=cert, tls_key=key,
+                   tls_public_port=tls_port)
+    try:
+        r = httpx.get(f"{server.url}/api/v1/model", timeout=10)
+        assert r.status_code == 301
+        assert r.headers["location"] == f"https://127.0.0.1:{tls_port}/api/v1/model"
+        with httpx.Client(base_url=f"https://127.0.0.1:{tls_port}", verify=str(cert), timeout=10) as c:
+            seen = c.post("/api/v1/predict", json={"texts": ["좋다"]})
+            assert seen.status_code == 200 and seen.json()["upstream"] == "api"
+            assert seen.json()["headers"]["x-forwarded-proto"] == "https"
+            assert seen.headers["strict-transport-security"].startswith("max-age=")
+            assert c.get("/mlflow/").status_code == 401  # still behind basic auth
+    finally:
+        server.stop()
+    with pytest.raises(ConfigError, match="does not exist"):
+        proxy.render_config(8088, upstreams, tmp_path / "h", tmp_path, tls_listen=8443, tls_cert=tmp_path / "no.pem",
+                            tls_key=key)
+    with pytest.raises(ConfigError, match="needs a certificate"):
+        proxy.render_config(8088, upstreams, tmp_path / "h", tmp_path, tls_cert=cert)
