@@ -16,8 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
+    # an empty variable is an unset one: compose passes optional settings as `${VAR:-}`
     model_config = SettingsConfigDict(
-        env_prefix="REVIEWOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="REVIEWOPS_", env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
     )
 
     # --- locations -----------------------------------------------------------------------

@@ -33,3 +33,17 @@ def test_passwords_never_shown(home, monkeypatch):
     assert shown["database_url"] == "postgresql://app:***@db:5432/reviews"
     assert "s3cr3t" not in str(shown)
     assert redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_empty_variables_mean_unset(home, monkeypatch):
+    """Compose passes optional settings as `${VAR:-}`: an empty value must leave the default in force,
+    not become a path '.' (TLS on with no certificate) or an empty queue name."""
+    for var in ("REVIEWOPS_TLS_CERT", "REVIEWOPS_TLS_KEY", "REVIEWOPS_TRANSFORMER_QUEUE", "REVIEWOPS_ADMIN_TOKEN",
+                "REVIEWOPS_SLACK_BOT_TOKEN", "REVIEWOPS_GATE_MARGIN"):
+        monkeypatch.setenv(var, "")
+    s = Settings()
+    assert s.tls_cert is None and s.tls_key is None
+    assert s.transformer_queue is None and s.admin_token is None and s.slack_bot_token is None
+    assert s.gate_margin == Settings.model_fields["gate_margin"].default
+    monkeypatch.setenv("REVIEWOPS_TRANSFORMER_QUEUE", "gpu")
+    assert Settings().transformer_queue == "gpu"

@@ -465,3 +465,26 @@ def test_compose_mlflow_serves_from_postgres_and_s3(compose, compose_postgres, m
         proc.wait(timeout=30)
         log.close()
     assert DB_SECRET.encode() not in (tmp_path / "mlflow.log").read_bytes()
+
+
+def test_compose_environments_make_valid_settings(compose, monkeypatch):
+    """Each service's environment, as compose interpolates it from a minimal .env, is valid ReviewOps
+    configuration; optional settings left empty stay unset (no TLS, no GPU queue, no admin token)."""
+    from reviewops.config import reset_settings
+
+    for name, svc in compose["services"].items():
+        if "environment" not in svc or "build" not in svc:
+            continue
+        env = _service_env(compose, name, COMPOSE_VALUES, {})
+        for key in [k for k in os.environ if k.startswith("REVIEWOPS_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        reset_settings()
+        s = Settings(_env_file=None)
+        assert s.tls_cert is None and s.tls_key is None, name
+        assert s.transformer_queue is None and s.admin_token is None, name
+        if name != "nginx":
+            assert s.db_url.startswith("postgresql+psycopg://reviewops:") and s.db_url.endswith("@postgres:5432/reviews")
+            assert s.artifacts == "s3://reviewops/artifacts" and s.s3_endpoint_url == "http://minio:9000"
+    reset_settings()
