@@ -5,11 +5,16 @@ variable documented, and that compose runs the same `reviewops` commands as `mak
 from __future__ import annotations
 
 import ast
+import contextlib
+import json
 import os
 import re
 import shlex
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -341,7 +346,7 @@ def _service_env(compose: dict, service: str, values: dict[str, str], local: dic
     return env
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def compose_postgres():
     """The compose file's PostgreSQL setup on the local server: compose/postgres-init.sh creates the
     `reviewops` role and the reviews, mlflow and airflow databases (dropped first, so each run starts
@@ -488,3 +493,190 @@ def test_compose_environments_make_valid_settings(compose, monkeypatch):
             assert s.db_url.startswith("postgresql+psycopg://reviewops:") and s.db_url.endswith("@postgres:5432/reviews")
             assert s.artifacts == "s3://reviewops/artifacts" and s.s3_endpoint_url == "http://minio:9000"
     reset_settings()
+
+
+# --- the whole compose stack, run here without Docker -----------------------------------------------
+
+
+class Stack:
+    """Compose's services run as local processes: each one's own command and environment, interpolated
+    from a minimal .env, with container names and ports mapped to 127.0.0.1 and free ports."""
+
+    def __init__(self, compose: dict, tmp: Path, s3: str, pg_host: str) -> None:
+        self.compose, self.tmp = compose, tmp
+        self.values = COMPOSE_VALUES | {"API_WORKERS": "1",
+                                        "AIRFLOW_FERNET_KEY": "5-x7dhp1oBeGyxCaFX2yhs3yDaIhYyF8F2uaX9Rye9I="}
+        free = []
+        for _ in range(5):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            free.append(s)
+        self.ports = {name: s.getsockname()[1] for name, s in zip(
+            ("mlflow", "api", "app", "airflow-apiserver", "nginx"), free, strict=True)}
+        for s in free:
+            s.close()
+        # container port -> local port, per service (what its command listens on and its healthcheck asks)
+        self.listen = {"mlflow": {"5000": self.ports["mlflow"]}, "api": {"8000": self.ports["api"]},
+                       "app": {"8501": self.ports["app"]}, "airflow-apiserver": {"8080": self.ports["airflow-apiserver"]},
+                       "nginx": {"8080": self.ports["nginx"]}}
+        self.names = {"@postgres:5432": "@" + pg_host, "http://minio:9000": s3,
+                      "http://mlflow:5000": f"http://localhost:{self.ports['mlflow']}",
+                      "http://api:8000": f"http://127.0.0.1:{self.ports['api']}",
+                      "http://airflow-apiserver:8080": f"http://127.0.0.1:{self.ports['airflow-apiserver']}"}
+        self.procs: list[subprocess.Popen] = []
+        (tmp / "logs").mkdir()
+
+    def _map(self, text: str, service: str) -> str:
+        home = self.tmp / ("proxy-home" if service == "nginx" else "home")
+        for name, local in self.names.items():
+            text = text.replace(name, local)
+        return text.replace("/var/lib/reviewops", str(home))
+
+    def argv(self, service: str, argv: list[str] | None = None) -> list[str]:
+        args = [self._map(_interpolate(a, self.values), service) for a in (argv or _argv(self.compose["services"][service]["command"]))]
+        out = []
+        for i, a in enumerate(args):
+            prev = args[i - 1] if i else ""
+            if prev == "--port" and a in self.listen.get(service, {}):
+                a = str(self.listen[service][a])
+            elif prev in ("--streamlit", "--api", "--mlflow", "--airflow"):
+                host, port = a.split(":")
+                a = f"127.0.0.1:{self.listen[host][port]}"
+            elif prev in ("--listen", "--tls-listen"):
+                a = f"127.0.0.1:{self.ports['nginx'] if prev == '--listen' else _free_port()}"
+            elif prev == "--host":
+                a = "127.0.0.1"
+            else:
+                for container, local in self.listen.get(service, {}).items():
+                    a = a.replace(f"127.0.0.1:{container}/", f"127.0.0.1:{local}/")
+            out.append(a)
+        if out and out[0] in ("reviewops", "python"):
+            out[0] = str(BIN / out[0])
+        return out
+
+    def env(self, service: str, extra: dict[str, str]) -> dict[str, str]:
+        raw = self.compose["services"][service].get("environment", {})
+        env = {k: self._map(_interpolate(str(v), self.values), service) for k, v in raw.items()}
+        return env | {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"} | extra
+
+    def start(self, service: str, extra: dict[str, str]) -> None:
+        log = (self.tmp / "logs" / f"{service}.log").open("wb")
+        self.procs.append(subprocess.Popen(self.argv(service), env=self.env(service, extra), stdout=log,
+                                           stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True))
+        self.procs[-1].name = service
+
+    def healthy(self, service: str, extra: dict[str, str], timeout: float) -> None:
+        """Run the service's own compose healthcheck until it passes."""
+        check = self.argv(service, _test_argv(self.compose["services"][service]["healthcheck"]))
+        deadline = time.monotonic() + timeout
+        while True:
+            for p in self.procs:
+                assert p.poll() is None, f"{p.name} exited: {(self.tmp / 'logs' / (p.name + '.log')).read_text()[-3000:]}"
+            if _run(check, env=self.env(service, extra), capture_output=True, timeout=60).returncode == 0:
+                return
+            assert time.monotonic() < deadline, f"{service} not healthy: " + (
+                self.tmp / "logs" / f"{service}.log").read_text()[-3000:]
+            time.sleep(2)
+
+    def stop(self) -> None:
+        for p in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.postgres
+def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, tmp_path, small_corpus):
+    """init → mlflow → Airflow's four components → api → app → nginx, each with its compose command,
+    environment and healthcheck; a cycle triggered through Airflow's REST API crawls (the local test
+    site stands in for CGV and Megabox), trains on PostgreSQL + S3, promotes, and the API answers
+    through nginx with the new champion."""
+    import boto3
+    import httpx
+
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="reviewops")  # minio-init
+    stack = Stack(compose, tmp_path, moto_server, compose_postgres["host"])
+    site_port = _free_port()
+    site = f"http://127.0.0.1:{site_port}"
+    local = {"REVIEWOPS_CGV_BASE_URL": site, "REVIEWOPS_MEGABOX_BASE_URL": site, "REVIEWOPS_CRAWL_DELAY": "0",
+             "REVIEWOPS_CORPUS": str(small_corpus), "REVIEWOPS_RETRAIN_MIN_NEW_LABELS": "100",
+             "REVIEWOPS_TASK_RETRIES": "0", "REVIEWOPS_MODEL_POLL_SECONDS": "2",
+             "AIRFLOW__API__WORKERS": "1", "AIRFLOW__CORE__PARALLELISM": "4"}  # sized for 2 cores
+    site_log = (tmp_path / "logs" / "testsite.log").open("wb")
+    stack.procs.append(subprocess.Popen([str(BIN / "reviewops"), "testsite", "--port", str(site_port)], stdout=site_log,
+                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+                                        env={**os.environ, "REVIEWOPS_HOME": str(tmp_path / "site")}))
+    stack.procs[-1].name = "testsite"
+    try:
+        init = _run(stack.argv("init"), env=stack.env("init", local), capture_output=True, text=True, timeout=600,
+                    cwd=tmp_path)
+        assert init.returncode == 0, init.stdout[-2000:] + init.stderr[-2000:]
+        stack.start("mlflow", local)
+        stack.healthy("mlflow", local, 180)
+        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+            stack.start(name, local)
+        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+            stack.healthy(name, local, 240)
+        stack.start("api", local)
+        stack.healthy("api", local, 180)
+        stack.start("app", local)
+        stack.healthy("app", local, 120)
+        stack.start("nginx", local)
+        stack.healthy("nginx", local, 60)
+
+        airflow = f"http://127.0.0.1:{stack.ports['airflow-apiserver']}/airflow"
+        password = json.loads((tmp_path / "home" / "airflow" / "passwords.json").read_text())["admin"]
+        token = httpx.post(f"{airflow}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+        client = httpx.Client(base_url=f"{airflow}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        dags = client.get("/dags").json()["dags"]
+        assert len(dags) == 4 and not any(d["is_paused"] for d in dags)
+        assert client.post("/dags/reviews_collect/dagRuns", json={"logical_date": None}).status_code == 200
+
+        def finished(dag_id: str):
+            runs = [r for r in client.get(f"/dags/{dag_id}/dagRuns").json()["dag_runs"]
+                    if r["state"] in ("success", "failed")]
+            return runs[-1] if runs else None
+
+        def wait(fn, timeout: float, what: str):
+            deadline = time.monotonic() + timeout
+            while not (value := fn()):
+                for p in stack.procs:
+                    assert p.poll() is None, f"{p.name} exited while waiting for {what}"
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                time.sleep(2)
+            return value
+
+        assert wait(lambda: finished("reviews_collect"), 300, "reviews_collect")["state"] == "success"
+        assert wait(lambda: finished("sentiment_train"), 400, "sentiment_train")["state"] == "success"
+
+        front = f"http://127.0.0.1:{stack.ports['nginx']}"
+        wait(lambda: httpx.get(f"{front}/api/readyz").status_code == 200, 120, "the API to load the champion")
+        r = httpx.post(f"{front}/api/v1/predict", json={"texts": ["정말 재밌어요 최고의 영화", "돈 아까운 최악의 영화"]})
+        assert [p["label"] for p in r.json()["predictions"]] == ["긍정", "부정"]
+        assert "<title>Streamlit</title>" in httpx.get(f"{front}/").text
+        proxy_password = (tmp_path / "proxy-home" / "nginx" / "proxy-password").read_text().strip()
+        # MLflow answers the name users type (PUBLIC_HOST, `localhost` by default) and refuses others
+        assert httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password),
+                         headers={"Host": f"localhost:{stack.ports['nginx']}"}).status_code == 200
+        assert httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password),
+                         headers={"Host": f"evil.example:{stack.ports['nginx']}"}).status_code == 403
+        assert httpx.get(f"{front}/airflow/", auth=("admin", proxy_password), follow_redirects=True).status_code == 200
+
+        keys = [o["Key"] for o in boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+                .list_objects_v2(Bucket="reviewops").get("Contents", [])]
+        assert any(k.startswith("mlflow/") for k in keys) and any(k.startswith("artifacts/") for k in keys)
+        logs = b"".join(f.read_bytes() for f in (tmp_path / "logs").glob("*.log"))
+        assert DB_SECRET.encode() not in logs and b"jwt-test-secret" not in logs
+    finally:
+        stack.stop()
+        site_log.close()
