@@ -502,9 +502,9 @@ class Stack:
     """Compose's services run as local processes: each one's own command and environment, interpolated
     from a minimal .env, with container names and ports mapped to 127.0.0.1 and free ports."""
 
-    def __init__(self, compose: dict, tmp: Path, s3: str, pg_host: str) -> None:
+    def __init__(self, compose: dict, tmp: Path, s3: str, pg_host: str, executor: str = "LocalExecutor") -> None:
         self.compose, self.tmp = compose, tmp
-        self.values = COMPOSE_VALUES | {"API_WORKERS": "1",
+        self.values = COMPOSE_VALUES | {"API_WORKERS": "1", "AIRFLOW_EXECUTOR": executor,
                                         "AIRFLOW_FERNET_KEY": "5-x7dhp1oBeGyxCaFX2yhs3yDaIhYyF8F2uaX9Rye9I="}
         free = []
         for _ in range(5):
@@ -522,7 +522,8 @@ class Stack:
         self.names = {"@postgres:5432": "@" + pg_host, "http://minio:9000": s3,
                       "http://mlflow:5000": f"http://localhost:{self.ports['mlflow']}",
                       "http://api:8000": f"http://127.0.0.1:{self.ports['api']}",
-                      "http://airflow-apiserver:8080": f"http://127.0.0.1:{self.ports['airflow-apiserver']}"}
+                      "http://airflow-apiserver:8080": f"http://127.0.0.1:{self.ports['airflow-apiserver']}",
+                      "redis://redis:6379/0": f"redis://127.0.0.1:6379/{REDIS_DB}"}
         self.procs: list[subprocess.Popen] = []
         (tmp / "logs").mkdir()
 
@@ -557,7 +558,8 @@ class Stack:
     def env(self, service: str, extra: dict[str, str]) -> dict[str, str]:
         raw = self.compose["services"][service].get("environment", {})
         env = {k: self._map(_interpolate(str(v), self.values), service) for k, v in raw.items()}
-        return env | {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1"} | extra
+        # the image installs the lock's console scripts on PATH: here they are in the venv
+        return env | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"} | extra
 
     def start(self, service: str, extra: dict[str, str]) -> None:
         log = (self.tmp / "logs" / f"{service}.log").open("wb")
@@ -567,15 +569,23 @@ class Stack:
 
     def healthy(self, service: str, extra: dict[str, str], timeout: float) -> None:
         """Run the service's own compose healthcheck until it passes."""
-        check = self.argv(service, _test_argv(self.compose["services"][service]["healthcheck"]))
+        test = _argv(self.compose["services"][service]["healthcheck"]["test"])
+        if test[0] == "CMD-SHELL":  # as Docker runs it: through a shell, so $HOSTNAME and the like expand
+            check = ["bash", "-c", " ".join(shlex.quote(a) if i else a for i, a in enumerate(
+                self.argv(service, shlex.split(_interpolate(test[1], self.values)))))]
+            check[2] = check[2].replace("'celery@$HOSTNAME'", "celery@$HOSTNAME")
+        else:
+            check = self.argv(service, test[1:])
         deadline = time.monotonic() + timeout
         while True:
             for p in self.procs:
                 assert p.poll() is None, f"{p.name} exited: {(self.tmp / 'logs' / (p.name + '.log')).read_text()[-3000:]}"
-            if _run(check, env=self.env(service, extra), capture_output=True, timeout=60).returncode == 0:
+            result = _run(check, env=self.env(service, extra), capture_output=True, text=True, timeout=60)
+            if result.returncode == 0:
                 return
-            assert time.monotonic() < deadline, f"{service} not healthy: " + (
-                self.tmp / "logs" / f"{service}.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (
+                f"{service} not healthy: {check} said {(result.stdout + result.stderr)[-1500:]}\n"
+                + (self.tmp / "logs" / f"{service}.log").read_text()[-1500:])
             time.sleep(2)
 
     def stop(self) -> None:
@@ -595,17 +605,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+REDIS_DB = 7  # the local Redis (the celery profile's broker): a database of its own, emptied first
+
+
 @pytest.mark.postgres
-def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, tmp_path, small_corpus):
+@pytest.mark.parametrize("executor", ["LocalExecutor", "CeleryExecutor"])
+def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, tmp_path, small_corpus, executor):
     """init → mlflow → Airflow's four components → api → app → nginx, each with its compose command,
     environment and healthcheck; a cycle triggered through Airflow's REST API crawls (the local test
     site stands in for CGV and Megabox), trains on PostgreSQL + S3, promotes, and the API answers
-    through nginx with the new champion."""
+    through nginx with the new champion. With CeleryExecutor (the celery profile) tasks go through Redis
+    to the `airflow-worker` service."""
     import boto3
     import httpx
 
     boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="reviewops")  # minio-init
-    stack = Stack(compose, tmp_path, moto_server, compose_postgres["host"])
+    stack = Stack(compose, tmp_path, moto_server, compose_postgres["host"], executor)
+    workers = ["airflow-worker"] if executor == "CeleryExecutor" else []
+    if workers:
+        import redis
+
+        redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
     site_port = _free_port()
     site = f"http://127.0.0.1:{site_port}"
     local = {"REVIEWOPS_CGV_BASE_URL": site, "REVIEWOPS_MEGABOX_BASE_URL": site, "REVIEWOPS_CRAWL_DELAY": "0",
@@ -623,9 +643,11 @@ def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, 
         assert init.returncode == 0, init.stdout[-2000:] + init.stderr[-2000:]
         stack.start("mlflow", local)
         stack.healthy("mlflow", local, 180)
-        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        airflow_services = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                            *workers]
+        for name in airflow_services:
             stack.start(name, local)
-        for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        for name in airflow_services:
             stack.healthy(name, local, 240)
         stack.start("api", local)
         stack.healthy("api", local, 180)
@@ -675,6 +697,9 @@ def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, 
         keys = [o["Key"] for o in boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
                 .list_objects_v2(Bucket="reviewops").get("Contents", [])]
         assert any(k.startswith("mlflow/") for k in keys) and any(k.startswith("artifacts/") for k in keys)
+        if workers:  # the tasks really went through Redis to the Celery worker
+            received = (tmp_path / "logs" / "airflow-worker.log").read_text().count("Task execute_workload[")
+            assert received >= 5, received
         logs = b"".join(f.read_bytes() for f in (tmp_path / "logs").glob("*.log"))
         assert DB_SECRET.encode() not in logs and b"jwt-test-secret" not in logs
     finally:
