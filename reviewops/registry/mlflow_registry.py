@@ -88,6 +88,7 @@ class VersionInfo:
     run_id: str | None
     aliases: list[str]
     tags: dict[str, str]
+    created_ms: int | None = None  # when the version was registered (ms since the epoch)
 
     @property
     def uri(self) -> str:
@@ -105,7 +106,19 @@ class Registry:
 
     # --- reading -----------------------------------------------------------------------
     def _info(self, mv) -> VersionInfo:
-        return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []), dict(mv.tags or {}))
+        return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []), dict(mv.tags or {}),
+                           getattr(mv, "creation_timestamp", None))
+
+    def run_metrics(self, run_id: str | None) -> dict[str, float]:
+        """The summary metrics of a version's training run (no per-slice ones); {} when the run has none
+        or cannot be read: they are for display."""
+        if not run_id:
+            return {}
+        try:
+            metrics = self.client.get_run(run_id).data.metrics
+        except Exception:  # noqa: BLE001 - a missing run or a registry hiccup
+            return {}
+        return {k: float(v) for k, v in metrics.items() if not k.startswith("slice.")}
 
     def by_alias(self, alias: str) -> VersionInfo | None:
         from mlflow.exceptions import MlflowException

@@ -278,19 +278,12 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
         reg = Registry(settings)
         versions = []
         for v in reg.versions():
-            mv = reg.client.get_model_version(reg.name, v.version)
-            run_metrics = {}
-            if v.run_id:
-                try:
-                    run_metrics = {k: float(x) for k, x in reg.client.get_run(v.run_id).data.metrics.items()
-                                   if not k.startswith("slice.")}
-                except Exception:  # noqa: BLE001
-                    run_metrics = {}
+            run_metrics = reg.run_metrics(v.run_id)
+            created = time.gmtime(v.created_ms / 1000) if v.created_ms is not None else None
             versions.append({"version": v.version, "aliases": v.aliases, "trainer": v.tags.get("trainer", ""),
                              "accuracy": run_metrics.get("accuracy"), "decision": v.tags.get("gate.decision", ""),
                              "reason": v.tags.get("gate.reason", ""),
-                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                         time.gmtime(mv.creation_timestamp / 1000)),
+                             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", created) if created else None,
                              "metrics": run_metrics})
         champion = reg.by_alias(CHAMPION)
         return {"name": reg.name, "champion": champion.version if champion else None, "versions": versions}

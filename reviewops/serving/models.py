@@ -157,15 +157,8 @@ class ModelManager:
             tmp.rename(target)
         folder = _model_folder(target)
         backend, model = load_folder(folder, self.settings)
-        run_metrics = {}
-        if champion.run_id:
-            try:
-                run_metrics = {k: float(v) for k, v in registry.client.get_run(champion.run_id).data.metrics.items()
-                               if not k.startswith("slice.")}
-            except Exception:  # noqa: BLE001 - metrics are nice to have
-                run_metrics = {}
         info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
-                "snapshot_id": champion.tags.get("snapshot_id", ""), "metrics": run_metrics}
+                "snapshot_id": champion.tags.get("snapshot_id", ""), "metrics": registry.run_metrics(champion.run_id)}
         (self.cache / POINTER).write_text(json.dumps({"version": champion.version, "folder": str(folder),
                                                       "info": info}))
         return LoadedModel(self.settings.model_name, champion.version, backend, model, info)

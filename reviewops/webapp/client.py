@@ -78,25 +78,23 @@ def _detail(response: httpx.Response) -> str | None:
     return str(detail) if detail is not None else None
 
 
+MESSAGES = {
+    401: "관리자 토큰이 올바르지 않습니다. 토큰을 확인하고 다시 로그인하세요.",
+    403: "API 서버에 관리자 토큰이 설정되어 있지 않아 관리 기능을 사용할 수 없습니다 (REVIEWOPS_ADMIN_TOKEN).",
+    404: "요청한 항목을 찾을 수 없습니다.",
+    409: "지금 상태에서는 이 작업을 할 수 없습니다.",
+    413: "보낸 데이터가 너무 큽니다. 더 적은 양으로 나누어 다시 시도하세요.",
+    422: "입력이 올바르지 않습니다.",
+    429: "요청이 너무 많습니다. 잠시 후 다시 시도하세요.",
+    503: "모델이 아직 준비되지 않았습니다. 잠시 후 다시 시도하세요.",
+}
+
+
 def _message(status: int, special: dict[int, str] | None = None) -> str:
-    if special and status in special:
-        return special[status]
-    if status == 401:
-        return "관리자 토큰이 올바르지 않습니다. 토큰을 확인하고 다시 로그인하세요."
-    if status == 403:
-        return "API 서버에 관리자 토큰이 설정되어 있지 않아 관리 기능을 사용할 수 없습니다 (REVIEWOPS_ADMIN_TOKEN)."
-    if status == 404:
-        return "요청한 항목을 찾을 수 없습니다."
-    if status == 409:
-        return "지금 상태에서는 이 작업을 할 수 없습니다."
-    if status == 413:
-        return "보낸 데이터가 너무 큽니다. 더 적은 양으로 나누어 다시 시도하세요."
-    if status == 422:
-        return "입력이 올바르지 않습니다."
-    if status == 429:
-        return "요청이 너무 많습니다. 잠시 후 다시 시도하세요."
-    if status == 503:
-        return "모델이 아직 준비되지 않았습니다. 잠시 후 다시 시도하세요."
+    """What the app tells a user about an HTTP status (Korean); `special` overrides per call."""
+    message = (special or {}).get(status) or MESSAGES.get(status)
+    if message:
+        return message
     if status >= 500:
         return f"API 서버에서 오류가 발생했습니다 (HTTP {status}). 잠시 후 다시 시도하세요."
     return f"API가 요청을 거절했습니다 (HTTP {status})."
