@@ -507,10 +507,9 @@ def serve(
 ) -> None:
     """The prediction API (FastAPI): /v1/predict, /v1/model, /v1/feedback, /v1/movies, /healthz, /metrics."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's idle threads sleep rather than spin
-    import uvicorn
+    from reviewops.serving.server import run
 
-    uvicorn.run("reviewops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False, proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    run(host, port, workers)
 
 
 @app.command("app")

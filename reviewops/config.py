@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     api_max_texts: int = Field(1000, ge=1, description="Most texts in one /v1/predict request.")
     api_max_text_chars: int = Field(2000, ge=1, description="Longest text /v1/predict accepts.")
     api_max_body_bytes: int = Field(2_000_000, ge=1024, description="Larger request bodies get 413.")
+    api_max_header_bytes: int = Field(16_384, ge=1024, description="Request line and headers over this get 431 "
+                                      "and the connection is closed (the API holds no more of them in memory).")
+    api_header_timeout_seconds: float = Field(10.0, gt=0.0, description="A connection that has not sent a "
+                                              "request's headers within this is closed (slow clients).")
+    api_body_timeout_seconds: float = Field(30.0, gt=0.0, description="A request body not received within "
+                                            "this gets 408 and the connection is closed (slow clients).")
     tls_cert: Path | None = Field(None, description="`reviewops proxy`: TLS certificate (PEM, full chain); "
                                   "with tls_key, the platform is served over HTTPS.")
     tls_key: Path | None = Field(None, description="`reviewops proxy`: the certificate's private key (PEM).")

@@ -3,11 +3,16 @@ concurrent load with zero failed requests, MLflow down, and a schemathesis fuzz 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -74,6 +79,31 @@ def client(env):
         yield c
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_env(request, env, monkeypatch):
+    """The API's settings with the review store on SQLite (the home's) or on a fresh PostgreSQL database,
+    as in the compose deployment."""
+    if request.param == "sqlite":
+        yield env
+        return
+    from tests.conftest import _drop_pg, _pg_database
+
+    url = _pg_database()
+    monkeypatch.setenv("REVIEWOPS_DATABASE_URL", url)
+    reset_settings()
+    try:
+        yield Settings()
+    finally:
+        _drop_pg(url)
+
+
+def _stored(settings, ids) -> dict[str, str]:
+    """public id -> text of the logged predictions among `ids`."""
+    with db.session_scope(settings.db_url, migrate=False) as s:
+        return dict(s.execute(sa.select(Prediction.public_id, Prediction.text)
+                              .where(Prediction.public_id.in_(list(ids)))).all())
+
+
 def _champion(settings, version: str) -> None:
     from reviewops.registry.mlflow_registry import Registry
 
@@ -95,7 +125,7 @@ def test_predict_contract(client):
 
 @pytest.mark.parametrize(("payload", "status", "message"), [
     ({"texts": []}, 422, "at least 1"),
-    ({"texts": ["  "]}, 422, "texts[0]: text is blank"),
+    ({"texts": ["  "]}, 422, "texts.0: text is blank"),
     ({"texts": ["ok", ""]}, 422, "texts.1"),
     ({"texts": ["가" * 2001]}, 422, "at most 2000"),
     ({"texts": ["가"] * 1001}, 422, "at most 1000"),
@@ -107,12 +137,30 @@ def test_predict_contract(client):
 def test_client_mistakes_are_422_with_a_clear_message(client, payload, status, message):
     r = client.post("/v1/predict", json=payload)
     assert r.status_code == status
-    assert message in r.json()["detail"]
+    assert message in _detail(r)
+
+
+def _detail(response) -> str:
+    """A 422's detail in the schema's shape (HTTPValidationError: a list of {loc, msg, type}), as one line."""
+    detail = response.json()["detail"]
+    assert isinstance(detail, list) and detail, detail
+    for item in detail:
+        assert set(item) == {"loc", "msg", "type"} and isinstance(item["loc"], list), item
+    return "; ".join(".".join(str(p) for p in d["loc"] if p != "body") + ": " + d["msg"] for d in detail)
+
+
+def test_422_bodies_follow_the_openapi_schema(client):
+    schema = client.get("/openapi.json").json()
+    ref = schema["paths"]["/v1/predict"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    assert ref["$ref"].endswith("/HTTPValidationError")
+    assert schema["components"]["schemas"]["HTTPValidationError"]["properties"]["detail"]["type"] == "array"
+    r = client.post("/v1/predict", json={"texts": ["가" * 2001]})
+    assert r.status_code == 422 and "가" * 100 not in r.text  # the input is not echoed back
 
 
 def test_broken_json_and_oversized_bodies(client):
     r = client.post("/v1/predict", content=b'{"texts": ["a"', headers={"content-type": "application/json"})
-    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    assert r.status_code == 422 and "JSON" in _detail(r)
     big = json.dumps({"texts": ["가" * 1500] * 600}).encode()  # ~2.7 MB
     r = client.post("/v1/predict", content=big, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "request body over" in r.json()["detail"]
@@ -262,16 +310,101 @@ def test_hot_swap_under_concurrent_load_fails_no_request(env):
     assert swaps >= 2
 
 
+# --- what the store cannot hold --------------------------------------------------------------------------
+
+
+def test_nul_characters_are_removed_and_no_prediction_is_lost(store_env):
+    """PostgreSQL's text cannot hold NUL: one in a request used to fail the log's insert and drop every
+    prediction batched with it (0 of 2,025 logged). The store removes NUL for every writer."""
+    mixed, ids = ["좋아\u0000요", "정상 리뷰", "\u0000최악\u0000"], []
+    with TestClient(create_app(store_env, poll=False)) as c:
+        for i in range(120):
+            r = c.post("/v1/predict", json={"texts": mixed if i % 8 == 0 else TEXTS})
+            assert r.status_code == 200
+            ids += [p["id"] for p in r.json()["predictions"]]
+        first = ids[0]
+        r = c.post("/v1/feedback", json={"prediction_id": first, "label": 1, "comment": "반어\u0000법"})
+        assert r.status_code == 201
+        assert c.post("/v1/feedback", json={"prediction_id": "ab\u0000cd", "label": 1}).status_code == 404
+        log = c.app.state.prediction_log
+        assert log.flush() and log.dropped == 0 and log.last_error is None
+    stored = _stored(store_env, ids)
+    assert set(stored) == set(ids) and len(ids) == 360
+    assert stored[first] == "좋아요" and stored[ids[2]] == "최악"
+    with db.session_scope(store_env.db_url, migrate=False) as s:
+        assert s.scalars(sa.select(Feedback.comment).order_by(Feedback.id.desc())).first() == "반어법"
+
+
+def test_a_row_the_database_refuses_takes_no_other_row_with_it(store_env):
+    from reviewops.pipeline import session_factory
+    from reviewops.serving.runtime import PredictionLog
+
+    def row(pid: str) -> dict:
+        return {"public_id": pid, "text": "리뷰 \ud800", "label": 1, "score": 0.9, "model_name": "m",
+                "model_version": "1"}
+
+    a, b, c = (uuid.uuid4().hex for _ in range(3))
+    log = PredictionLog(session_factory(store_env), flush_every=0.05)
+    try:
+        log.add([row(a)])
+        assert log.flush() and log.dropped == 0
+        log.add([row(b), row(a), row(c)])  # `a` again: the unique public id refuses that row alone
+        assert log.flush() and log.dropped == 1
+    finally:
+        log.close()
+    assert _stored(store_env, [a, b, c]) == {x: "리뷰 \ufffd" for x in (a, b, c)}  # a lone surrogate: U+FFFD
+
+
+@contextlib.contextmanager
+def _read_only(url: str):
+    """The review database refusing writes, as a read-only replica or a full disk would."""
+    engine = db.get_engine(url)
+    if engine.dialect.name == "sqlite":
+        def query_only(conn, _record):
+            conn.execute("PRAGMA query_only=ON")
+
+        sa.event.listen(engine, "connect", query_only)
+        engine.dispose()
+        try:
+            yield
+        finally:
+            sa.event.remove(engine, "connect", query_only)
+            engine.dispose()
+        return
+    name = engine.url.database
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    engine.dispose()
+    try:
+        yield
+    finally:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("SET default_transaction_read_only = off")
+            conn.exec_driver_sql(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+        engine.dispose()
+
+
+def test_feedback_names_the_storage_error_when_the_database_refuses_writes(store_env):
+    with TestClient(create_app(store_env, poll=False)) as c:
+        with _read_only(store_env.db_url):
+            pred = c.post("/v1/predict", json={"texts": TEXTS[:1]}).json()["predictions"][0]
+            r = c.post("/v1/feedback", json={"prediction_id": pred["id"], "label": 1})
+            assert r.status_code == 503 and "refuses writes" in r.json()["detail"], r.text
+        c.post("/v1/predict", json={"texts": TEXTS[:1]})  # written again: the log recovers
+        assert c.app.state.prediction_log.flush() and c.app.state.prediction_log.last_error is None
+
+
 # --- fuzzing --------------------------------------------------------------------------------------------
 
 
-def test_fuzzed_requests_never_get_a_server_error(env):
-    """schemathesis generates requests from the OpenAPI schema, valid and not: none may get a 5xx."""
+def test_fuzzed_requests_never_get_a_server_error_and_every_prediction_is_logged(store_env):
+    """schemathesis generates requests from the OpenAPI schema, valid and not: none may get a 5xx, and every
+    prediction answered is in the log, on SQLite and on PostgreSQL (where NULs used to drop whole batches)."""
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
 
-    app = create_app(env, poll=False)
-    seen, calls = [], []
+    app = create_app(store_env, poll=False)
+    seen, calls, answered = [], [], []
     with TestClient(app):  # runs the lifespan: the model is loaded
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         for result, mode in itertools.product(list(schema.get_all_operations()), schemathesis.GenerationMode):
@@ -283,6 +416,8 @@ def test_fuzzed_requests_never_get_a_server_error(env):
                 response = case.call()
                 calls.append(response.status_code)
                 assert response.status_code < 500, (case.method, case.path, case.body, response.text[:300])
+                if case.path == "/v1/predict" and response.status_code == 200:
+                    answered.extend(p["id"] for p in response.json()["predictions"])
 
             try:
                 check()
@@ -290,5 +425,115 @@ def test_fuzzed_requests_never_get_a_server_error(env):
                 assert mode is schemathesis.GenerationMode.NEGATIVE
                 continue
             seen.append(f"{operation.method.upper()} {operation.path}")
+        assert app.state.prediction_log.flush(timeout=30)
     assert {"POST /v1/predict", "POST /v1/feedback", "GET /v1/movies/{movie_id}/summary"} <= set(seen)
     assert len(calls) >= 100 and 422 in calls and 200 in calls
+    assert len(answered) >= 20 and set(_stored(store_env, answered)) == set(answered)
+    assert app.state.prediction_log.dropped == 0
+
+
+# --- clients that try to hold the server ------------------------------------------------------------------
+
+
+@pytest.fixture
+def served(env, tmp_path):
+    """`reviewops serve` in its own process (the real server and protocol), with short slow-client timeouts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child_env = {**os.environ, "REVIEWOPS_API_HEADER_TIMEOUT_SECONDS": "1", "REVIEWOPS_API_BODY_TIMEOUT_SECONDS": "1"}
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "reviewops.cli", "serve", "--port", str(port)], env=child_env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    import httpx
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield proc, port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):  # noqa: SIM115
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def _send_huge_header(port: int, megabytes: int) -> tuple[int, bytes]:
+    """Sends a header of `megabytes` MB (or until the server closes); (bytes sent, the server's answer)."""
+    sent, chunk = 0, b"a" * 65536
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: api\r\nX-Big: ")
+        try:
+            while sent < megabytes * 2**20:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server closed the connection: what it said is still readable, or reset
+            pass
+        try:
+            return sent, sock.recv(4096)
+        except OSError:
+            return sent, b""
+
+
+def test_oversized_headers_get_431_and_cost_no_memory(served):
+    """Six connections sending 128 MB headers took the API from 1.05 to 1.96 GB and starved its health
+    checks. Now each is refused after the header limit, memory stays flat and health checks answer."""
+    import httpx
+
+    proc, port = served
+    before = _rss_mb(proc.pid)
+    _, answer = _send_huge_header(port, 1)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]
+    with ThreadPoolExecutor(6) as pool:
+        attacks = [pool.submit(_send_huge_header, port, 128) for _ in range(6)]
+        health = [httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code for _ in range(20)]
+        results = [a.result() for a in attacks]
+    assert health == [200] * 20
+    assert all(n < 32 * 2**20 for n, _ in results), [n for n, _ in results]  # cut off, not read to the end
+    assert _rss_mb(proc.pid) - before < 40
+    ok = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Fine": "a" * 4000}, timeout=2)
+    assert ok.status_code == 200  # ordinary headers are still welcome
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> tuple[bool, bytes]:
+    sock.settimeout(seconds)
+    data = b""
+    try:
+        while chunk := sock.recv(4096):
+            data += chunk
+        return True, data
+    except TimeoutError:
+        return False, data
+    except OSError:
+        return True, data
+
+
+def test_slow_clients_are_timed_out(served):
+    import httpx
+
+    _, port = served
+    idle = socket.create_connection(("127.0.0.1", port))  # connects and says nothing
+    slow_head = socket.create_connection(("127.0.0.1", port))
+    slow_head.sendall(b"GET /healthz HTTP/1.1\r\nHost: api\r\n")  # and never ends its headers
+    slow_body = socket.create_connection(("127.0.0.1", port))
+    slow_body.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n{\"texts\": [")  # 11 of 100 bytes
+    with idle, slow_head, slow_body:
+        assert _closed_within(idle, 5)[0]
+        assert _closed_within(slow_head, 5)[0]
+        closed, answer = _closed_within(slow_body, 5)
+        assert closed and answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"texts": TEXTS}, timeout=5)
+    assert r.status_code == 200

@@ -7,6 +7,7 @@ for the contract.
 """
 
 
+import asyncio
 import json
 import logging
 import secrets
@@ -20,11 +21,12 @@ from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, create_model
+from pydantic_core import PydanticCustomError
 
 from reviewops.config import Settings, get_settings
 from reviewops.data.labels import LABEL_NAMES_KO
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import ReviewOpsError, StoreError
 from reviewops.serving.models import ModelManager
 from reviewops.serving.runtime import LatencyWindow, MicroBatcher, PredictionLog
 
@@ -61,34 +63,46 @@ class FeedbackOut(BaseModel):
     label_id: Literal[0, 1]
 
 
+def _not_blank(text: str) -> str:
+    if not text.strip():
+        raise PydanticCustomError("blank", "text is blank")
+    return text
+
+
 class PromoteIn(BaseModel):
     version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,9}$")]
 
 
 class BodyLimit:
-    """413 for a request body over the limit, declared (Content-Length) or streamed. Bodies are small
-    (a few MB at most), so the middleware reads one whole and hands it on."""
+    """413 for a request body over the limit, declared (Content-Length) or streamed; 408 for one that
+    does not arrive within `timeout` seconds (a slow client holds a connection and memory). Bodies are
+    small (a few MB at most), so the middleware reads one whole and hands it on."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout: float) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or {}).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._reject(send)
+            return await self._reject(send, 413, f"request body over {self.max_bytes:,} bytes")
         chunks, seen = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > self.max_bytes:
-                return await self._reject(send)
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    chunks.append(message.get("body", b""))
+                    seen += len(chunks[-1])
+                    if seen > self.max_bytes:
+                        return await self._reject(send, 413, f"request body over {self.max_bytes:,} bytes")
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            log.warning("request body not received within %.0f s: 408", self.timeout)
+            return await self._reject(send, 408, f"request body not received within {self.timeout:g} s")
         body, sent = b"".join(chunks), False
 
         async def replay():
@@ -100,10 +114,11 @@ class BodyLimit:
 
         return await self.app(scope, replay, send)
 
-    async def _reject(self, send) -> None:
-        body = json.dumps({"detail": f"request body over {self.max_bytes:,} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    async def _reject(self, send, status: int, detail: str) -> None:
+        body = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": status,  # the rest of the body is not read
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
@@ -183,7 +198,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     app.state.manager, app.state.settings, app.state.sessions = manager, settings, sessions
 
     max_texts, max_chars = settings.api_max_texts, settings.api_max_text_chars
-    Text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars)]
+    Text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars), AfterValidator(_not_blank)]
     PredictIn = create_model("PredictIn", texts=(list[Text], Field(min_length=1, max_length=max_texts)))
 
     def observed(scope: dict, status: int, elapsed: float) -> None:
@@ -195,15 +210,14 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
             latencies.add(elapsed)
 
     app.add_middleware(Observe, on_done=observed)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, timeout=settings.api_body_timeout_seconds)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
-        problems = []
-        for e in exc.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
-            problems.append(f"{where}: {e.get('msg', 'invalid')}")
-        return JSONResponse(status_code=422, content={"detail": "; ".join(problems[:10]) or "invalid request"})
+        # the schema's HTTPValidationError, without echoing the (possibly megabytes of) input back
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
+                    for e in exc.errors()[:10]]
+        return JSONResponse(status_code=422, content={"detail": problems})
 
     @app.exception_handler(ReviewOpsError)
     async def library_error(request: Request, exc: ReviewOpsError):
@@ -222,9 +236,6 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
               responses={413: {"description": "body too large"}, 503: {"description": "no model loaded"}})
     async def predict(body: PredictIn) -> PredictResponse:  # type: ignore[valid-type]
         texts: list[str] = body.texts
-        blank = [i for i, t in enumerate(texts) if not t.strip()]
-        if blank:
-            raise HTTPException(422, f"texts[{blank[0]}]: text is blank")
         model = manager.current
         if model is None:
             raise HTTPException(503, "no model loaded yet: the registry has no champion or is unreachable")
@@ -262,6 +273,9 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
                     return FeedbackOut(id=fb.id, prediction_id=body.prediction_id, label_id=label)
             if attempt == 0:
                 state["log"].flush()  # the prediction may still be on its way to the database
+        if state["log"].last_error:  # it may be one the log could not write: say so, not "unknown"
+            raise StoreError(f"the review database refuses writes ({state['log'].last_error}): "
+                             "predictions and feedback are not stored now")
         raise HTTPException(404, f"unknown prediction id {body.prediction_id!r}")
 
     # --- models -------------------------------------------------------------------------------------

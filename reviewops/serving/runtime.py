@@ -109,6 +109,7 @@ class PredictionLog:
         self._written = threading.Condition()
         self._pending = 0
         self.dropped = 0
+        self.last_error: str | None = None  # why the last write failed; None once a write succeeds
         self._stop = threading.Event()
         self._flush_now = threading.Event()
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
@@ -141,10 +142,6 @@ class PredictionLog:
         return True
 
     def _run(self) -> None:
-        from sqlalchemy import insert
-
-        from reviewops.store.models import Prediction
-
         while not self._stop.is_set() or not self._queue.empty():
             batch = []
             try:  # the first row, then whatever else arrives within flush_every: one insert, not one per row
@@ -159,24 +156,57 @@ class PredictionLog:
                 pass
             if not batch:
                 continue
-            for attempt in range(3):
-                try:
-                    with self.sessions() as s:
-                        s.execute(insert(Prediction), batch)
-                    break
-                except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the writer
-                    log.warning("prediction log: %d rows not written yet (%s)", len(batch), type(exc).__name__)
-                    time.sleep(0.5 * (attempt + 1))
-            else:
-                self.dropped += len(batch)
+            self._write(batch)
             with self._written:
                 self._pending -= len(batch)
                 self._written.notify_all()
+
+    def _write(self, batch: list[dict]) -> None:
+        """One insert for the batch; a row the database refuses is left out alone, and a database that
+        fails is tried three times before the batch is counted as dropped."""
+        from sqlalchemy.exc import DataError, IntegrityError
+
+        for attempt in range(3):
+            try:
+                self._insert(batch)
+                self.last_error = None
+                return
+            except (DataError, IntegrityError):
+                self._insert_each(batch)
+                return
+            except Exception as exc:  # noqa: BLE001 - a database hiccup must not kill the writer
+                self.last_error = _first_line(exc)
+                log.warning("prediction log: %d rows not written yet (%s)", len(batch), self.last_error)
+                time.sleep(0.5 * (attempt + 1))
+        self.dropped += len(batch)
+
+    def _insert(self, rows: list[dict]) -> None:
+        from sqlalchemy import insert
+
+        from reviewops.store.models import Prediction
+
+        with self.sessions() as s:
+            s.execute(insert(Prediction), rows)
+
+    def _insert_each(self, rows: list[dict]) -> None:
+        """Rare path: the rows one transaction each, so that only the refused ones are lost."""
+        for row in rows:
+            try:
+                self._insert([row])
+            except Exception as exc:  # noqa: BLE001 - the writer thread must live on
+                self.dropped += 1
+                log.warning("prediction log: prediction %s refused by the database, left out (%s)",
+                            row.get("public_id"), _first_line(exc))
 
     def close(self) -> None:
         self.flush()
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
 
 class LatencyWindow:

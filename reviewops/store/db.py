@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InternalError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from reviewops.config import redact_url
@@ -110,7 +110,7 @@ def session_scope(url: str, migrate: bool = True) -> Iterator[Session]:
     try:
         yield session
         session.commit()
-    except OperationalError as exc:
+    except (OperationalError, InternalError) as exc:  # the database failed or refuses writes (read-only)
         session.rollback()
         _verified.discard(url)  # the next session proves the database again, with a clear error
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__

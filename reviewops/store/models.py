@@ -14,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -21,6 +22,36 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def storable(text: str) -> str:
+    """`text` as the store keeps it: NUL characters removed (PostgreSQL's text cannot hold them: one NUL
+    failed the whole insert it was in) and lone surrogates, which no database can encode, replaced by
+    U+FFFD. The same rule for every writer (ingest, crawl, API), on SQLite as on PostgreSQL."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # through UTF-16: a surrogate pair becomes its character, a lone surrogate U+FFFD
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+class _Storable:
+    def process_bind_param(self, value, dialect):
+        return storable(value) if isinstance(value, str) else value
+
+
+class StoredText(_Storable, TypeDecorator):
+    impl = Text
+    cache_ok = True
+
+
+class StoredString(_Storable, TypeDecorator):
+    impl = String
+    cache_ok = True
 
 
 class Base(DeclarativeBase):
@@ -32,10 +63,10 @@ class Movie(Base):
     __table_args__ = (UniqueConstraint("source", "source_movie_id", name="uq_movies_source_movie"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source: Mapped[str] = mapped_column(String(32))
-    source_movie_id: Mapped[str] = mapped_column(String(64))
-    title: Mapped[str | None] = mapped_column(String(512))
-    plot: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(StoredString(32))
+    source_movie_id: Mapped[str] = mapped_column(StoredString(64))
+    title: Mapped[str | None] = mapped_column(StoredString(512))
+    plot: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -43,13 +74,13 @@ class CollectionBatch(Base):
     __tablename__ = "collection_batches"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(16))  # ingest | crawl
-    source: Mapped[str] = mapped_column(String(32))
-    location: Mapped[str | None] = mapped_column(Text)  # file or URL the batch read
-    status: Mapped[str] = mapped_column(String(16), default="running")  # running|succeeded|partial|failed
-    cleaning_version: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(StoredString(16))  # ingest | crawl
+    source: Mapped[str] = mapped_column(StoredString(32))
+    location: Mapped[str | None] = mapped_column(StoredText)  # file or URL the batch read
+    status: Mapped[str] = mapped_column(StoredString(16), default="running")  # running|succeeded|partial|failed
+    cleaning_version: Mapped[str] = mapped_column(StoredString(32))
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
-    error: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(StoredText)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
 
@@ -66,19 +97,19 @@ class Review(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    source: Mapped[str] = mapped_column(String(32))
-    source_review_id: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(StoredString(32))
+    source_review_id: Mapped[str] = mapped_column(StoredString(64))
     movie_id: Mapped[int] = mapped_column(ForeignKey("movies.id"))
-    text: Mapped[str] = mapped_column(Text)  # as written
-    clean_text: Mapped[str] = mapped_column(Text)
-    text_key: Mapped[str] = mapped_column(String(40))  # dedup key of clean_text
+    text: Mapped[str] = mapped_column(StoredText)  # as written
+    clean_text: Mapped[str] = mapped_column(StoredText)
+    text_key: Mapped[str] = mapped_column(StoredString(40))  # dedup key of clean_text
     rating: Mapped[int | None] = mapped_column(SmallInteger)  # 1–10
     egg: Mapped[int | None] = mapped_column(SmallInteger)  # CGV golden egg: 2 up, 1 down
     label: Mapped[int | None] = mapped_column(SmallInteger)  # 1 positive, 0 negative, None unlabelled
-    reject_reason: Mapped[str | None] = mapped_column(String(32))  # cleaning rule that left it out
-    cleaning_version: Mapped[str] = mapped_column(String(32))
-    author: Mapped[str | None] = mapped_column(String(128))
-    raw_ref: Mapped[str | None] = mapped_column(Text)  # archived raw response it came from
+    reject_reason: Mapped[str | None] = mapped_column(StoredString(32))  # cleaning rule that left it out
+    cleaning_version: Mapped[str] = mapped_column(StoredString(32))
+    author: Mapped[str | None] = mapped_column(StoredString(128))
+    raw_ref: Mapped[str | None] = mapped_column(StoredText)  # archived raw response it came from
     posted_at: Mapped[datetime | None] = mapped_column(DateTime)
     collected_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     batch_id: Mapped[int] = mapped_column(ForeignKey("collection_batches.id"))
@@ -94,13 +125,13 @@ class Prediction(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    public_id: Mapped[str | None] = mapped_column(String(32))  # the id the API hands out (for feedback)
+    public_id: Mapped[str | None] = mapped_column(StoredString(32))  # the id the API hands out (for feedback)
     review_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(StoredText)
     label: Mapped[int] = mapped_column(SmallInteger)
     score: Mapped[float] = mapped_column(Float)  # P(positive)
-    model_name: Mapped[str] = mapped_column(String(128))
-    model_version: Mapped[str] = mapped_column(String(32))
+    model_name: Mapped[str] = mapped_column(StoredString(128))
+    model_version: Mapped[str] = mapped_column(StoredString(32))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -110,5 +141,5 @@ class Feedback(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id"))
     label: Mapped[int] = mapped_column(SmallInteger)  # the correct label, per the user
-    comment: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
