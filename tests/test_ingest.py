@@ -44,6 +44,18 @@ def test_labels_follow_the_nsmc_policy(db_url, settings, tmp_path):
     assert got == {1: 0, 2: 0, 3: 0, 4: 0, 5: None, 6: None, 7: None, 8: None, 9: 1, 10: 1}
 
 
+def test_a_nul_character_is_removed_not_fatal(db_url, settings, tmp_path):
+    """PostgreSQL's text cannot hold NUL: an ingest with one such review used to fail whole (exit 1, a
+    traceback, nothing stored). The store removes NUL, as it does for the crawler and the API."""
+    recs = [{"review_id": 1, "movie_id": 7, "rating": 10, "text": "정말\u0000 재밌어요", "author": "a\u0000b"},
+            {"review_id": 2, "movie_id": 7, "rating": 1, "text": "시간 아까운 영화"}]
+    summary = run_ingest(settings, write_jsonl(tmp_path / "nul.jsonl", recs, gz=False))
+    assert summary.new == 2 and summary.cleaning["kept"] == 2
+    with db.session_scope(db_url, migrate=False) as s:
+        got = s.execute(sa.select(Review.text, Review.clean_text, Review.author).order_by(Review.id)).all()
+    assert got[0] == ("정말 재밌어요", "정말 재밌어요", "ab") and got[1][0] == "시간 아까운 영화"
+
+
 def test_duplicates_within_a_movie(db_url, settings, tmp_path):
     recs = [
         {"review_id": 1, "movie_id": 7, "rating": 10, "text": "정말 재밌어요!!"},
