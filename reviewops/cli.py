@@ -446,10 +446,19 @@ def init(
                                                  "labelled review.")] = True,
 ) -> None:
     """Prepare the stores before the services start (idempotent): the review store's schema, Airflow's
-    metadata database, and the first history. `make up` does the same; compose runs it as `init`."""
+    metadata database, and the first history. `make up` does the same; compose runs it as `init`.
+    When MLflow answers, what crashed training runs left in the registry is cleaned up too."""
     from reviewops.platform import init_platform
+    from reviewops.registry.mlflow_registry import Registry
 
-    init_platform(get_settings(), bootstrap=bootstrap, echo=lambda m: out.print(m))
+    settings = get_settings()
+    init_platform(settings, bootstrap=bootstrap, echo=lambda m: out.print(m))
+    try:
+        report = Registry(settings).repair()
+    except ReviewOpsError as exc:  # compose starts MLflow after init: the next training repairs instead
+        out.print(f"registry: not checked now ({exc}); the next training cleans up after crashed runs")
+        return
+    out.print("registry: " + ("; ".join(report.lines()) or "nothing left behind by crashed runs"))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,

@@ -143,8 +143,8 @@ def train_due(run_type: str) -> dict:
         return {"due": True, "reason": f"{run_type} run"}
     s = settings()
     registry = Registry(s)
-    found = registry.client.search_model_versions(f"name = '{s.model_name}'")
-    since = max((mv.creation_timestamp for mv in found), default=None)
+    # a version whose registration crashed is no training: only decided versions count
+    since = max((v.created_ms for v in registry.versions() if v.created_ms is not None), default=None)
     where = [Review.label.is_not(None), Review.reject_reason.is_(None)]
     if since is not None:
         where.append(Review.collected_at > datetime.fromtimestamp(since / 1000, UTC).replace(tzinfo=None))

@@ -10,7 +10,8 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,11 +21,11 @@ from reviewops.config import Settings
 from reviewops.data.ingest import IngestSummary, ingest
 from reviewops.data.labels import LabelPolicy
 from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import ReviewOpsError, StorageFullError
 from reviewops.evaluate.gate import GateDecision, decide
 from reviewops.evaluate.metrics import confusion_png, evaluate
 from reviewops.models.baseline import BaselineParams
-from reviewops.registry.mlflow_registry import CHAMPION, Registry
+from reviewops.registry.mlflow_registry import CHAMPION, OWNER_TAG, Registry, process_id
 from reviewops.store import db
 from reviewops.store.objects import open_store
 from reviewops.text.clean import Cleaner
@@ -97,17 +98,52 @@ def train_run(
     params: BaselineParams | None = None,
     trainer=None,
 ) -> str:
-    """Train a model on a snapshot and evaluate it; log the run and its model to MLflow; return the run id."""
+    """Train a model on a snapshot and evaluate it; log the run and its model to MLflow; return the run id.
+    What crashed runs left is repaired first. Full or read-only storage ends the run FAILED, without its
+    partial model, as one StorageFullError."""
+    from reviewops.models.trainers import BaselineTrainer
+
+    trainer = trainer or BaselineTrainer(settings, params)
+    registry = Registry(settings)  # configures MLflow
+    repair_registry(registry)
+    return _train_run(registry, trainer, snapshot, parts)
+
+
+def repair_registry(registry: Registry) -> None:
+    """Clean up what crashed runs left (see `Registry.repair`); a failure here never stops the caller."""
+    try:
+        registry.repair()
+    except Exception as exc:  # noqa: BLE001 - the repair is housekeeping; the next run tries again
+        log.warning("registry repair skipped: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300])
+
+
+@contextmanager
+def _full_storage_fails(registry: Registry, run_id: str) -> Iterator[None]:
+    """Full or read-only storage ends the block as one StorageFullError, the run's partial model files
+    deleted (the run itself ends FAILED as the exception leaves `mlflow.start_run`)."""
+    try:
+        yield
+    except OSError as exc:
+        full = StorageFullError.from_os_error(exc, f"training run {run_id} stopped, storage is full or read-only")
+        if full is None:
+            raise
+        try:
+            registry.discard_partial_models(run_id)
+        except Exception as cleanup:  # noqa: BLE001 - the storage error is the one to report
+            log.warning("partial model files of run %s not deleted: %s", run_id, cleanup)
+        raise full from None
+
+
+def _train_run(registry: Registry, trainer, snapshot: Snapshot, parts: dict[str, pd.DataFrame]) -> str:
     import mlflow
     from mlflow.models import infer_signature
 
     from reviewops.models.pyfunc import SentimentPyfunc
-    from reviewops.models.trainers import BaselineTrainer
 
-    trainer = trainer or BaselineTrainer(settings, params)
-    Registry(settings)  # configures MLflow
     train, valid, eval_df = parts["train"], parts["valid"], parts["eval"]
-    with mlflow.start_run(run_name=f"{trainer.name}-{snapshot.id}") as run:
+    # the owner tag is written with the run itself: a kill right after creating it leaves no anonymous run
+    with (mlflow.start_run(run_name=f"{trainer.name}-{snapshot.id}", tags={OWNER_TAG: process_id()}) as run,
+          registry.keepalive(run.info.run_id), _full_storage_fails(registry, run.info.run_id)):
         mlflow.set_tags({"trainer": trainer.name, "snapshot_id": snapshot.id, "dataset.fingerprint": snapshot.fingerprint,
                          "cleaning_version": ",".join(snapshot.cleaning_versions)})
         mlflow.log_params(trainer.log_params())
@@ -156,9 +192,8 @@ def train_run(
 def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | None = None) -> TrainResult:
     """Register a training run's model as a new version and apply the gate: promote it to champion when
     it beats the champion (scored now on the same evaluation set), otherwise keep it as challenger.
-    A failure after registration deletes the new version: no half-registered model is left behind."""
-    import mlflow
-
+    A failure after registration deletes the new version: no half-registered model is left behind (a
+    crash leaves its owner tag and a stopped heartbeat, from which `Registry.repair` deletes it)."""
     registry = Registry(settings)
     run = registry.client.get_run(run_id)
     snapshot_id = run.data.tags.get("snapshot_id", "")
@@ -170,29 +205,30 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
     if settings.gate_metric not in metrics:
         raise ReviewOpsError(f"run {run_id} has no {settings.gate_metric!r} metric: not a finished training run")
     version: str | None = None
-    try:
-        model_uri = run.data.tags.get("model_uri", f"runs:/{run_id}/model")
-        version = str(mlflow.register_model(model_uri, settings.model_name).version)
-        registry.tag(version, {"snapshot_id": snapshot_id, "dataset.fingerprint": run.data.tags.get("dataset.fingerprint", ""),
-                               "trainer": run.data.tags.get("trainer", ""),
-                               settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
-        champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
-        decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
-                          settings.gate_margin, settings.gate_floor, champ_error)
-        client = registry.client
-        client.set_tag(run_id, "gate.decision", "champion" if decision.promote else "challenger")
-        client.set_tag(run_id, "gate.reason", decision.reason)
-        client.set_tag(run_id, "registered_version", version)
-        if champ_metric is not None:
-            client.log_metric(run_id, f"champion.{settings.gate_metric}", champ_metric)
-        if decision.promote:
-            registry.promote(version, decision.reason)
-        else:
-            registry.mark_challenger(version, decision.reason)
-    except BaseException:
-        if version is not None:
-            registry.delete_version(version)
-        raise
+    with registry.keepalive(run_id):  # a crash from here on is found and cleaned up by `Registry.repair`
+        try:
+            version = registry.register(run.data.tags.get("model_uri", f"runs:/{run_id}/model"))
+            registry.tag(version, {"snapshot_id": snapshot_id,
+                                   "dataset.fingerprint": run.data.tags.get("dataset.fingerprint", ""),
+                                   "trainer": run.data.tags.get("trainer", ""),
+                                   settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+            champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
+            decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
+                              settings.gate_margin, settings.gate_floor, champ_error)
+            client = registry.client
+            client.set_tag(run_id, "gate.decision", "champion" if decision.promote else "challenger")
+            client.set_tag(run_id, "gate.reason", decision.reason)
+            client.set_tag(run_id, "registered_version", version)
+            if champ_metric is not None:
+                client.log_metric(run_id, f"champion.{settings.gate_metric}", champ_metric)
+            if decision.promote:
+                registry.promote(version, decision.reason)
+            else:
+                registry.mark_challenger(version, decision.reason)
+        except BaseException:
+            if version is not None:
+                registry.delete_version(version)
+            raise
     return TrainResult(run_id, version, metrics, decision, snapshot_id, metrics.get("train_seconds", 0.0),
                        champion_version=version if decision.promote else champ_version)
 

@@ -3,6 +3,13 @@
 Aliases: `champion` is the version in service; `challenger` the latest version that did not beat
 it. Every promotion is appended to the registered model's `champion_history` tag, which
 `rollback` walks back.
+
+Crash safety: a process working on a run (training it, or registering and gating its model) tags it
+with its owner (host, pid namespace, pid and start time) and refreshes a heartbeat tag while it
+works; a version is registered already tagged with its owner. `Registry.repair` (run before each
+training and by `reviewops init`) uses them to tell work that crashed (`kill -9`, a full disk, a lost
+machine) from work still in progress elsewhere: it deletes versions left without a gate decision and
+marks runs left `RUNNING` as `FAILED`, recording why.
 """
 
 from __future__ import annotations
@@ -10,8 +17,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
+import threading
+import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from reviewops.config import Settings, redact_url
 from reviewops.errors import ConfigError, RegistryError
@@ -20,6 +33,17 @@ log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
+GATE_TAG = "gate.decision"
+OWNER_TAG = "reviewops.owner"  # the process working on a run or registering a version: host/pidns:pid:start
+HEARTBEAT_TAG = "reviewops.heartbeat"  # seconds since the epoch, refreshed while that process works
+ABANDONED_TAG = "reviewops.abandoned"  # why `repair` found the work abandoned
+HEARTBEAT_SECONDS = 30.0
+# work on another machine is abandoned after this long without a heartbeat (20 missed beats: far more
+# than a slow registry request, far less than a day's schedule)
+STALE_AFTER_SECONDS = 600.0
+# the tags a version gets from `register_and_gate` before its gate decision: a version without a
+# decision and with only these is an interrupted registration; any other is someone's own and kept
+_REGISTRATION_TAGS = frozenset({OWNER_TAG, "snapshot_id", "dataset.fingerprint", "trainer"})
 
 
 def configure(settings: Settings) -> None:
@@ -31,8 +55,9 @@ def configure(settings: Settings) -> None:
     # MLflow's hints about type hints, integer columns and ambiguous dataset sources are noise here
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
     warnings.filterwarnings("ignore", message=r".*[Tt]ype hint", category=UserWarning)
-    # quiet MLflow's own loggers about database migrations on every start
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.utils"):
+    # quiet MLflow's own loggers about database migrations on every start, and its note on validating
+    # the input example of every model logged (a failed training must end in one line)
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.utils", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
@@ -79,6 +104,81 @@ def _probe(uri: str, attempts: int = 3, timeout: float = 5.0) -> None:
         if attempt + 1 < attempts:
             time.sleep(1.0)
     raise ConfigError(f"cannot reach MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI): {problem}")
+
+
+# --- liveness: who works on a run, and whether that process is still there -----------------------------
+
+
+def _host() -> str:
+    """This machine as seen by a process: the host name and the pid namespace (containers sharing a
+    host name, e.g. with host networking, still have their own pids)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").removeprefix("pid:")
+    except OSError:
+        namespace = ""
+    return f"{socket.gethostname()}/{namespace}"
+
+
+def _start_ticks(pid: int) -> str | None:
+    """A process's start time in clock ticks since boot (field 22 of /proc/PID/stat), "Z" for a zombie,
+    None when it does not exist; "" where there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None if Path("/proc/self/stat").exists() else ""
+    except OSError:
+        return ""
+    fields = stat.rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+    return "Z" if fields[0] == "Z" else fields[19]
+
+
+def process_id(pid: int | None = None) -> str:
+    """`host:pid:start` of a process (this one by default): the start time tells a reused pid apart."""
+    pid = pid or os.getpid()
+    return f"{_host()}:{pid}:{_start_ticks(pid) or ''}"
+
+
+def _process_alive(pid: int, start: str) -> bool:
+    ticks = _start_ticks(pid)
+    if ticks == "":  # no /proc: ask the kernel whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return ticks is not None and ticks != "Z" and (not start or ticks == start)
+
+
+def abandonment(owner: str | None, last_sign_ms: float | None, max_age: float = STALE_AFTER_SECONDS,
+                now: float | None = None) -> str | None:
+    """Why the work of `owner` is abandoned, or None while it may still be in progress. On this host the
+    process table decides (its owner no longer runs); elsewhere, no heartbeat for over `max_age` seconds."""
+    host, pid, start = (owner or "").rsplit(":", 2) if (owner or "").count(":") >= 2 else ("", "", "")
+    if host == _host() and pid.isdigit():
+        return None if _process_alive(int(pid), start) else f"its process {owner} is gone"
+    if last_sign_ms is None:
+        return None
+    idle = (now if now is not None else time.time()) - float(last_sign_ms) / 1000
+    return f"no heartbeat for {idle:.0f}s (over {max_age:.0f}s)" if idle > max_age else None
+
+
+def _heartbeat_ms(tags: dict[str, str]) -> float | None:
+    try:
+        return float(tags[HEARTBEAT_TAG]) * 1000
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass
+class RepairReport:
+    versions: dict[str, str] = field(default_factory=dict)  # deleted version → why
+    runs: dict[str, str] = field(default_factory=dict)  # run id marked FAILED → why
+
+    def lines(self) -> list[str]:
+        return ([f"deleted half-registered version {v}: {why}" for v, why in self.versions.items()]
+                + [f"run {r} marked FAILED: {why}" for r, why in self.runs.items()])
 
 
 @dataclass
@@ -136,7 +236,9 @@ class Registry:
         except MlflowException:
             raise RegistryError(f"model {self.name!r} has no version {version}") from None
 
-    def versions(self) -> list[VersionInfo]:
+    def versions(self, include_undecided: bool = False) -> list[VersionInfo]:
+        """The registered versions, oldest first. A version without a gate decision is being registered
+        (or its registration crashed, see `repair`): it is no candidate, and left out unless asked for."""
         from mlflow.exceptions import MlflowException
 
         try:
@@ -147,7 +249,7 @@ class Registry:
         out = sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
         for v in out:  # search results do not carry aliases on every backend: the registered model does
             v.aliases = sorted({*v.aliases, *(a for a, ver in aliases.items() if str(ver) == v.version)})
-        return out
+        return [v for v in out if include_undecided or GATE_TAG in v.tags]
 
     def history(self) -> list[str]:
         from mlflow.exceptions import MlflowException
@@ -159,6 +261,13 @@ class Registry:
         return json.loads(tags.get(HISTORY_TAG, "[]"))
 
     # --- writing -----------------------------------------------------------------------
+    def register(self, model_uri: str) -> str:
+        """A new version of the model from `model_uri`, created already tagged with this process as its
+        owner (one request: a crash cannot leave it anonymous). Returns the version number."""
+        import mlflow
+
+        return str(mlflow.register_model(model_uri, self.name, tags={OWNER_TAG: process_id()}).version)
+
     def tag(self, version: str, tags: dict[str, str]) -> None:
         for k, v in tags.items():
             self.client.set_model_version_tag(self.name, str(version), k, str(v))
@@ -172,7 +281,7 @@ class Registry:
         self.client.set_registered_model_alias(self.name, CHAMPION, info.version)
         history = self.history() + [info.version]
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.tag(info.version, {"gate.decision": "champion", "gate.reason": reason})
+        self.tag(info.version, {GATE_TAG: "champion", "gate.reason": reason})
         challenger = self.by_alias(CHALLENGER)
         if challenger and challenger.version == info.version:
             self.client.delete_registered_model_alias(self.name, CHALLENGER)
@@ -180,7 +289,7 @@ class Registry:
 
     def mark_challenger(self, version: str | int, reason: str) -> VersionInfo:
         self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
-        self.tag(str(version), {"gate.decision": "challenger", "gate.reason": reason})
+        self.tag(str(version), {GATE_TAG: "challenger", "gate.reason": reason})
         return self.get(version)
 
     def rollback(self) -> tuple[VersionInfo, VersionInfo]:
@@ -196,7 +305,7 @@ class Registry:
         previous = self.get(history[-1])
         self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.tag(current.version, {"gate.decision": "rolled_back", "gate.reason": f"rolled back to {previous.version}"})
+        self.tag(current.version, {GATE_TAG: "rolled_back", "gate.reason": f"rolled back to {previous.version}"})
         return current, self.get(previous.version)
 
     def delete_version(self, version: str) -> None:
@@ -204,3 +313,95 @@ class Registry:
             self.client.delete_model_version(self.name, str(version))
         except Exception:  # noqa: BLE001 - best effort cleanup after a failure
             log.warning("could not delete half-registered version %s of %s", version, self.name)
+
+    # --- crash safety ------------------------------------------------------------------------
+    def _beat(self, run_id: str) -> None:
+        self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+
+    @contextmanager
+    def keepalive(self, run_id: str) -> Iterator[None]:
+        """While the block runs, `run_id` is owned by this process and its heartbeat is refreshed: what lets
+        `repair` in another process tell this work from a crashed one."""
+        self.client.set_tag(run_id, OWNER_TAG, process_id())
+        self._beat(run_id)
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    self._beat(run_id)
+                except Exception as exc:  # noqa: BLE001 - a missed beat is harmless; the next one may pass
+                    log.debug("heartbeat of run %s not recorded: %s", run_id, exc)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+    def discard_partial_models(self, run_id: str) -> list[str]:
+        """Delete the files and records of the run's logged models that never became READY (a crash or a
+        full disk while they were written). Returns their ids."""
+        from mlflow.entities import LoggedModelStatus
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        experiment = self.client.get_run(run_id).info.experiment_id
+        found = self.client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+        discarded = []
+        for model in found:
+            if model.status == LoggedModelStatus.READY:
+                continue
+            try:
+                get_artifact_repository(model.artifact_location).delete_artifacts()
+            except Exception as exc:  # noqa: BLE001 - the record still goes; the files may need a hand
+                log.warning("could not delete the files of partial model %s at %s: %s", model.model_id,
+                            model.artifact_location, exc)
+            self.client.delete_logged_model(model.model_id)
+            discarded.append(model.model_id)
+        return discarded
+
+    def repair(self, max_age: float = STALE_AFTER_SECONDS) -> RepairReport:
+        """Finish what crashed processes left behind (see the module's docstring): versions without a gate
+        decision are deleted, runs left RUNNING are marked FAILED with their partial models deleted; the
+        reason is recorded on the run (tag `reviewops.abandoned`). Work still in progress is left alone."""
+        report = RepairReport()
+        for v in self.versions(include_undecided=True):
+            why = self._abandoned_version(v, max_age)
+            if why:
+                self.delete_version(v.version)
+                report.versions[v.version] = why
+                if v.run_id:
+                    self.client.set_tag(v.run_id, ABANDONED_TAG, f"registration of version {v.version} interrupted: {why}")
+        for run in self._running_runs():
+            run_id = run.info.run_id
+            why = abandonment(run.data.tags.get(OWNER_TAG), _heartbeat_ms(run.data.tags) or run.info.start_time, max_age)
+            if why:
+                self.client.set_tag(run_id, ABANDONED_TAG, f"found abandoned while RUNNING: {why}")
+                self.discard_partial_models(run_id)
+                self.client.set_terminated(run_id, "FAILED")
+                report.runs[run_id] = why
+        for line in report.lines():
+            log.warning("registry repair: %s", line)
+        return report
+
+    def _abandoned_version(self, v: VersionInfo, max_age: float) -> str | None:
+        if GATE_TAG in v.tags or not set(v.tags) <= _REGISTRATION_TAGS | {self.settings.gate_metric}:
+            return None
+        from mlflow.exceptions import MlflowException
+
+        signs = [v.created_ms]
+        if v.run_id:
+            try:
+                signs.append(_heartbeat_ms(self.client.get_run(v.run_id).data.tags))
+            except MlflowException:
+                log.info("run %s of version %s is gone: the version's age decides", v.run_id, v.version)
+        return abandonment(v.tags.get(OWNER_TAG), max((s for s in signs if s is not None), default=None), max_age)
+
+    def _running_runs(self) -> list:
+        experiment = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        if experiment is None:
+            return []
+        return list(self.client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'",
+                                            max_results=1000))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -143,18 +144,48 @@ class ModelManager:
             return True
 
     def _load_version(self, registry, champion) -> LoadedModel:
+        """Load `champion` from the cache, downloading it first when missing. A cached copy that does not
+        load (fails its checksum, lost a file) is discarded and downloaded again: the registry's copy is
+        the truth, and a damaged cache must not keep the API down. The caller keeps serving meanwhile."""
+        target = self.cache / champion.version
+        if (target / "MLmodel").is_file():
+            try:
+                return self._load_from(target, registry, champion)
+            except Exception as exc:  # noqa: BLE001 - any damage to the cache is repaired the same way
+                log.warning("cached v%s does not load (%s): downloading it again", champion.version,
+                            str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+                self._discard(target)
+        self._download(champion, target)
+        try:
+            return self._load_from(target, registry, champion)
+        except BaseException:
+            self._discard(target)  # the registry's copy itself is broken: nothing bad stays cached
+            raise
+
+    def _download(self, champion, target: Path) -> None:
+        """Download into a temporary folder renamed into place: a crash never leaves a partial cache."""
         import mlflow
 
-        target = self.cache / champion.version
-        if not (target / "MLmodel").is_file():
-            tmp = self.cache / f".{champion.version}.{time.time_ns()}"
-            tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache / f".{champion.version}.{time.time_ns()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
             mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=str(tmp))
-            if target.exists():
-                import shutil
-
-                shutil.rmtree(target)
+            self._discard(target)
             tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _discard(self, folder: Path) -> None:
+        pointer = self.cache / POINTER
+        try:  # the fallback for a down registry must not point at a folder that is gone
+            if pointer.is_file() and Path(json.loads(pointer.read_text())["folder"]).is_relative_to(folder):
+                pointer.unlink()
+        except (OSError, ValueError, KeyError, TypeError):
+            pointer.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _load_from(self, target: Path, registry, champion) -> LoadedModel:
         folder = _model_folder(target)
         backend, model = load_folder(folder, self.settings)
         info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
