@@ -19,6 +19,7 @@ keyword results are cached by their texts.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator
@@ -230,6 +231,10 @@ def _start_okt():
         from konlpy.tag import Okt
     except ImportError as exc:
         raise ConfigError(f"keyword extraction needs konlpy (`pip install konlpy`): {exc}") from None
+    # -Xrs: the JVM leaves SIGTERM/SIGINT to Python. Without it the JVM takes SIGTERM (docker stop, a
+    # supervisor) and exits at once with 143: the API's shutdown never runs and queued predictions are lost.
+    if "-Xrs" not in os.environ.get("JAVA_TOOL_OPTIONS", "").split():
+        os.environ["JAVA_TOOL_OPTIONS"] = (os.environ.get("JAVA_TOOL_OPTIONS", "") + " -Xrs").strip()
     try:
         return Okt()
     except (jpype.JVMNotFoundException, jpype.JVMNotSupportedException) as exc:

@@ -537,3 +537,18 @@ def test_slow_clients_are_timed_out(served):
         assert closed and answer.startswith(b"HTTP/1.1 408"), answer[:200]
     r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"texts": TEXTS}, timeout=5)
     assert r.status_code == 200
+
+
+def test_sigterm_shuts_down_gracefully_and_writes_the_log(served, env):
+    """konlpy's JVM used to take SIGTERM (docker stop, a supervisor) and exit at once with 143: the API's
+    shutdown never ran and the predictions still queued for the log were lost."""
+    import httpx
+
+    proc, port = served
+    ids = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as h:
+        for _ in range(5):
+            ids += [p["id"] for p in h.post("/v1/predict", json={"texts": TEXTS}).json()["predictions"]]
+    proc.send_signal(15)
+    assert proc.wait(20) == -15  # uvicorn shuts down, then re-raises the signal it caught: not the JVM's 143
+    assert set(_stored(env, ids)) == set(ids)
