@@ -271,7 +271,7 @@ def predict(
 def crawl(
     source: Annotated[str, typer.Option(help="cgv, megabox or all.")] = "all",
     movie: Annotated[str | None, typer.Option(help="Only this movie code.")] = None,
-    max_pages: Annotated[int | None, typer.Option(help="Review pages per movie at most.")] = None,
+    max_pages: Annotated[int | None, typer.Option(help="Pages per movie and run (again as many to back-fill).")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Collect new reviews from the cinema sites (incremental, polite, archived)."""

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     crawl_backoff: float = Field(0.5, ge=0.0, description="First backoff in seconds; doubles, plus jitter.")
     crawl_backoff_max: float = Field(30.0, ge=0.0)
     crawl_max_failures: int = Field(3, ge=1, description="Failed movies in a row before a source stops.")
-    crawl_max_pages: int = Field(50, ge=1, description="Review pages per movie and run at most.")
+    crawl_max_pages: int = Field(50, ge=1, description="Pages per movie and run (again as many to back-fill).")
     selenium_fallback: bool = Field(True, description="Render pages in headless Chromium when JSON fails.")
     cgv_base_url: str = "http://www.cgv.co.kr"
     cgv_list_path: str = "/movies/?lt=1&ft=1"

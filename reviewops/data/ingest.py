@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Insert, Table, select, update
 from sqlalchemy.orm import Session
 
 from reviewops.data.labels import LabelPolicy
-from reviewops.errors import InputError
+from reviewops.errors import InputError, StoreError
 from reviewops.progress import progress
+from reviewops.store.batches import close_orphaned
 from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
 from reviewops.text.clean import Cleaner, dedup_key
 
@@ -228,6 +229,19 @@ def read_nsmc(path: Path, counter: _Counted) -> Iterator[RawReview]:
 # --- writing ---------------------------------------------------------------------------------
 
 
+def insert_new(session: Session, table: Table, unique: tuple[str, ...]) -> Insert:
+    """An INSERT that skips rows whose `unique` columns are already stored (ON CONFLICT DO NOTHING), on
+    SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        raise StoreError(f"the review store does not support {dialect} (SQLite or PostgreSQL)")
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(unique))
+
+
 class ReviewWriter:
     """Cleans, labels, deduplicates and inserts reviews of one batch, a chunk at a time.
 
@@ -264,8 +278,9 @@ class ReviewWriter:
         self._movies.update(dict(rows.all()))
         missing = [m for m in wanted if m not in self._movies]
         if missing:
+            # another run (a second crawl, a parallel Airflow task) may insert the same movie meanwhile: keep its row
             self.session.execute(
-                insert(Movie),
+                insert_new(self.session, Movie.__table__, ("source", "source_movie_id")),
                 [{"source": source, "source_movie_id": m, "title": wanted[m], "created_at": utcnow()} for m in missing],
             )
             rows = self.session.execute(
@@ -339,8 +354,12 @@ class ReviewWriter:
                     "batch_id": self.batch.id,
                 }
             )
-        self.session.execute(insert(Review.__table__), rows)
-        self.new += len(rows)
+        # a review another run stored since the check above is skipped, not an error
+        inserted = len(self.session.execute(
+            insert_new(self.session, Review.__table__, ("source", "source_review_id")).returning(Review.id), rows
+        ).all())
+        self.new += inserted
+        self.already_stored += len(rows) - inserted
 
     def _label(self, r: RawReview) -> int | None:
         if r.label is not None:
@@ -379,6 +398,7 @@ def ingest(
     source = source or ("naver" if fmt == "jsonl" else "nsmc")
     reader = read_jsonl if fmt == "jsonl" else read_nsmc
 
+    close_orphaned(session_factory)  # batches of runs that died, before this one opens its own
     with open(path, "rb", buffering=0) as fh:
         counter = _Counted(fh)  # type: ignore[arg-type]
         try:

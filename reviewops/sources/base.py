@@ -1,9 +1,9 @@
 """The small interface every review source implements, and the raw-response archive.
 
-A source lists the movies now playing and yields a movie's reviews page by page, newest first,
+A source lists the movies now playing and gives a movie's reviews page by page, newest first,
 each review already in the store's shape (`RawReview`) with a reference to the archived raw
-response it came from. The crawl runner decides when to stop paging (the first page with nothing
-new) and writes what is new.
+response it came from. The crawl runner decides which pages to read (reviewops.sources.crawl) and
+writes what is new.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -31,6 +30,14 @@ class MovieRef:
     source: str
     code: str
     title: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a movie's reviews, newest first, and the site's count of all of them when it gives one."""
+
+    reviews: list[RawReview]
+    total: int | None = None
 
 
 class Archive:
@@ -75,22 +82,23 @@ class Source:
     settings = None
     browser = None  # a factory of reviewops.sources.browser.Browser, or None
 
-    def review_pages(self, movie: MovieRef, max_pages: int) -> Iterator[list[RawReview]]:
-        """Pages of reviews, newest first, until an empty page: from the JSON endpoint, or from the
-        page rendered in headless Chromium when the JSON no longer makes sense."""
-        for page in range(1, max_pages + 1):
-            try:
-                reviews = self._json_page(movie, page)
-            except ParseError as exc:
-                if not (self.browser and self.settings.selenium_fallback):
-                    raise
-                log.warning("%s; falling back to the rendered page", exc)
-                reviews = self._rendered_page(movie, page)
-            if not reviews:
-                return
-            yield reviews
+    @property
+    def page_size(self) -> int:
+        """Reviews on a full page: a shorter page is the last one."""
+        raise NotImplementedError
 
-    def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
+    def review_page(self, movie: MovieRef, page: int) -> Page:
+        """Page `page` (from 1) of a movie's reviews, newest first: from the JSON endpoint, or from the
+        page rendered in headless Chromium when the JSON no longer makes sense."""
+        try:
+            return self._json_page(movie, page)
+        except ParseError as exc:
+            if not (self.browser and self.settings.selenium_fallback):
+                raise
+            log.warning("%s; falling back to the rendered page", exc)
+            return Page(self._rendered_page(movie, page))  # the rendered page gives no count
+
+    def _json_page(self, movie: MovieRef, page: int) -> Page:
         raise NotImplementedError
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:

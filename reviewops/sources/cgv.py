@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 from bs4 import BeautifulSoup
 
 from reviewops.data.ingest import RawReview
-from reviewops.sources.base import Archive, MovieRef, ParseError, Source, load_json, need
+from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source, load_json, need
 from reviewops.sources.http import PoliteClient
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,17 @@ class CgvSource(Source):
         return parse_movie_list(body.decode("utf-8", "replace"), self.s.cgv_movie_selector, self.s.cgv_title_selector)
 
     # --- reviews ------------------------------------------------------------------------------
-    def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
+    @property
+    def page_size(self) -> int:
+        return self.s.cgv_page_size
+
+    def _json_page(self, movie: MovieRef, page: int) -> Page:
         payload = {"movieIdx": int(movie.code) if movie.code.isdigit() else movie.code, "pageIndex": page,
                    "pageSize": self.s.cgv_page_size, "orderType": 0, "filterType": 1, "isTotalCount": True,
                    "isMyPoint": "false"}
         body = self.client.post_json(self.base + self.s.cgv_reviews_path, payload).content
         ref = self.archive.put(movie.code, f"reviews-p{page}", body, "json")
-        return parse_reviews_json(body, movie, ref, f"cgv reviews of movie {movie.code} page {page}")
+        return parse_reviews_page(body, movie, ref, f"cgv reviews of movie {movie.code} page {page}")
 
     def _render(self, url: str, wait_css: str) -> tuple[str, str]:
         with self.browser() as browser:
@@ -110,6 +114,11 @@ def parse_movie_list(html: str, movie_selector: str, title_selector: str) -> lis
 
 
 def parse_reviews_json(body: bytes, movie: MovieRef, ref: str, what: str) -> list[RawReview]:
+    return parse_reviews_page(body, movie, ref, what).reviews
+
+
+def parse_reviews_page(body: bytes, movie: MovieRef, ref: str, what: str) -> Page:
+    """The reviews of one JSON answer, and the movie's review count (`TotalCount`) when it has one."""
     outer = load_json(body, what)
     inner_text = need(outer, "d", what)
     if not isinstance(inner_text, str):
@@ -129,7 +138,7 @@ def parse_reviews_json(body: bytes, movie: MovieRef, ref: str, what: str) -> lis
             source_movie_id=movie.code, movie_title=movie.title, text=str(text),
             egg=_int_or_none(item.get("EggPoint")), posted_at=posted,
             author=item.get("WriterNickName") or None, raw_ref=ref, where=where))
-    return out
+    return Page(out, _int_or_none(inner.get("TotalCount")))  # `need` proved inner a dict
 
 
 def parse_rendered_reviews(html: str, movie: MovieRef, ref: str, selector: str) -> list[RawReview]:

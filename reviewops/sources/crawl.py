@@ -1,9 +1,15 @@
 """The crawl runner: one collection batch per source, incremental and atomic per movie.
 
-For each movie now playing it pages through reviews newest first and stops at the first page
-with nothing new (the store's review ids are the watermark, so a re-run adds nothing). A movie's
-new reviews are committed in one transaction; a movie or source that fails leaves what was stored
-before untouched, and a source that keeps failing is stopped for the run.
+For each movie now playing it reads reviews newest first from page 1 until it meets stored ones
+(the store's review ids are the watermark, so a re-run adds nothing). Until a crawl has once
+reached the end of a movie's reviews (a page shorter than a full one), the rest is back-filled:
+on from the page where the last run stopped, `max_pages` pages a run, so that a page cap or a
+failed page never loses what lies below it. An empty page after full ones is a failure, not the
+end, unless the site's own count says the reviews end there.
+
+A movie's new reviews and its progress are committed in one transaction; a movie or source that
+fails leaves what was stored before untouched, and a source that keeps failing is stopped for the
+run. Crawls may run at once on one store: a review or movie stored by another run is skipped.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from datetime import date
 from types import SimpleNamespace
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from reviewops.config import Settings
 from reviewops.data.ingest import RawReview, ReviewWriter
@@ -21,8 +28,9 @@ from reviewops.data.labels import LabelPolicy
 from reviewops.errors import InputError, ReviewOpsError
 from reviewops.pipeline import session_factory
 from reviewops.progress import progress
-from reviewops.sources.base import Archive, MovieRef, Source
+from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source
 from reviewops.sources.http import PoliteClient, Politeness
+from reviewops.store.batches import close_orphaned, owner
 from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
 from reviewops.store.objects import open_store
 from reviewops.text.clean import REJECT_RULES, Cleaner
@@ -102,6 +110,50 @@ def _known_ids(session, source: str, code: str) -> set[str]:
         .where(Movie.source == source, Movie.source_movie_id == code)))
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a movie's crawls went (Movie.reviews_complete, Movie.backfill_page): complete when a crawl
+    reached the end of its reviews with everything above stored; else the page the back-fill goes on from
+    (None: from the first page below the newest stored reviews)."""
+
+    complete: bool = False
+    backfill_page: int | None = None
+
+
+def _progress(session: Session, source: str, code: str) -> Progress:
+    row = session.execute(select(Movie.reviews_complete, Movie.backfill_page)
+                          .where(Movie.source == source, Movie.source_movie_id == code)).first()
+    return Progress(bool(row[0]), row[1]) if row else Progress()
+
+
+def _save_progress(session: Session, source: str, code: str, read: Progress, new: Progress) -> None:
+    """Store `new` if the progress is still what this run read; if another run moved it meanwhile, its claim
+    and ours may not combine: back-fill the whole movie once more (never a loss, only pages read again)."""
+    this = (Movie.source == source) & (Movie.source_movie_id == code)
+    same = this & (Movie.reviews_complete == read.complete) & (
+        Movie.backfill_page.is_(None) if read.backfill_page is None else Movie.backfill_page == read.backfill_page)
+    if session.execute(update(Movie).where(same).values(reviews_complete=new.complete,
+                                                        backfill_page=new.backfill_page)).rowcount == 0:
+        session.execute(update(Movie).where(this).values(reviews_complete=False, backfill_page=None))
+
+
+def _is_last(source: Source, movie: MovieRef, n: int, page: Page, stored: int) -> bool:
+    """Whether page `n` ends the movie's reviews: a page shorter than a full one does. An empty page is the
+    end only where it cannot hide reviews: page 1 of a movie with none stored, or after a full page when
+    the site's count says the reviews end there; otherwise the page failed (a ParseError)."""
+    if page.reviews:
+        return len(page.reviews) < source.page_size
+    what = f"{source.name} reviews of movie {movie.code} page {n}"
+    if n == 1:
+        if stored:
+            raise ParseError(f"{what}: empty, yet {stored} reviews of this movie are stored")
+        return True
+    if page.total and page.total <= (n - 1) * source.page_size:
+        return True
+    raise ParseError(f"{what}: empty after full pages (the site counts {page.total} reviews); "
+                     "will be read again next run")
+
+
 def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | None = None,
           max_pages: int | None = None, today: date | None = None, client: PoliteClient | None = None
           ) -> list[SourceResult]:
@@ -119,12 +171,17 @@ def crawl(settings: Settings, sources: tuple[str, ...] = SOURCES, movie: str | N
 
 
 def open_batch(settings: Settings, name: str, only_movie: str | None = None, today: date | None = None,
-               client: PoliteClient | None = None) -> tuple[int, list[MovieRef], str | None]:
-    """Start a source's collection batch and list its movies now playing: (batch id, movies, listing error)."""
+               client: PoliteClient | None = None, owned: bool = False) -> tuple[int, list[MovieRef], str | None]:
+    """Start a source's collection batch and list its movies now playing: (batch id, movies, listing error).
+    `owned`: this process runs the whole batch (its death orphans the batch), not several tasks (Airflow).
+    Batches orphaned by dead runs are closed first (reviewops.store.batches)."""
     _check_source(name)
-    with session_factory(settings)() as s:
+    sessions = session_factory(settings)
+    close_orphaned(sessions)
+    with sessions() as s:
         batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, f"{name}_base_url"),
-                                cleaning_version=Cleaner.from_settings(settings).version, counts={})
+                                cleaning_version=Cleaner.from_settings(settings).version, counts={},
+                                **(owner() if owned else {}))
         s.add(batch)
         s.flush()
         batch_id = batch.id
@@ -187,7 +244,7 @@ def _archive(settings: Settings, name: str, today: date | None) -> Archive:
 
 
 def _crawl_source(settings, name, client, today, only_movie, max_pages) -> SourceResult:
-    batch_id, movies, listing_error = open_batch(settings, name, only_movie, today, client)
+    batch_id, movies, listing_error = open_batch(settings, name, only_movie, today, client, owned=True)
     done: list[MovieResult] = []
     errors = [listing_error] if listing_error else []
     failures_in_a_row = 0
@@ -203,27 +260,51 @@ def _crawl_source(settings, name, client, today, only_movie, max_pages) -> Sourc
     return close_batch(settings, name, batch_id, done, errors)
 
 
+def _walk(source: Source, m: MovieRef, known: set[str], read: Progress, max_pages: int,
+          result: MovieResult) -> tuple[dict[str, RawReview], Progress]:
+    """Read a movie's pages: from page 1 until the stored reviews, then, while its history is incomplete, on
+    down from where the last back-fill stopped; each part at most `max_pages` pages. Returns the new
+    reviews and the progress to store with them."""
+    fresh: dict[str, RawReview] = {}
+    n, budget, met = 1, max_pages, False
+    while result.pages < budget:
+        page = source.review_page(m, n)
+        result.pages += 1
+        result.fetched += len(page.reviews)
+        new_here = [r for r in page.reviews if r.source_review_id not in known and r.source_review_id not in fresh]
+        result.duplicate += len(page.reviews) - len(new_here)
+        fresh.update((r.source_review_id, r) for r in new_here)
+        if _is_last(source, m, n, page, len(known)):
+            return fresh, Progress(complete=True)
+        if not met and any(r.source_review_id in known for r in page.reviews):
+            met = True  # everything above is read; below, the stored reviews begin
+            if read.complete:
+                return fresh, read
+            budget = result.pages + max_pages  # the back-fill gets its own pages: it moves on every run
+            if read.backfill_page and read.backfill_page > n + 1:
+                # the pages between were stored by earlier runs; new reviews since only push them down
+                n = read.backfill_page
+                continue
+        n += 1
+    # stopped by the cap: pages 1..n-1 are stored now, the next run goes on from page n (if the cap came
+    # before the stored reviews, the unread gap lies below: the back-fill runs through it)
+    return fresh, Progress(complete=False, backfill_page=n)
+
+
 def _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, result, max_pages) -> None:
     with sessions() as s:
+        read = _progress(s, source.name, m.code)  # before the ids: a run committing in between is caught below
         known = _known_ids(s, source.name, m.code)
         has_plot = s.scalar(select(func.count(Movie.id)).where(
             Movie.source == source.name, Movie.source_movie_id == m.code, Movie.plot.is_not(None)))
-    fresh: dict[str, RawReview] = {}
-    for page in source.review_pages(m, max_pages):
-        result.pages += 1
-        result.fetched += len(page)
-        new_here = [r for r in page if r.source_review_id not in known and r.source_review_id not in fresh]
-        result.duplicate += len(page) - len(new_here)
-        if not new_here:
-            break  # the first page of already-known reviews: everything older is stored
-        fresh.update((r.source_review_id, r) for r in new_here)
+    fresh, progress = _walk(source, m, known, read, max_pages, result)
     details = {}
     if not has_plot:
         try:
             details = source.details(m)
         except ReviewOpsError as exc:
             log.warning("%s movie %s: no details (%s)", source.name, m.code, exc)
-    # one transaction per movie: all of its new reviews, or none
+    # one transaction per movie: all of its new reviews and its progress, or nothing
     before = dict(cleaner.counts)
     with sessions() as s:
         writer = ReviewWriter(s, SimpleNamespace(source=source.name, id=batch_id), cleaner, policy)
@@ -231,6 +312,8 @@ def _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, resul
         if details:
             s.execute(update(Movie).where(Movie.source == source.name, Movie.source_movie_id == m.code)
                       .values(**{k: v for k, v in details.items() if k in ("title", "plot")}))
+        _save_progress(s, source.name, m.code, read, progress)
+        s.execute(update(CollectionBatch).where(CollectionBatch.id == batch_id).values(heartbeat_at=utcnow()))
     result.new += writer.new
+    result.duplicate += writer.already_stored  # stored by another run meanwhile
     result.rejected += sum(cleaner.counts.get(r, 0) - before.get(r, 0) for r in REJECT_RULES)
-

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from bs4 import BeautifulSoup
 
 from reviewops.data.ingest import RawReview
-from reviewops.sources.base import Archive, MovieRef, ParseError, Source, load_json, need
+from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source, load_json, need
 from reviewops.sources.cgv import _int_or_none, parse_time, stable_id
 from reviewops.sources.http import PoliteClient
 
@@ -38,13 +38,18 @@ class MegaboxSource(Source):
         return [MovieRef("megabox", str(need(m, "movieNo", f"{what}[{i}]")), str(need(m, "movieNm", f"{what}[{i}]")))
                 for i, m in enumerate(items)]
 
-    def _json_page(self, movie: MovieRef, page: int) -> list[RawReview]:
+    @property
+    def page_size(self) -> int:
+        return self.s.megabox_page_size
+
+    def _json_page(self, movie: MovieRef, page: int) -> Page:
         payload = {"currentPage": str(page), "recordCountPerPage": str(self.s.megabox_page_size),
                    "movieNo": movie.code, "onelnEvalDivCd": "", "orderCd": ""}
         body = self.client.post_json(self.base + self.s.megabox_reviews_path, payload).content
         ref = self.archive.put(movie.code, f"reviews-p{page}", body, "json")
         what = f"megabox reviews of movie {movie.code} page {page}"
-        items = need(load_json(body, what), "list", what)
+        doc = load_json(body, what)
+        items = need(doc, "list", what)
         if not isinstance(items, list):
             raise ParseError(f"{what}: field 'list' should be a list")
         out = []
@@ -57,7 +62,7 @@ class MegaboxSource(Source):
                 source_review_id=str(rid) if rid not in (None, "") else stable_id(movie.code, text, posted),
                 source_movie_id=movie.code, movie_title=movie.title, text=text,
                 rating=_rating(item.get(self.s.megabox_score_field)), posted_at=posted, raw_ref=ref, where=where))
-        return out
+        return Page(out, _int_or_none(doc.get("totCnt")))  # `need` proved doc a dict
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         url = self.base + self.s.megabox_review_page_path.format(code=movie.code, page=page)

@@ -21,7 +21,7 @@ Endpoints (all on one host):
 ``GET  /movie-detail/comment?rpstMovieNo=CODE[&page=N]``    Megabox reviews (server HTML), 10 a page
 ``GET  /_control/state``                                    clock, faults and movies (JSON)
 ``POST /_control/clock`` ``{"day": N}``                     set the clock
-``POST /_control/faults`` ``{"mode", "path", "count"}``     switch a fault on
+``POST /_control/faults`` ``{"mode", "path", "count"}``     switch a fault on (optional ``after``)
 ``DELETE /_control/faults``                                 clear all faults
 =========================================================  =========================================
 
@@ -334,25 +334,28 @@ class TestSite:
         with self._lock:
             self._day = day
 
-    def set_fault(self, mode: str, path: str | None = None, count: int = -1) -> None:
+    def set_fault(self, mode: str, path: str | None = None, count: int = -1, after: int = 0) -> None:
         """Switch a fault on. Same as ``POST /_control/faults``.
 
         ``path``: a path prefix (e.g. ``"/on/"``); ``None`` means every site path except
         ``/robots.txt`` (target it explicitly, e.g. with ``"/robots.txt"`` or ``"/"``).
         ``count``: how many matching requests get the fault before the site is normal again;
-        -1 is forever. A fault set for the same ``path`` replaces the earlier one; when several
-        match a request, the one with the longest path prefix applies. Paths under ``/_control``
-        are never faulted.
+        -1 is forever. ``after``: how many matching requests pass untouched first (``after=1`` on
+        the reviews path of a one-movie crawl faults its page 2). A fault set for the same ``path``
+        replaces the earlier one; when several match a request, the one with the longest path
+        prefix applies. Paths under ``/_control`` are never faulted.
         """
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}; known: {', '.join(FAULT_MODES)}")
         if isinstance(count, bool) or not isinstance(count, int) or (count < 1 and count != -1):
             raise ValueError(f"count must be -1 (forever) or >= 1, got {count!r}")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ValueError(f"after must be an integer >= 0, got {after!r}")
         if path is not None and (not isinstance(path, str) or not path.startswith("/")):
             raise ValueError(f"path must be null or a path prefix starting with '/', got {path!r}")
         with self._lock:
             self._faults = [f for f in self._faults if f["path"] != path]
-            self._faults.append({"mode": mode, "path": path, "count": count})
+            self._faults.append({"mode": mode, "path": path, "count": count, **({"after": after} if after else {})})
 
     def clear_faults(self) -> None:
         """Switch all faults off. Same as ``DELETE /_control/faults``."""
@@ -371,6 +374,9 @@ class TestSite:
             if matches and (best is None or len(prefix or "") > len(best["path"] or "")):
                 best = fault
         if best is None:
+            return None
+        if best.get("after"):
+            best["after"] -= 1
             return None
         if best["count"] > 0:
             best["count"] -= 1
@@ -713,7 +719,8 @@ class TestSite:
             return JSONResponse(self.state())
         try:
             data = await _body(request)
-            self.set_fault(str(data.get("mode")), data.get("path"), _int(data.get("count"), -1, "count"))
+            self.set_fault(str(data.get("mode")), data.get("path"), _int(data.get("count"), -1, "count"),
+                           _int(data.get("after"), 0, "after"))
         except ValueError as exc:
             return _bad_request(exc)
         return JSONResponse(self.state())

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -68,6 +70,10 @@ class Movie(Base):
     title: Mapped[str | None] = mapped_column(StoredString(512))
     plot: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # crawl progress: a crawl reached the end of the movie's reviews with everything above it stored, or
+    # (False) the page the unfinished back-fill goes on from (None: from where the newest stored reviews are)
+    reviews_complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    backfill_page: Mapped[int | None] = mapped_column(Integer)
 
 
 class CollectionBatch(Base):
@@ -83,6 +89,10 @@ class CollectionBatch(Base):
     error: Mapped[str | None] = mapped_column(StoredText)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # to close a batch whose run died (reviewops.store.batches): the owning process of a one-process run
+    # (host:pid:start), and the last sign of life (a movie committed)
+    owner: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Review(Base):
