@@ -73,6 +73,16 @@ def settings(home) -> Settings:
     return Settings()
 
 
+def crawler_settings(monkeypatch, site_url: str, timeout: float = 1, **more: str) -> Settings:
+    """Settings that crawl the local test site at `site_url` at full speed (no delay, no browser)."""
+    env = {"CGV_BASE_URL": site_url, "MEGABOX_BASE_URL": site_url, "CRAWL_DELAY": "0", "CRAWL_BACKOFF": "0.05",
+           "CRAWL_TIMEOUT": str(timeout), "SELENIUM_FALLBACK": "false", "CGV_PAGE_SIZE": "6", **more}
+    for k, v in env.items():
+        monkeypatch.setenv(f"REVIEWOPS_{k}", v)
+    reset_settings()
+    return Settings()
+
+
 # --- databases -----------------------------------------------------------------------------------
 
 

@@ -18,14 +18,13 @@ import pytest
 
 from reviewops.config import Settings
 from reviewops.errors import RegistryError
+from reviewops.liveness import abandonment, process_id
 from reviewops.registry.mlflow_registry import (
     ABANDONED_TAG,
     GATE_TAG,
     HEARTBEAT_TAG,
     OWNER_TAG,
     Registry,
-    abandonment,
-    process_id,
 )
 from tests.conftest import ROOT
 from tests.test_pipeline import cli, run_json
@@ -156,23 +155,23 @@ def test_work_on_another_machine_is_abandoned_only_after_its_heartbeat_stops(tra
 
 def test_liveness_rule():
     me = process_id()
-    assert abandonment(me, 0) is None  # alive here: no age makes it stale
+    assert abandonment(me, 0, 600) is None  # alive here: no age makes it stale
     host, pid, start = me.rsplit(":", 2)
-    assert "is gone" in abandonment(f"{host}:{pid}:{int(start) + 1}", None)  # a reused pid is another process
+    assert "is gone" in abandonment(f"{host}:{pid}:{int(start) + 1}", None, 600)  # a reused pid is another process
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     owner = process_id(child.pid)
-    assert abandonment(owner, None) is None
+    assert abandonment(owner, None, 600) is None
     child.kill()
     deadline = time.monotonic() + 10
-    while abandonment(owner, None) is None:  # a zombie not yet reaped is gone too
+    while abandonment(owner, None, 600) is None:  # a zombie not yet reaped is gone too
         assert time.monotonic() < deadline
         time.sleep(0.05)
     child.wait()
-    assert "is gone" in abandonment(owner, None)
+    assert "is gone" in abandonment(owner, None, 600)
     now = time.time()
     assert abandonment("elsewhere/x:1:1", (now - 30) * 1000, 600, now) is None
     assert abandonment("elsewhere/x:1:1", (now - 900) * 1000, 600, now) == "no heartbeat for 900s (over 600s)"
-    assert abandonment(None, None) is None
+    assert abandonment(None, None, 600) is None
 
 
 # --- a full disk ---------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from reviewops.sources.testsite import TestSite
 from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Movie, Review
 from reviewops.store.objects import open_store
+from tests.conftest import crawler_settings
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +32,7 @@ def crawl_settings(site, home, monkeypatch):
     s, url = site
     s.clear_faults()
     s.set_day(0)
-    for k, v in {"CGV_BASE_URL": url, "MEGABOX_BASE_URL": url, "CRAWL_DELAY": "0", "CRAWL_BACKOFF": "0.05",
-                 "CRAWL_TIMEOUT": "1", "SELENIUM_FALLBACK": "false", "CGV_PAGE_SIZE": "6"}.items():
-        monkeypatch.setenv(f"REVIEWOPS_{k}", v)
-    reset_settings()
-    return Settings()
+    return crawler_settings(monkeypatch, url)
 
 
 def _reviews(settings):

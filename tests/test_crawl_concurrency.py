@@ -13,14 +13,13 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from reviewops.config import Settings, reset_settings
 from reviewops.pipeline import run_ingest, session_factory
 from reviewops.sources.crawl import crawl
 from reviewops.sources.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.store import db
 from reviewops.store.batches import close_orphaned, owner
 from reviewops.store.models import CollectionBatch, Review, utcnow
-from tests.conftest import sample_records, write_jsonl
+from tests.conftest import crawler_settings, sample_records, write_jsonl
 
 # waits for the go file (its imports done), then runs the real command line
 CHILD = ("import pathlib, sys, time\nfrom reviewops.cli import app\n"
@@ -40,13 +39,9 @@ def crawl_settings(site, db_url, monkeypatch):
     s, url = site
     s.clear_faults()
     s.set_day(2)
-    for k, v in {"CGV_BASE_URL": url, "MEGABOX_BASE_URL": url, "CRAWL_DELAY": "0", "CRAWL_BACKOFF": "0.05",
-                 "CRAWL_TIMEOUT": "60", "CRAWL_RETRIES": "0", "SELENIUM_FALLBACK": "false",
-                 "CGV_PAGE_SIZE": "6"}.items():
-        monkeypatch.setenv(f"REVIEWOPS_{k}", v)
-    reset_settings()
+    settings = crawler_settings(monkeypatch, url, timeout=60, CRAWL_RETRIES="0")
     db.upgrade(db_url)  # an existing store: the processes race on its rows, not on creating its tables
-    return Settings()
+    return settings
 
 
 def _stored(settings) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from reviewops.sources.crawl import crawl
 from reviewops.sources.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.store import db
 from reviewops.store.models import Movie, Review
-from tests.conftest import sample_records, write_jsonl
+from tests.conftest import crawler_settings, sample_records, write_jsonl
 
 PER_MOVIE = 60
 
@@ -36,12 +36,7 @@ def crawl_settings(site, db_url, monkeypatch):
     s, url = site
     s.clear_faults()
     s.set_day(0)
-    for k, v in {"CGV_BASE_URL": url, "MEGABOX_BASE_URL": url, "CRAWL_DELAY": "0", "CRAWL_BACKOFF": "0.05",
-                 "CRAWL_TIMEOUT": "2", "SELENIUM_FALLBACK": "false", "CGV_PAGE_SIZE": "6",
-                 "CRAWL_RETRIES": "0"}.items():
-        monkeypatch.setenv(f"REVIEWOPS_{k}", v)
-    reset_settings()
-    return Settings()
+    return crawler_settings(monkeypatch, url, timeout=2, CRAWL_RETRIES="0")
 
 
 def _stored(settings, source: str) -> dict[str, set[str]]:

@@ -4,7 +4,7 @@ A run killed (SIGKILL, a lost machine) never closes its batch. The next crawl or
 `failed`, with the reason in `error` and the counts of the reviews it owns, when:
 
 - the batch names its owning process (a one-process run such as `reviewops crawl`), that process ran
-  on this host and it is gone (the registry's liveness rule: host, pid namespace, pid and start time); or
+  on this host and it is gone (`reviewops.liveness`: host, pid namespace, pid and start time); or
 - nothing was heard from it for `STALE_AFTER` (opened, or a movie committed): a batch run across
   processes (Airflow's mapped tasks) names no owner, and a process on another host cannot be asked.
 """
@@ -17,7 +17,7 @@ from datetime import UTC, timedelta
 
 from sqlalchemy import distinct, func, select, update
 
-from reviewops.registry.mlflow_registry import abandonment, process_id
+from reviewops.liveness import abandonment, process_id
 from reviewops.store.models import CollectionBatch, Review, utcnow
 
 log = logging.getLogger(__name__)
