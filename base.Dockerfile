@@ -1,16 +1,22 @@
-# syntax=docker/dockerfile:1
-# The base image of every ReviewOps service: Python 3.11, a JRE for konlpy, the locked stack installed
-# once, the project at /app (the same tree `make up` runs from), and a non-root user. No secrets: every
-# credential comes from the environment at run time (.env, see .env.example).
+# The base image of every ReviewOps service: Python 3.11, a JRE for konlpy, the locked runtime stack
+# installed once (no test or lint tools: those are in requirements-dev.txt), the project at /app (the
+# same tree `make up` runs from), and a non-root user. No secrets: every credential comes from the
+# environment at run time (.env, see .env.example); a CA for the package index is a build secret.
 #
-#   docker build -f base.Dockerfile -t reviewops/base:latest .
-#   docker build -f base.Dockerfile --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
-#       -t reviewops/base-gpu:latest .          # CUDA build of torch, for the `gpu` profile
-FROM python:3.11-slim-bookworm
+# docker compose builds it as the `init` service's image (reviewops/base:latest); the service images
+# start FROM it. Build arguments (compose passes them from .env, see README "Building behind a proxy"):
+#   PYTHON_IMAGE   the Python image to start from (an internal mirror's copy, say)
+#   TORCH_INDEX    where torch comes from: the CPU build by default; the gpu profile names a CUDA index;
+#                  empty for none (air-gapped: put the wheel in wheels/)
+#   PIP_INDEX_URL  a PyPI mirror or proxy, when PyPI itself cannot be reached
+# Build secret `pip_ca`: a CA bundle for a TLS-intercepting proxy in front of the package index.
+# Build context folder `wheels/`: local wheels (torch's CPU build, an air-gapped site's whole lock)
+# that pip takes before the index.
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
-# The CPU build of torch by default (no CUDA libraries, about 2 GB smaller); the gpu profile passes a
-# CUDA index instead.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG PIP_INDEX_URL=
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,9 +35,18 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# The lock next: this layer (the slow one) is reused until requirements.txt changes.
+# The lock next: this layer (the slow one) is reused until requirements.txt changes. uv installs it
+# (parallel downloads); the CA secret and the wheels folder are mounted for this step only.
 COPY requirements.txt ./
-RUN pip install --extra-index-url "${TORCH_INDEX}" -r requirements.txt
+RUN --mount=type=secret,id=pip_ca \
+    --mount=type=bind,source=wheels,target=/wheels \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca SSL_CERT_FILE=/run/secrets/pip_ca; fi \
+ && if [ -n "$PIP_INDEX_URL" ]; then export PIP_INDEX_URL UV_INDEX_URL="$PIP_INDEX_URL"; else unset PIP_INDEX_URL; fi \
+ && if [ -n "$TORCH_INDEX" ]; then export UV_EXTRA_INDEX_URL="$TORCH_INDEX"; fi \
+ && pip install --no-cache-dir uv==0.13.8 \
+ && uv pip install --python "$(command -v python)" --no-cache --compile-bytecode --find-links /wheels \
+      --index-strategy unsafe-best-match -r requirements.txt \
+ && pip uninstall -y uv
 
 # The project last. Installed in place (editable), so /app/airflow/dags, /app/streamlit and
 # /app/nginx are where the library looks for them, exactly as in a checkout.
@@ -45,6 +60,10 @@ RUN pip install --no-deps --no-build-isolation -e . \
  && useradd --create-home --uid 10001 --user-group reviewops \
  && mkdir -p "$REVIEWOPS_HOME" \
  && chown reviewops:reviewops "$REVIEWOPS_HOME"
+
+# Last, so a new version only adds a label: `docker compose build --build-arg REVIEWOPS_VERSION=...`
+ARG REVIEWOPS_VERSION=dev
+LABEL org.opencontainers.image.title="ReviewOps" org.opencontainers.image.version="${REVIEWOPS_VERSION}"
 
 USER 10001:10001
 VOLUME ["/var/lib/reviewops"]

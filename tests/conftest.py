@@ -156,6 +156,27 @@ def moto_server(monkeypatch):
 
 
 
+# --- a browser ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium driven by Selenium, for tests of what a user sees through nginx."""
+    from selenium import webdriver
+
+    from reviewops.sources.browser import CHROMIUM_ARGS, chromium_paths
+
+    binary, driver_path = chromium_paths()
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in CHROMIUM_ARGS:
+        options.add_argument(arg)
+    options.add_argument("--window-size=1400,1000")
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
+    yield driver
+    driver.quit()
+
+
 # --- corpora ----------------------------------------------------------------------------------------
 
 

@@ -88,10 +88,12 @@ def test_every_file_and_build_context_it_names_exists(compose):
             context = ROOT / build["context"]
             assert context.is_dir(), f"{name}: build context {context}"
             assert (context / build["dockerfile"]).is_file(), f"{name}: {build['dockerfile']}"
-            for ctx in (build.get("additional_contexts") or {}).values():
-                if ctx.startswith("service:"):
-                    other = compose["services"].get(ctx.removeprefix("service:"))
-                    assert other and other.get("build"), f"{name}: {ctx} names no service that builds an image"
+            base = (build.get("args") or {}).get("BASE_IMAGE")
+            if base:  # compose builds in dependency order: the service building the base image comes first
+                builders = [n for n, other in compose["services"].items() if other.get("image") == base
+                            and other.get("build")]
+                assert builders, f"{name}: no service builds its base image {base}"
+                assert builders[0] in svc.get("depends_on", {}), f"{name}: does not wait for {builders[0]}"
         for vol in svc.get("volumes", []):
             source = vol.split(":")[0]
             if source.startswith("."):
@@ -202,7 +204,7 @@ def test_gpu_profile_reserves_an_nvidia_gpu_and_trains_on_the_transformer_queue(
     argv = _argv(svc["command"])
     assert argv[:5] == ["reviewops", "airflow", "celery", "worker", "--queues"]
     assert "REVIEWOPS_TRANSFORMER_QUEUE" in argv[5]
-    base = compose["services"][svc["build"]["additional_contexts"]["base"].removeprefix("service:")]
+    base = next(other for other in compose["services"].values() if other.get("image") == svc["build"]["args"]["BASE_IMAGE"])
     assert "cu1" in base["build"]["args"]["TORCH_INDEX"]  # a CUDA build of torch
 
 
@@ -609,7 +611,8 @@ REDIS_DB = 7  # the local Redis (the celery profile's broker): a database of its
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("executor", ["LocalExecutor", "CeleryExecutor"])
+# LocalExecutor, the default, runs in real containers (tests/test_containers.py); the celery profile runs here
+@pytest.mark.parametrize("executor", ["CeleryExecutor"])
 def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, tmp_path, small_corpus, executor):
     """init → mlflow → Airflow's four components → api → app → nginx, each with its compose command,
     environment and healthcheck; a cycle triggered through Airflow's REST API crawls (the local test

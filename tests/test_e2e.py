@@ -77,23 +77,6 @@ def stack(home, small_corpus, monkeypatch):
         reset_settings()
 
 
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-
-    from reviewops.sources.browser import CHROMIUM_ARGS, chromium_paths
-
-    binary, driver_path = chromium_paths()
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for arg in CHROMIUM_ARGS:
-        options.add_argument(arg)
-    options.add_argument("--window-size=1400,1000")
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=driver_path), options=options)
-    yield driver
-    driver.quit()
-
-
 def _wait(driver, condition, timeout: float = 60):
     from selenium.webdriver.support.ui import WebDriverWait
 
