@@ -36,7 +36,8 @@ RUN apt-get update \
 WORKDIR /app
 
 # The lock next: this layer (the slow one) is reused until requirements.txt changes. uv installs it
-# (parallel downloads); the CA secret and the wheels folder are mounted for this step only.
+# (parallel downloads); the CA secret and the wheels folder are mounted for this step only. The
+# libraries' own test suites and torch's C++ headers are left out (about 300 MB; nothing imports them).
 COPY requirements.txt ./
 RUN --mount=type=secret,id=pip_ca \
     --mount=type=bind,source=wheels,target=/wheels \
@@ -46,7 +47,11 @@ RUN --mount=type=secret,id=pip_ca \
  && pip install --no-cache-dir uv==0.13.8 \
  && uv pip install --python "$(command -v python)" --no-cache --compile-bytecode --find-links /wheels \
       --index-strategy unsafe-best-match -r requirements.txt \
- && pip uninstall -y uv
+ && pip uninstall -y uv \
+ && site=$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
+ && rm -rf "$site"/torch/test "$site"/torch/include "$site"/pandas/tests "$site"/pyarrow/tests \
+           "$site"/matplotlib/tests "$site"/onnx/backend/test/data \
+ && find "$site"/numpy "$site"/scipy "$site"/sklearn -type d -name tests -prune -exec rm -rf {} +
 
 # The project last. Installed in place (editable), so /app/airflow/dags, /app/streamlit and
 # /app/nginx are where the library looks for them, exactly as in a checkout.

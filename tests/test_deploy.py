@@ -93,7 +93,7 @@ def test_every_file_and_build_context_it_names_exists(compose):
                 builders = [n for n, other in compose["services"].items() if other.get("image") == base
                             and other.get("build")]
                 assert builders, f"{name}: no service builds its base image {base}"
-                assert builders[0] in svc.get("depends_on", {}), f"{name}: does not wait for {builders[0]}"
+                assert builders[0] in _waits_for(compose, name), f"{name}: does not wait for {builders[0]}"
         for vol in svc.get("volumes", []):
             source = vol.split(":")[0]
             if source.startswith("."):
@@ -103,6 +103,17 @@ def test_every_file_and_build_context_it_names_exists(compose):
         for env_file in svc.get("env_file", []):
             path = env_file["path"] if isinstance(env_file, dict) else env_file
             assert isinstance(env_file, dict) and env_file.get("required") is False or (ROOT / path).exists()
+
+
+def _waits_for(compose: dict, service: str) -> set[str]:
+    """Every service `service` waits for, directly or through others."""
+    seen, todo = set(), [service]
+    while todo:
+        for dep in compose["services"][todo.pop()].get("depends_on", {}):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
 
 
 def _reviewops_commands(compose) -> dict[str, list[str]]:
