@@ -68,6 +68,17 @@ def home(tmp_path, monkeypatch) -> Path:
     reset_settings()
 
 
+def only_reviewops_env(mp: pytest.MonkeyPatch, values: dict[str, str]) -> Settings:
+    """The REVIEWOPS_ variables become `values` (the REVIEWOPS_TEST_ ones stay), and settings are re-read."""
+    for key in list(os.environ):
+        if key.startswith("REVIEWOPS_") and not key.startswith("REVIEWOPS_TEST_"):
+            mp.delenv(key)
+    for key, value in values.items():
+        mp.setenv(key, value)
+    reset_settings()
+    return Settings()
+
+
 @pytest.fixture
 def settings(home) -> Settings:
     return Settings()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import mlflow
@@ -18,7 +17,7 @@ from reviewops.models.baseline import BaselineParams
 from reviewops.registry.mlflow_registry import Registry
 from reviewops.serving.app import create_app
 from reviewops.serving.models import ModelManager
-from tests.conftest import sample_records, write_jsonl
+from tests.conftest import only_reviewops_env, sample_records, write_jsonl
 
 TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요", "시간 아깝다 진짜 최악의 영화"]
 
@@ -32,13 +31,7 @@ def platform(tmp_path_factory):
     env = {"REVIEWOPS_HOME": str(home), "REVIEWOPS_GATE_MARGIN": "0.9",  # the second version stays challenger
            "REVIEWOPS_MODEL_PARAMS": json.dumps({"char_features": 2**18, "word_features": 2**17, "n_jobs": 1})}
     with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"):
-                mp.delenv(k)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        reset_settings()
-        s = Settings()
+        s = only_reviewops_env(mp, env)
         run_ingest(s, write_jsonl(tmp_path_factory.mktemp("corpus") / "c.jsonl.gz", sample_records(4000)))
         snap, parts = run_snapshot(s)
         train_and_register(s, snap, parts)
@@ -50,13 +43,7 @@ def platform(tmp_path_factory):
 
 @pytest.fixture
 def settings(platform, monkeypatch):
-    for k in list(os.environ):
-        if k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"):
-            monkeypatch.delenv(k)
-    for k, v in platform.items():
-        monkeypatch.setenv(k, v)
-    reset_settings()
-    s = Settings()
+    s = only_reviewops_env(monkeypatch, platform)
     Registry(s).promote("1", "test")
     yield s
     Registry(s).promote("1", "test")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import sys
 import sysconfig
@@ -27,7 +26,7 @@ from reviewops.store import db
 from reviewops.store.models import Feedback, Movie, Prediction
 from reviewops.webapp import batch, charts
 from reviewops.webapp.client import ApiClient, ApiError, Limits
-from tests.conftest import sample_records, write_jsonl
+from tests.conftest import only_reviewops_env, sample_records, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit" / "app.py"
@@ -96,14 +95,8 @@ def platform(tmp_path_factory):
     site.set_day(1)
     env |= {"REVIEWOPS_CGV_BASE_URL": site_url, "REVIEWOPS_MEGABOX_BASE_URL": site_url}
     with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST_"):
-                mp.delenv(k)
-        for k, v in env.items():
-            mp.setenv(k, v)
         mp.chdir(tmp)
-        reset_settings()
-        s = Settings()
+        s = only_reviewops_env(mp, env)
         run_ingest(s, write_jsonl(tmp / "corpus.jsonl.gz", sample_records(6000)))
         snapshot, parts = run_snapshot(s)
         train_and_register(s, snapshot, parts)
