@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import httpx
+
 from tests.containers.stack import Airflow, Engine, Stack, run, standins, wait
 
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "kB": 1e3, "MB": 1e6, "GB": 1e9}
@@ -81,8 +83,10 @@ def main() -> None:
             wait("reviews_collect", lambda: airflow.run_state("reviews_collect", collect) in ("success", "failed"), 900)
             collected = time.monotonic() - start
             train = wait("sentiment_train", lambda: airflow.finished("sentiment_train", trains), 1200)
+            versions = httpx.get(f"{stack.url}/api/v1/models", timeout=30).json()["versions"]
             results["cycle_seconds"] = {"collect": round(collected, 1), "collect_and_train": round(time.monotonic() - start, 1),
-                                        "states": [airflow.run_state("reviews_collect", collect), train["state"]]}
+                                        "states": [airflow.run_state("reviews_collect", collect), train["state"]],
+                                        "model_versions_after": len(versions)}
             stop.set()
             sampler.join()
             results["memory_cycle_peak_mib"] = peak

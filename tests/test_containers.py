@@ -104,6 +104,7 @@ def test_a_cycle_through_nginx_survives_a_killed_scheduler_and_api(stack):
     dags = airflow.http.get("/dags").json()["dags"]
     assert {d["dag_id"] for d in dags} >= {"reviews_collect", "sentiment_train"}
     trains_before = len(airflow.runs("sentiment_train"))
+    versions_before = _versions(stack)
     collect = airflow.trigger("reviews_collect")
     wait("the crawl to start storing reviews", lambda: _crawled(stack), 300, every=1)
     run(["docker", "kill", stack.container("airflow-scheduler")])
@@ -117,6 +118,7 @@ def test_a_cycle_through_nginx_survives_a_killed_scheduler_and_api(stack):
     train = wait("sentiment_train", lambda: airflow.finished("sentiment_train", trains_before), 1200)
     assert train["state"] == "success", train
 
+    assert len(_versions(stack)) > len(versions_before), "the cycle registered no new model version"
     crawled = _crawled(stack)
     assert len(crawled) == len(set(crawled)), "a review was stored twice"
     assert set(crawled) == _site_shows(), "a review the site shows was not stored"
@@ -129,6 +131,10 @@ def test_a_cycle_through_nginx_survives_a_killed_scheduler_and_api(stack):
         time.sleep(0.06)
     assert statuses == [200] * 100
     assert [p["label"] for p in _predict(stack).json()["predictions"]] == ["긍정", "부정"]
+
+
+def _versions(stack: Stack) -> list[dict]:
+    return httpx.get(f"{stack.url}/api/v1/models", timeout=30).json()["versions"]
 
 
 def _champion(stack: Stack) -> str:
