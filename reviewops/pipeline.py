@@ -24,8 +24,9 @@ from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot
 from reviewops.errors import ReviewOpsError, StorageFullError
 from reviewops.evaluate.gate import GateDecision, decide
 from reviewops.evaluate.metrics import confusion_png, evaluate
+from reviewops.liveness import process_id
 from reviewops.models.baseline import BaselineParams
-from reviewops.registry.mlflow_registry import CHAMPION, OWNER_TAG, Registry, process_id
+from reviewops.registry.mlflow_registry import CHAMPION, OWNER_TAG, Registry
 from reviewops.store import db
 from reviewops.store.objects import open_store
 from reviewops.text.clean import Cleaner

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Insert, Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from reviewops.data.labels import LabelPolicy
-from reviewops.errors import InputError, StoreError
+from reviewops.errors import InputError
 from reviewops.progress import progress
 from reviewops.store.batches import close_orphaned
+from reviewops.store.db import insert_new
 from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
 from reviewops.text.clean import Cleaner, dedup_key
 
@@ -227,19 +228,6 @@ def read_nsmc(path: Path, counter: _Counted) -> Iterator[RawReview]:
 
 
 # --- writing ---------------------------------------------------------------------------------
-
-
-def insert_new(session: Session, table: Table, unique: tuple[str, ...]) -> Insert:
-    """An INSERT that skips rows whose `unique` columns are already stored (ON CONFLICT DO NOTHING), on
-    SQLite and PostgreSQL alike."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        raise StoreError(f"the review store does not support {dialect} (SQLite or PostgreSQL)")
-    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(unique))
 
 
 class ReviewWriter:

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import Insert, Table, create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InternalError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,6 +38,19 @@ def get_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def insert_new(session: Session, table: Table, unique: tuple[str, ...]) -> Insert:
+    """An INSERT that skips rows whose `unique` columns are already stored (ON CONFLICT DO NOTHING), on
+    SQLite and PostgreSQL alike."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        raise StoreError(f"the review store does not support {dialect} (SQLite or PostgreSQL)")
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=list(unique))
 
 
 def check_connection(url: str) -> Engine:
