@@ -135,8 +135,8 @@ def train_due(run_type: str) -> dict:
     only when `retrain_min_new_labels` labelled reviews arrived since the newest registered version."""
     from sqlalchemy import func, select
 
-    from reviewops.pipeline import session_factory
     from reviewops.registry.mlflow_registry import Registry
+    from reviewops.store.db import sessions
     from reviewops.store.models import Review
 
     if "asset" not in str(run_type).lower():
@@ -148,7 +148,7 @@ def train_due(run_type: str) -> dict:
     where = [Review.label.is_not(None), Review.reject_reason.is_(None)]
     if since is not None:
         where.append(Review.collected_at > datetime.fromtimestamp(since / 1000, UTC).replace(tzinfo=None))
-    with session_factory(s)() as session:
+    with sessions(s)() as session:
         new = session.scalar(select(func.count(Review.id)).where(*where))
     due = new >= s.retrain_min_new_labels
     reason = (f"{new:,} new labelled reviews since the last training "
@@ -204,8 +204,8 @@ def monitor(until: datetime | str | None = None) -> dict:
     from reviewops.models.pyfunc import load_predictor
     from reviewops.monitor import Thresholds, drift_report
     from reviewops.notify.slack import Notifier, drift_alert
-    from reviewops.pipeline import session_factory
     from reviewops.registry.mlflow_registry import CHAMPION, Registry
+    from reviewops.store.db import sessions
     from reviewops.store.models import CollectionBatch, Review
     from reviewops.store.objects import open_store
 
@@ -221,7 +221,7 @@ def monitor(until: datetime | str | None = None) -> dict:
     reference = read_split(store, champion.tags["snapshot_id"], "test")
     if len(reference) > s.monitor_reference_rows:
         reference = reference.sample(s.monitor_reference_rows, random_state=0)
-    with session_factory(s)() as session:
+    with sessions(s)() as session:
         rows = session.execute(  # crawled reviews only: a bulk ingest of history is not "the last day"
             select(Review.clean_text, Review.label).join(CollectionBatch, Review.batch_id == CollectionBatch.id)
             .where(CollectionBatch.kind == "crawl", Review.reject_reason.is_(None), Review.collected_at >= start,

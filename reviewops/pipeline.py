@@ -10,7 +10,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,20 +34,15 @@ from reviewops.text.clean import Cleaner
 log = logging.getLogger(__name__)
 
 
-def session_factory(settings: Settings) -> Callable:
-    db.upgrade(settings.db_url)
-    return lambda: db.session_scope(settings.db_url, migrate=False)
-
-
 def run_ingest(settings: Settings, path: str | Path, source: str | None = None) -> IngestSummary:
-    return ingest(path, session_factory(settings), Cleaner.from_settings(settings), LabelPolicy.from_settings(settings),
+    return ingest(path, db.sessions(settings), Cleaner.from_settings(settings), LabelPolicy.from_settings(settings),
                   source=source)
 
 
 def run_snapshot(settings: Settings, spec: SnapshotSpec | None = None) -> tuple[Snapshot, dict[str, pd.DataFrame]]:
     spec = spec or SnapshotSpec.from_settings(settings)
     store = open_store(settings.artifacts, settings.s3_endpoint_url)
-    with session_factory(settings)() as session:
+    with db.sessions(settings)() as session:
         return build_snapshot(session, store, spec, LabelPolicy.from_settings(settings).version,
                               Cleaner.from_settings(settings))
 

@@ -242,10 +242,11 @@ def bootstrap_history(settings: Settings) -> int:
     """Ingest the bundled sample when the review store holds no labelled review; returns how many were added."""
     from sqlalchemy import func, select
 
-    from reviewops.pipeline import run_ingest, session_factory
+    from reviewops.pipeline import run_ingest
+    from reviewops.store.db import sessions
     from reviewops.store.models import Review
 
-    with session_factory(settings)() as s:
+    with sessions(settings)() as s:
         if s.scalar(select(func.count(Review.id)).where(Review.label.is_not(None))):
             return 0
     return run_ingest(settings, settings.corpus or SAMPLE).new

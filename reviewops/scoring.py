@@ -39,15 +39,15 @@ def _unscored(settings: Settings, version: str):
 
 def score_new_reviews(settings: Settings, limit: int | None = None) -> ScoreSummary:
     from reviewops.models.pyfunc import load_predictor
-    from reviewops.pipeline import session_factory
     from reviewops.registry.mlflow_registry import CHAMPION, Registry
+    from reviewops.store.db import sessions
 
     champion = Registry(settings).by_alias(CHAMPION)
     if champion is None:
         return ScoreSummary(None, reason="no champion yet: nothing scored")
-    sessions = session_factory(settings)
+    open_session = sessions(settings)
     where = _unscored(settings, champion.version)
-    with sessions() as s:
+    with open_session() as s:
         todo = s.scalar(select(func.count(Review.id)).where(*where))
     todo = min(todo, limit) if limit else todo
     summary = ScoreSummary(champion.version)
@@ -58,7 +58,7 @@ def score_new_reviews(settings: Settings, limit: int | None = None) -> ScoreSumm
     with progress(f"score with v{champion.version}", total=todo, unit_count=True) as bar:
         while summary.scored < todo:
             size = min(settings.predict_batch_size, todo - summary.scored)
-            with sessions() as s:  # one batch, one transaction
+            with open_session() as s:  # one batch, one transaction
                 rows = s.execute(select(Review.id, Review.clean_text).where(*where).order_by(Review.id)
                                  .limit(size)).all()
                 if not rows:

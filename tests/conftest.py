@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from reviewops.config import Settings, reset_settings
+from reviewops.store.db import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
@@ -132,17 +133,20 @@ def _drop_pg(url: str) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, home, monkeypatch) -> str:
-    """The review store on SQLite and, when available, PostgreSQL; exported as REVIEWOPS_DATABASE_URL."""
+    """The review store on SQLite and, when available, PostgreSQL, migrated as `reviewops db upgrade` leaves
+    it; exported as REVIEWOPS_DATABASE_URL."""
     if request.param == "sqlite":
         url = f"sqlite:///{home / 'reviews.db'}"
         monkeypatch.setenv("REVIEWOPS_DATABASE_URL", url)
         reset_settings()
+        upgrade(url)
         yield url
         return
     url = _pg_database()
     monkeypatch.setenv("REVIEWOPS_DATABASE_URL", url)
     reset_settings()
     try:
+        upgrade(url)
         yield url
     finally:
         _drop_pg(url)

@@ -99,7 +99,7 @@ def store_env(request, env, monkeypatch):
 
 def _stored(settings, ids) -> dict[str, str]:
     """public id -> text of the logged predictions among `ids`."""
-    with db.session_scope(settings.db_url, migrate=False) as s:
+    with db.session_scope(settings.db_url) as s:
         return dict(s.execute(sa.select(Prediction.public_id, Prediction.text)
                               .where(Prediction.public_id.in_(list(ids)))).all())
 
@@ -331,20 +331,20 @@ def test_nul_characters_are_removed_and_no_prediction_is_lost(store_env):
     stored = _stored(store_env, ids)
     assert set(stored) == set(ids) and len(ids) == 360
     assert stored[first] == "좋아요" and stored[ids[2]] == "최악"
-    with db.session_scope(store_env.db_url, migrate=False) as s:
+    with db.session_scope(store_env.db_url) as s:
         assert s.scalars(sa.select(Feedback.comment).order_by(Feedback.id.desc())).first() == "반어법"
 
 
 def test_a_row_the_database_refuses_takes_no_other_row_with_it(store_env):
-    from reviewops.pipeline import session_factory
     from reviewops.serving.runtime import PredictionLog
+    from reviewops.store.db import sessions
 
     def row(pid: str) -> dict:
         return {"public_id": pid, "text": "리뷰 \ud800", "label": 1, "score": 0.9, "model_name": "m",
                 "model_version": "1"}
 
     a, b, c = (uuid.uuid4().hex for _ in range(3))
-    log = PredictionLog(session_factory(store_env), flush_every=0.05)
+    log = PredictionLog(sessions(store_env), flush_every=0.05)
     try:
         log.add([row(a)])
         assert log.flush() and log.dropped == 0

@@ -13,11 +13,12 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from reviewops.pipeline import run_ingest, session_factory
+from reviewops.pipeline import run_ingest
 from reviewops.sources.crawl import crawl
 from reviewops.sources.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.store import db
 from reviewops.store.batches import close_orphaned, owner
+from reviewops.store.db import sessions
 from reviewops.store.models import CollectionBatch, Review, utcnow
 from tests.conftest import crawler_settings, sample_records, write_jsonl
 
@@ -82,7 +83,7 @@ def test_two_crawls_at_once_both_finish_and_store_each_review_once(site, crawl_s
 
 
 def _running_batch_with_reviews(url: str, source: str) -> int | None:
-    with db.session_scope(url, migrate=False) as s:
+    with db.session_scope(url) as s:
         return s.scalar(sa.select(CollectionBatch.id).join(Review, Review.batch_id == CollectionBatch.id)
                         .where(CollectionBatch.status == "running", CollectionBatch.source == source).limit(1))
 
@@ -138,7 +139,7 @@ def test_which_running_batches_count_as_orphaned(crawl_settings):
         s.add_all(batches.values())
         s.flush()
         ids = {k: b.id for k, b in batches.items()}
-    assert close_orphaned(session_factory(crawl_settings)) == [ids["silent for a day"]]
+    assert close_orphaned(sessions(crawl_settings)) == [ids["silent for a day"]]
     with db.session_scope(crawl_settings.db_url) as s:
         status = {k: (s.get(CollectionBatch, i).status, s.get(CollectionBatch, i).error) for k, i in ids.items()}
     assert status["silent for a day"][0] == "failed" and "no heartbeat" in status["silent for a day"][1]

@@ -13,7 +13,7 @@ from tests.conftest import sample_records, write_jsonl
 
 
 def _count(url, model=Review, *where):
-    with db.session_scope(url, migrate=False) as s:
+    with db.session_scope(url) as s:
         return s.scalar(sa.select(sa.func.count()).select_from(model).where(*where))
 
 
@@ -30,7 +30,7 @@ def test_ingest_jsonl_is_idempotent_and_counted(db_url, settings, small_corpus):
     second = run_ingest(settings, small_corpus)
     assert second.new == 0 and second.already_stored == 6000
     assert _count(db_url) == 6000
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         statuses = [b.status for b in s.scalars(sa.select(CollectionBatch).order_by(CollectionBatch.id))]
     assert statuses == ["succeeded", "succeeded"]
 
@@ -39,7 +39,7 @@ def test_labels_follow_the_nsmc_policy(db_url, settings, tmp_path):
     recs = [{"review_id": i, "movie_id": 1, "date": f"2015-01-0{1 + i % 9}", "rating": r,
              "text": f"리뷰 번호 {i} 평점 {r}점 입니다"} for i, r in enumerate(range(1, 11))]
     run_ingest(settings, write_jsonl(tmp_path / "r.jsonl", recs, gz=False))
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         got = dict(s.execute(sa.select(Review.rating, Review.label)).all())
     assert got == {1: 0, 2: 0, 3: 0, 4: 0, 5: None, 6: None, 7: None, 8: None, 9: 1, 10: 1}
 
@@ -51,7 +51,7 @@ def test_a_nul_character_is_removed_not_fatal(db_url, settings, tmp_path):
             {"review_id": 2, "movie_id": 7, "rating": 1, "text": "시간 아까운 영화"}]
     summary = run_ingest(settings, write_jsonl(tmp_path / "nul.jsonl", recs, gz=False))
     assert summary.new == 2 and summary.cleaning["kept"] == 2
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         got = s.execute(sa.select(Review.text, Review.clean_text, Review.author).order_by(Review.id)).all()
     assert got[0] == ("정말 재밌어요", "정말 재밌어요", "ab") and got[1][0] == "시간 아까운 영화"
 
@@ -68,7 +68,7 @@ def test_duplicates_within_a_movie(db_url, settings, tmp_path):
     s2 = run_ingest(settings, write_jsonl(tmp_path / "d2.jsonl",
                                           [{"review_id": 4, "movie_id": 8, "rating": 1, "text": "정말 재밌어요."}], gz=False))
     assert s2.cleaning["duplicate"] == 1
-    with db.session_scope(db_url, migrate=False) as sess:
+    with db.session_scope(db_url) as sess:
         assert sess.scalar(sa.select(sa.func.count(Movie.id))) == 2
 
 
@@ -104,7 +104,7 @@ def test_bad_lines_abort_the_whole_batch(db_url, settings, tmp_path, case):
         run_ingest(settings, path)
     assert str(path) + expected in str(exc.value), name
     assert _count(db_url) == 1  # only what was stored before
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         failed = s.scalars(sa.select(CollectionBatch).where(CollectionBatch.status == "failed")).one()
     assert expected.split(": ", 1)[1] in failed.error
 

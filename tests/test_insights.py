@@ -59,7 +59,7 @@ def _build(tmp_path) -> dict:
     assert summary.new == 361
     url = Settings().db_url
     out: dict = {"url": url, "picked": {}}
-    with db.session_scope(url, migrate=False) as s:
+    with db.session_scope(url) as s:
         movies = {m.source_movie_id: m.id for m in s.scalars(sa.select(Movie))}
         kept = defaultdict(list)
         for r in s.scalars(sa.select(Review).where(Review.reject_reason.is_(None)).order_by(Review.id)):
@@ -92,7 +92,7 @@ def _build(tmp_path) -> dict:
 
 def _expected(url: str, movie_id: int, version: str | None) -> tuple[list[Review], dict[int, Prediction]]:
     """The movie's kept reviews and the prediction each is summarised by, worked out in Python."""
-    with db.session_scope(url, migrate=False) as s:
+    with db.session_scope(url) as s:
         reviews = s.scalars(sa.select(Review).where(Review.movie_id == movie_id,
                                                     Review.reject_reason.is_(None))).all()
         preds = s.scalars(sa.select(Prediction).where(Prediction.model_name == MODEL,
@@ -133,7 +133,7 @@ def _check_counts(summary, reviews, chosen) -> None:
 def test_list_movies_counts_kept_and_scored_reviews(db_url, tmp_path):
     built = _build(tmp_path)
     ids = built["movies"]
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         kept = Counter(s.scalars(sa.select(Review.movie_id).where(Review.reject_reason.is_(None))))
         movies = list_movies(s)
         assert movie_summary(s, 987_654, MODEL, "1") is None  # unknown movie
@@ -151,7 +151,7 @@ def test_list_movies_counts_kept_and_scored_reviews(db_url, tmp_path):
 def test_summary_counts_by_day_and_rating_for_each_version(db_url, tmp_path):
     built = _build(tmp_path)
     movie = built["movies"]["1001"]
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         v1 = movie_summary(s, movie, MODEL, "1", top_k=0)  # keywords: see below
         v2 = movie_summary(s, movie, MODEL, "2", top_k=0)
     for version, summary in (("1", v1), ("2", v2)):
@@ -172,7 +172,7 @@ def test_summary_counts_by_day_and_rating_for_each_version(db_url, tmp_path):
 def test_version_fallback_uses_each_reviews_newest_prediction(db_url, tmp_path):
     built = _build(tmp_path)
     ids = built["movies"]
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         b = movie_summary(s, ids["1002"], MODEL, "2", top_k=0)  # version 2 never scored 1002
         c_any = movie_summary(s, ids["1003"], MODEL, None, top_k=0)
         c_v2 = movie_summary(s, ids["1003"], MODEL, "2", top_k=0)  # version 2 scored half of 1003: only that half
@@ -202,7 +202,7 @@ def test_mixed_versions_are_named(db_url, tmp_path):
         odd = s.scalars(sa.select(Review).where(Review.movie_id == movie, Review.reject_reason.is_(None),
                                                 Review.id % 2 == 1)).all()
         s.add_all([_pred(r, 0.97, "2") for r in odd])
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         summary = movie_summary(s, movie, MODEL, None, top_k=0)
     reviews, chosen = _expected(db_url, movie, None)
     assert {p.model_version for p in chosen.values()} == {"1", "2"}
@@ -213,7 +213,7 @@ def test_mixed_versions_are_named(db_url, tmp_path):
 
 def test_representative_reviews_are_the_most_confident_agreeing_ones(db_url, tmp_path):
     built = _build(tmp_path)
-    with db.session_scope(db_url, migrate=False) as s:
+    with db.session_scope(db_url) as s:
         b = movie_summary(s, built["movies"]["1002"], MODEL, "1")
         a = movie_summary(s, built["movies"]["1001"], MODEL, "2", per_side=5)
     for side in ("positive", "negative"):

@@ -29,6 +29,7 @@ from reviewops.data.labels import LABEL_NAMES_KO
 from reviewops.errors import ReviewOpsError, StoreError
 from reviewops.serving.models import ModelManager
 from reviewops.serving.runtime import LatencyWindow, MicroBatcher, PredictionLog
+from reviewops.store import db
 
 log = logging.getLogger(__name__)
 LABEL_IDS = {"긍정": 1, "부정": 0, 1: 1, 0: 0}
@@ -165,9 +166,7 @@ def _metrics():
 def create_app(settings: Settings | None = None, manager: ModelManager | None = None,
                poll: bool = True) -> FastAPI:
     settings = settings or get_settings()
-    from reviewops.pipeline import session_factory
-
-    sessions = session_factory(settings)
+    sessions = db.sessions(settings)
     manager = manager or ModelManager(settings)
     registry, metrics = _metrics()
     latencies = LatencyWindow()

@@ -26,11 +26,11 @@ from reviewops.config import Settings
 from reviewops.data.ingest import RawReview, ReviewWriter
 from reviewops.data.labels import LabelPolicy
 from reviewops.errors import InputError, ReviewOpsError
-from reviewops.pipeline import session_factory
 from reviewops.progress import progress
 from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source
 from reviewops.sources.http import PoliteClient, Politeness
 from reviewops.store.batches import close_orphaned, owner
+from reviewops.store.db import sessions
 from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
 from reviewops.store.objects import open_store
 from reviewops.text.clean import REJECT_RULES, Cleaner
@@ -176,9 +176,9 @@ def open_batch(settings: Settings, name: str, only_movie: str | None = None, tod
     `owned`: this process runs the whole batch (its death orphans the batch), not several tasks (Airflow).
     Batches orphaned by dead runs are closed first (reviewops.store.batches)."""
     _check_source(name)
-    sessions = session_factory(settings)
-    close_orphaned(sessions)
-    with sessions() as s:
+    open_session = sessions(settings)
+    close_orphaned(open_session)
+    with open_session() as s:
         batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, f"{name}_base_url"),
                                 cleaning_version=Cleaner.from_settings(settings).version, counts={},
                                 **(owner() if owned else {}))
@@ -211,7 +211,7 @@ def crawl_movie(settings: Settings, name: str, movie: MovieRef, batch_id: int, m
     client = client or PoliteClient(Politeness.from_settings(settings))
     try:
         source = make_source(name, settings, client, _archive(settings, name, today))
-        _crawl_movie(settings, source, movie, session_factory(settings), cleaner,
+        _crawl_movie(settings, source, movie, sessions(settings), cleaner,
                      LabelPolicy.from_settings(settings), batch_id, result, max_pages or settings.crawl_max_pages)
     except ReviewOpsError as exc:
         result.error = str(exc)
@@ -232,7 +232,7 @@ def close_batch(settings: Settings, name: str, batch_id: int, movies: list[Movie
         result.add(m)
     ok = result.movies - result.movies_failed
     result.status = "failed" if ok == 0 else ("partial" if result.errors else "succeeded")
-    with session_factory(settings)() as s:
+    with sessions(settings)() as s:
         s.execute(update(CollectionBatch).where(CollectionBatch.id == batch_id).values(
             status=result.status, counts=result.counts(), finished_at=utcnow(),
             error="; ".join(result.errors)[:2000] or None))

@@ -1,10 +1,15 @@
-"""Connections to the review store and its migrations."""
+"""The review store's one home for connections, sessions and migrations.
+
+`sessions(settings)` is how every reader and writer (ingest, crawl, scoring, the API, the jobs) opens a
+transaction. Nothing here migrates implicitly: only `reviewops init` and `reviewops db upgrade` call
+`upgrade`; a store without tables fails with an error that says so.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import lru_cache, partial
 from pathlib import Path
 
 from sqlalchemy import Insert, Table, create_engine, event, inspect
@@ -12,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InternalError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from reviewops.config import redact_url
+from reviewops.config import Settings, redact_url
 from reviewops.errors import StoreError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -108,11 +113,18 @@ def require_schema(engine: Engine) -> None:
         )
 
 
+Sessions = Callable[[], AbstractContextManager[Session]]
+
+
+def sessions(settings: Settings) -> Sessions:
+    """The review store's session factory: each call opens one transaction (`with sessions() as s:`)."""
+    return partial(session_scope, settings.db_url)
+
+
 @contextmanager
-def session_scope(url: str, migrate: bool = True) -> Iterator[Session]:
-    """A session in one transaction: committed on success, rolled back on any error."""
-    if migrate:
-        upgrade(url)
+def session_scope(url: str) -> Iterator[Session]:
+    """A session in one transaction: committed on success, rolled back on any error. The store must be
+    migrated (`reviewops db upgrade`)."""
     if url in _verified:
         engine = get_engine(url)  # proven once in this process; the pool pings connections before use
     else:
