@@ -201,6 +201,12 @@ class Registry:
             return []
         return json.loads(tags.get(HISTORY_TAG, "[]"))
 
+    def download(self, uri: str, dst: str) -> None:
+        """Copy a model's files (`models:/name/version`) into the folder `dst`."""
+        import mlflow
+
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
+
     # --- writing -----------------------------------------------------------------------
     def register(self, model_uri: str) -> str:
         """A new version of the model from `model_uri`, created already tagged with this process as its

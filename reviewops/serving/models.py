@@ -155,21 +155,19 @@ class ModelManager:
                 log.warning("cached v%s does not load (%s): downloading it again", champion.version,
                             str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
                 self._discard(target)
-        self._download(champion, target)
+        self._download(registry, champion, target)
         try:
             return self._load_from(target, registry, champion)
         except BaseException:
             self._discard(target)  # the registry's copy itself is broken: nothing bad stays cached
             raise
 
-    def _download(self, champion, target: Path) -> None:
+    def _download(self, registry, champion, target: Path) -> None:
         """Download into a temporary folder renamed into place: a crash never leaves a partial cache."""
-        import mlflow
-
         tmp = self.cache / f".{champion.version}.{time.time_ns()}"
         tmp.mkdir(parents=True, exist_ok=True)
         try:
-            mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=str(tmp))
+            registry.download(champion.uri, str(tmp))
             self._discard(target)
             tmp.rename(target)
         except BaseException:
