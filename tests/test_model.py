@@ -8,7 +8,7 @@ import pytest
 
 from reviewops.errors import ModelArtifactError
 from reviewops.models.baseline import BaselineModel, BaselineParams
-from reviewops.models.pyfunc import load_model_folder
+from reviewops.models.loading import load_model_folder
 from tests.conftest import sample_records
 
 SMALL = BaselineParams(char_features=2**18, word_features=2**17, n_jobs=1)

@@ -9,13 +9,9 @@ import numpy as np
 import pytest
 
 from reviewops.errors import ModelArtifactError
-from reviewops.models.transformer import (
-    TransformerModel,
-    TransformerParams,
-    fine_tune,
-    length_batches,
-    load_tokenizer,
-)
+from reviewops.models.loading import load_tokenizer
+from reviewops.models.training import length_batches
+from reviewops.models.transformer import TransformerModel, TransformerParams, fine_tune
 from tests.conftest import sample_records
 from tests.tiny_hf import korean_texts, make_tiny_checkpoint
 
@@ -136,6 +132,9 @@ def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, t
                                                              "n_jobs": 1}))
     monkeypatch.setenv("REVIEWOPS_TRANSFORMER_PARAMS", json.dumps({"lr": 1e-3, "num_workers": 0}))
     reset_settings()
+    from reviewops.store.db import upgrade
+
+    upgrade(Settings().db_url)
     runner = CliRunner()
     r = runner.invoke(app, ["pipeline", "run", "--corpus", str(small_corpus), "--json"])
     assert r.exit_code == 0, r.output

@@ -12,7 +12,8 @@ Every file is written under a temporary name in `out_dir` and moved into place o
 parity check passed, so a failed export leaves nothing half-written (and keeps an earlier export).
 
 `OnnxClassifier` serves either graph with onnxruntime on CPU; `TorchClassifier` /
-`torch_predict_proba` are the plain PyTorch fp32 reference with the same batching.
+`torch_predict_proba` are the plain PyTorch fp32 reference with the same batching. Both tokenise
+with `loading.load_tokenizer`, the loader training uses.
 Labels: 0 negative, 1 positive; `predict_proba` gives P(positive).
 """
 
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from reviewops.errors import InputError, ModelArtifactError
+from reviewops.models.loading import load_classifier, load_tokenizer
 
 FP32_FILE, INT8_FILE, PARITY_FILE = "model.onnx", "model.int8.onnx", "parity.json"
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -50,32 +52,15 @@ def _first_line(exc: BaseException) -> str:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_tokenizer(tokenizer_dir: str | Path):
-    from transformers import AutoTokenizer
-
-    tokenizer_dir = Path(tokenizer_dir)
-    if not tokenizer_dir.is_dir():
-        raise OnnxExportError(f"tokenizer folder {tokenizer_dir} does not exist")
-    try:
-        return AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, KeyError...
-        raise OnnxExportError(f"cannot load the tokenizer of {tokenizer_dir}: {_first_line(exc)}") from None
-
-
 def load_hf_classifier(hf_dir: str | Path, attn_implementation: str | None = None):
-    """The checkpoint's sequence classifier, fp32, on CPU, in eval mode."""
+    """The checkpoint's sequence classifier, fp32, on CPU, in eval mode: the export's source and reference."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     hf_dir = Path(hf_dir)
     if not hf_dir.is_dir():
         raise OnnxExportError(f"Hugging Face checkpoint folder {hf_dir} does not exist")
     kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(str(hf_dir), dtype=torch.float32, **kw)
-    except Exception as exc:  # noqa: BLE001 - any failure to load is a broken checkpoint
-        raise OnnxExportError(f"cannot load the classifier of {hf_dir}: {_first_line(exc)}") from None
-    return model.to("cpu").float().eval()
+    return load_classifier(hf_dir, dtype=torch.float32, **kw).to("cpu").float().eval()
 
 
 # --- batching (shared by ONNX and PyTorch paths, so both see the same padded batches) ----------

@@ -1,8 +1,9 @@
-"""The MLflow pyfunc face of our models, and loading any model folder or model URI for prediction."""
+"""The MLflow pyfunc face of our models, and a predictor from any model folder or model URI.
+
+Model folders load through `loading.py`, the one place that knows their formats."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -10,27 +11,7 @@ import numpy as np
 import pandas as pd
 
 from reviewops.errors import ModelArtifactError
-from reviewops.models.baseline import FORMAT as BASELINE_FORMAT
-from reviewops.models.baseline import META_FILE, BaselineModel
-
-
-def load_model_folder(folder: str | Path):
-    """A trained model from its folder, whatever trainer made it (dispatch on meta.json's format)."""
-    folder = Path(folder)
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
-        raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is missing")
-    try:
-        fmt = json.loads(meta_path.read_text()).get("format")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
-    if fmt == BASELINE_FORMAT:
-        return BaselineModel.load(folder)
-    from reviewops.models import transformer
-
-    if fmt == transformer.FORMAT:
-        return transformer.TransformerModel.load(folder)
-    raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
+from reviewops.models.loading import META_FILE, load_model_folder
 
 
 class SentimentPyfunc(mlflow.pyfunc.PythonModel):

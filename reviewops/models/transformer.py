@@ -1,9 +1,10 @@
 """Transformer sentiment models: fine-tune KoBERT (`skt/kobert-base-v1`, the default) or any Hugging
 Face `AutoModelForSequenceClassification` checkpoint (a hub id or a local folder).
 
-The loop reads top to bottom: tokenise once, batch by length (dynamic padding), AdamW (fused on
+`fine_tune` reads top to bottom: tokenise once, batch by length (dynamic padding), AdamW (fused on
 CUDA), linear warm-up and decay, bf16 autocast on CUDA, gradient accumulation, validation each
-epoch with early stopping, a checkpoint each epoch that `resume=True` continues from.
+epoch with early stopping, a checkpoint each epoch that `resume=True` continues from. The pieces it
+shares with pretraining live in `training.py`; tokenizers and weights load through `loading.py`.
 
 Saved model folder: `hf/` (the fine-tuned checkpoint and its tokenizer) and `meta.json` (format,
 parameters, SHA-256 of every file under `hf/`); loading verifies the checksums.
@@ -15,7 +16,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -26,14 +26,14 @@ import numpy as np
 
 from reviewops.errors import ModelArtifactError
 from reviewops.fsutil import atomic_folder
+from reviewops.models.loading import HF_DIR, META_FILE, load_classifier, load_tokenizer
+from reviewops.models.training import adamw, autocast, length_batches, pick_device, warmup_then_linear_decay
 from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
 
 FORMAT = "reviewops-transformer/1"
 DEFAULT_CHECKPOINT = "skt/kobert-base-v1"
-META_FILE, HF_DIR = "meta.json", "hf"
-KOBERT_TOKENIZER_CLASSES = {"XLNetTokenizer", "KoBERTTokenizer", "KoBertTokenizer"}
 
 
 @dataclass
@@ -61,44 +61,6 @@ class TransformerParams:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _device(device: str | None = None) -> str:
-    import torch
-
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def load_tokenizer(checkpoint: str | Path):
-    """The checkpoint's tokenizer. KoBERT's SentencePiece tokenizer is loaded with sampling off, so
-    the same text always gives the same pieces (the old system sampled subwords at prediction)."""
-    from transformers import AutoTokenizer
-
-    try:
-        cfg_path = Path(checkpoint) / "tokenizer_config.json"
-        cls_name = json.loads(cfg_path.read_text()).get("tokenizer_class") if cfg_path.is_file() else None
-        if cls_name in KOBERT_TOKENIZER_CLASSES or "kobert" in str(checkpoint).lower():
-            from transformers import XLNetTokenizer
-
-            return XLNetTokenizer.from_pretrained(str(checkpoint), sp_model_kwargs={"enable_sampling": False})
-        return AutoTokenizer.from_pretrained(str(checkpoint))
-    except Exception as exc:  # noqa: BLE001 - any failure here means a missing or broken checkpoint
-        raise ModelArtifactError(_load_message(checkpoint, "tokenizer", exc)) from None
-
-
-def _load_message(checkpoint: str | Path, what: str, exc: Exception) -> str:
-    hint = "" if Path(checkpoint).exists() else " (no model hub is reachable here: give a local checkpoint folder)"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot load the {what} of checkpoint {checkpoint}: {first}{hint}"
-
-
-def load_classifier(checkpoint: str | Path, num_labels: int = 2):
-    from transformers import AutoModelForSequenceClassification
-
-    try:
-        return AutoModelForSequenceClassification.from_pretrained(str(checkpoint), num_labels=num_labels)
-    except Exception as exc:  # noqa: BLE001 - safetensors, torch and hub errors all mean a broken checkpoint
-        raise ModelArtifactError(_load_message(checkpoint, "weights", exc)) from None
-
-
 class TransformerModel:
     """A fine-tuned classifier: normalise → tokenise → logits → P(positive)."""
 
@@ -106,7 +68,7 @@ class TransformerModel:
                  device: str | None = None) -> None:
         self.tokenizer, self.model, self.params = tokenizer, model, params
         self.cleaner = cleaner or Cleaner()
-        self.device = _device(device)
+        self.device = pick_device(device)
         self.model.to(self.device)
         self.history: list[dict] = []
 
@@ -130,7 +92,7 @@ class TransformerModel:
         out = np.empty(len(ids), dtype=float)
         bs = batch_size or self.params.eval_batch_size
         self.model.eval()
-        with torch.inference_mode(), _autocast(self.device, self.params.bf16):
+        with torch.inference_mode(), autocast(self.device, self.params.bf16):
             for i in range(0, len(order), bs):
                 idx = order[i : i + bs]
                 enc = self._pad([ids[j] for j in idx]).to(self.device)
@@ -183,57 +145,18 @@ def _checksums(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-class _NullContext:
-    def __enter__(self) -> None:
-        return None
 
-    def __exit__(self, *exc) -> None:
-        return None
+# --- fine-tuning ---------------------------------------------------------------------------------
 
 
-def _autocast(device: str, bf16: bool):
-    import torch
+@dataclass
+class _RunState:
+    """Where a fine-tuning run stands; saved with every epoch's checkpoint so `resume` continues it."""
 
-    if device.startswith("cuda") and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return _NullContext()
-
-
-def length_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Batches of similar lengths (little padding), in a shuffled order that depends on `seed`."""
-    rng = random.Random(seed)
-    idx = list(range(len(lengths)))
-    rng.shuffle(idx)
-    pool = batch_size * 50
-    batches = []
-    for i in range(0, len(idx), pool):
-        chunk = sorted(idx[i : i + pool], key=lambda j: lengths[j])
-        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-def _balanced_accuracy(score: np.ndarray, labels: np.ndarray) -> float:
-    """Mean of the per-label accuracies: what the balanced (NSMC-style) evaluation set measures."""
-    hits = (score >= 0.5) == labels
-    return float(np.mean([hits[labels == c].mean() for c in (0, 1) if (labels == c).any()]))
-
-
-class _Collate:
-    """Pads a batch of pre-tokenised reviews (in DataLoader workers on a GPU machine)."""
-
-    def __init__(self, tokenizer, ids: list[list[int]], labels) -> None:
-        self.tokenizer, self.ids, self.labels = tokenizer, ids, labels
-
-    def __call__(self, batch: list[int]):
-        enc = self.tokenizer.pad({"input_ids": [self.ids[j] for j in batch]}, return_tensors="pt")
-        return enc, self.labels[batch]
-
-
-def _latest_checkpoint(out_dir: Path) -> Path | None:
-    found = sorted(out_dir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]) if p.name[6:].isdigit() else -1)
-    done = [p for p in found if (p / "state.pt").is_file()]
-    return done[-1] if done else None
+    epoch: int = 0  # the next epoch to run
+    step: int = 0  # optimiser steps taken
+    best: float = -1.0  # the best validation balanced accuracy so far
+    stale: int = 0  # epochs since it last improved
 
 
 def fine_tune(
@@ -248,102 +171,175 @@ def fine_tune(
     on_epoch: Callable[[int, dict], None] | None = None,
     device: str | None = None,
 ) -> TransformerModel:
-    """Fine-tune `params.checkpoint`; checkpoints go to `work_dir/epoch-N`. Returns the best model."""
+    """Fine-tune `params.checkpoint`; checkpoints go to `work_dir/epoch-N`. Returns the best model.
+
+    `on_step(step, loss)` is called after every optimiser step, `on_epoch(epoch, record)` after every
+    epoch's validation (1-based numbers)."""
     import torch
-    from transformers import get_linear_schedule_with_warmup
 
-    from reviewops.progress import progress
-
-    work_dir = Path(work_dir)
-    if not resume and work_dir.exists():
-        shutil.rmtree(work_dir)  # a fresh run: no checkpoint of an older run may be resumed by mistake
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = _prepare_work_dir(Path(work_dir), resume)
     torch.manual_seed(params.seed)
-    start_epoch, step, best, stale = 0, 0, -1.0, 0
-    resume_from = _latest_checkpoint(work_dir) if resume else None
-    if resume and resume_from is None:
-        log.warning("nothing to resume in %s: starting from %s", work_dir, params.checkpoint)
+    resume_from = _resume_point(work_dir, params.checkpoint) if resume else None
     source = resume_from / HF_DIR if resume_from else params.checkpoint
     model = TransformerModel(load_tokenizer(source), load_classifier(source), params, device=device)
     dev = model.device
     net = torch.compile(model.model) if params.compile else model.model
 
     train_ids = model.encode(train_texts)
-    y = torch.tensor(np.array(train_labels), dtype=torch.long)
-    counts = torch.bincount(y, minlength=2).clamp(min=1).float()
-    weight = (len(y) / (2 * counts)).to(dev) if params.class_weight == "balanced" else None
-    per_epoch = math.ceil(len(train_ids) / params.batch_size / params.grad_accum)
-    total = params.max_steps or per_epoch * params.epochs
-    decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": params.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=params.lr,
-                            fused=dev.startswith("cuda"))
-    sched = get_linear_schedule_with_warmup(opt, int(params.warmup_ratio * total), total)
-    if resume_from:
-        state = torch.load(resume_from / "state.pt", map_location="cpu", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, step, best, stale = state["epoch"] + 1, state["step"], state["best"], state["stale"]
-        model.history = json.loads((resume_from / "history.json").read_text())
-        log.info("resuming after epoch %d at step %d", state["epoch"], step)
+    labels = torch.tensor(np.asarray(train_labels), dtype=torch.long)
+    loss_weight = _balanced_weights(labels).to(dev) if params.class_weight == "balanced" else None
+    opt = adamw(net, params.lr, params.weight_decay, dev)
+    sched = warmup_then_linear_decay(opt, params.warmup_ratio, _total_steps(len(train_ids), params))
+    run = _restore(resume_from, opt, sched, model) if resume_from else _RunState()
+    ctx = autocast(dev, params.bf16)
 
     best_dir = work_dir / "best"
-    for epoch in range(start_epoch, params.epochs):
-        if params.max_steps and step >= params.max_steps:
+    for epoch in range(run.epoch, params.epochs):
+        if _done(params, run.step):
             break
-        net.train()
-        batches = length_batches([len(x) for x in train_ids], params.batch_size, params.seed + epoch)
-        loader = torch.utils.data.DataLoader(
-            range(len(train_ids)), batch_sampler=batches, collate_fn=_Collate(model.tokenizer, train_ids, y),
-            num_workers=params.num_workers if dev.startswith("cuda") else 0, pin_memory=dev.startswith("cuda"))
-        t0, seen = time.perf_counter(), 0
-        with progress(f"epoch {epoch + 1}/{params.epochs}", total=len(batches), unit_count=True) as bar:
-            for i, (enc, labels) in enumerate(loader):
-                enc = enc.to(dev, non_blocking=True)
-                with _autocast(dev, params.bf16):
-                    loss = torch.nn.functional.cross_entropy(net(**enc).logits.float(),
-                                                             labels.to(dev, non_blocking=True), weight=weight)
-                (loss / params.grad_accum).backward()
-                seen += len(labels)
-                if (i + 1) % params.grad_accum == 0 or i + 1 == len(batches):
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                    step += 1
-                    if on_step:
-                        on_step(step, float(loss.detach()))
-                    if params.max_steps and step >= params.max_steps:
-                        break
-                bar.advance()
+        loader = _loader(model.tokenizer, train_ids, labels, params, epoch, dev)
+        t0 = time.perf_counter()
+        seen = _train_epoch(net, loader, opt, sched, ctx, loss_weight, params, run, on_step,
+                            title=f"epoch {epoch + 1}/{params.epochs}")
         seconds = time.perf_counter() - t0
-        score = model.predict_proba(valid_texts) if len(valid_texts) else np.array([])
-        acc = _balanced_accuracy(score, np.asarray(valid_labels)) if len(score) else float("nan")
-        record = {"epoch": epoch + 1, "step": step, "valid_balanced_accuracy": acc, "epoch_seconds": seconds,
-                  "samples_per_second": seen / seconds if seconds else 0.0}
+        record = {"epoch": epoch + 1, "step": run.step,
+                  "valid_balanced_accuracy": _evaluate(model, valid_texts, valid_labels),
+                  "epoch_seconds": seconds, "samples_per_second": seen / seconds if seconds else 0.0}
         model.history.append(record)
         if on_epoch:
             on_epoch(epoch + 1, record)
-        improved = acc > best or math.isnan(acc)
-        if improved:
-            best, stale = (acc if not math.isnan(acc) else best), 0
-            model.save(best_dir)
-        else:
-            stale += 1
-        _save_epoch(work_dir, epoch, model, opt, sched, step, best, stale)
-        if stale >= params.patience:
+        _keep_if_best(model, record["valid_balanced_accuracy"], run, best_dir)
+        _save_epoch(work_dir, epoch, model, opt, sched, run)
+        if run.stale >= params.patience:
             log.info("early stopping after epoch %d", epoch + 1)
             break
-    if best_dir.exists():
-        final = TransformerModel.load(best_dir, device=device)
-        final.history = model.history
-        return final
-    return model
+    return _best_model(best_dir, model, device)
 
 
-def _save_epoch(work_dir: Path, epoch: int, model: TransformerModel, opt, sched, step: int,
-                best: float, stale: int) -> None:
+def _prepare_work_dir(work_dir: Path, resume: bool) -> Path:
+    if not resume and work_dir.exists():
+        shutil.rmtree(work_dir)  # a fresh run: no checkpoint of an older run may be resumed by mistake
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir
+
+
+def _resume_point(work_dir: Path, checkpoint: str) -> Path | None:
+    """The last complete epoch checkpoint in `work_dir` (None, with a warning, when there is none)."""
+    found = sorted(work_dir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]) if p.name[6:].isdigit() else -1)
+    done = [p for p in found if (p / "state.pt").is_file()]
+    if not done:
+        log.warning("nothing to resume in %s: starting from %s", work_dir, checkpoint)
+        return None
+    return done[-1]
+
+
+def _balanced_weights(labels):
+    """Loss weights that make both labels count alike (most reviews are positive)."""
+    import torch
+
+    counts = torch.bincount(labels, minlength=2).clamp(min=1).float()
+    return len(labels) / (2 * counts)
+
+
+def _total_steps(rows: int, params: TransformerParams) -> int:
+    return params.max_steps or math.ceil(rows / params.batch_size / params.grad_accum) * params.epochs
+
+
+def _done(params: TransformerParams, step: int) -> bool:
+    return bool(params.max_steps) and step >= params.max_steps
+
+
+def _restore(checkpoint: Path, opt, sched, model: TransformerModel) -> _RunState:
+    """Optimiser, scheduler, history and run state as they were after `checkpoint`'s epoch."""
+    import torch
+
+    state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    model.history = json.loads((checkpoint / "history.json").read_text())
+    log.info("resuming after epoch %d at step %d", state["epoch"], state["step"])
+    return _RunState(state["epoch"] + 1, state["step"], state["best"], state["stale"])
+
+
+class _Collate:
+    """Pads a batch of pre-tokenised reviews (in DataLoader workers on a GPU machine)."""
+
+    def __init__(self, tokenizer, ids: list[list[int]], labels) -> None:
+        self.tokenizer, self.ids, self.labels = tokenizer, ids, labels
+
+    def __call__(self, batch: list[int]):
+        enc = self.tokenizer.pad({"input_ids": [self.ids[j] for j in batch]}, return_tensors="pt")
+        return enc, self.labels[batch]
+
+
+def _loader(tokenizer, ids: list[list[int]], labels, params: TransformerParams, epoch: int, dev: str):
+    """This epoch's batches of similar lengths, padded only as far as each batch needs."""
+    import torch
+
+    cuda = dev.startswith("cuda")
+    batches = length_batches([len(x) for x in ids], params.batch_size, params.seed + epoch)
+    return torch.utils.data.DataLoader(range(len(ids)), batch_sampler=batches,
+                                       collate_fn=_Collate(tokenizer, ids, labels),
+                                       num_workers=params.num_workers if cuda else 0, pin_memory=cuda)
+
+
+def _train_epoch(net, loader, opt, sched, ctx, loss_weight, params: TransformerParams, run: _RunState,
+                 on_step: Callable[[int, float], None] | None, title: str) -> int:
+    """One pass over `loader` (gradient accumulation, clipping, a scheduler step per optimiser step);
+    stops early at `params.max_steps`. Returns the number of reviews seen."""
+    import torch
+    import torch.nn.functional as F
+
+    from reviewops.progress import progress
+
+    dev = next(net.parameters()).device
+    net.train()
+    seen = 0
+    with progress(title, total=len(loader), unit_count=True) as bar:
+        for i, (enc, labels) in enumerate(loader):
+            enc = enc.to(dev, non_blocking=True)
+            with ctx:
+                logits = net(**enc).logits.float()
+                loss = F.cross_entropy(logits, labels.to(dev, non_blocking=True), weight=loss_weight)
+            (loss / params.grad_accum).backward()
+            seen += len(labels)
+            if (i + 1) % params.grad_accum == 0 or i + 1 == len(loader):
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                run.step += 1
+                if on_step:
+                    on_step(run.step, float(loss.detach()))
+                if _done(params, run.step):
+                    break
+            bar.advance()
+    return seen
+
+
+def _balanced_accuracy(score: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of the per-label accuracies: what the balanced (NSMC-style) evaluation set measures."""
+    hits = (score >= 0.5) == labels
+    return float(np.mean([hits[labels == c].mean() for c in (0, 1) if (labels == c).any()]))
+
+
+def _evaluate(model: TransformerModel, texts: list[str], labels) -> float:
+    """Balanced accuracy on the validation set (NaN without one)."""
+    if not len(texts):
+        return float("nan")
+    return _balanced_accuracy(model.predict_proba(texts), np.asarray(labels))
+
+
+def _keep_if_best(model: TransformerModel, acc: float, run: _RunState, best_dir: Path) -> None:
+    """Save the model to `best_dir` when validation improved (or cannot be measured: no validation set)."""
+    if acc > run.best or math.isnan(acc):
+        run.best, run.stale = (acc if not math.isnan(acc) else run.best), 0
+        model.save(best_dir)
+    else:
+        run.stale += 1
+
+
+def _save_epoch(work_dir: Path, epoch: int, model: TransformerModel, opt, sched, run: _RunState) -> None:
     """A checkpoint that `resume` can continue from; written to a temporary folder, then renamed."""
     import torch
 
@@ -351,6 +347,15 @@ def _save_epoch(work_dir: Path, epoch: int, model: TransformerModel, opt, sched,
         inner = getattr(model.model, "_orig_mod", model.model)
         inner.save_pretrained(tmp / HF_DIR)
         model.tokenizer.save_pretrained(tmp / HF_DIR)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch, "step": step,
-                    "best": best, "stale": stale}, tmp / "state.pt")
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "epoch": epoch,
+                    "step": run.step, "best": run.best, "stale": run.stale}, tmp / "state.pt")
         (tmp / "history.json").write_text(json.dumps(model.history))
+
+
+def _best_model(best_dir: Path, last: TransformerModel, device: str | None) -> TransformerModel:
+    """The best epoch's model, with the whole run's history (the last one when none was saved)."""
+    if not best_dir.exists():
+        return last
+    best = TransformerModel.load(best_dir, device=device)
+    best.history = last.history
+    return best

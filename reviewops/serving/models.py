@@ -4,7 +4,8 @@
 version is downloaded into the local cache and loaded beside the old one; only then is the reference
 swapped (one assignment), so requests in flight finish on the model they started with and none
 fails. When MLflow is down the last good model keeps serving, and a restarted API loads the last
-good model from its cache.
+good model from its cache. Which backend serves a model folder (and how it loads) is decided in
+`reviewops.models.loading`; this module only caches, polls and swaps.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reviewops.config import Settings
-from reviewops.errors import ModelArtifactError
+from reviewops.models.loading import find_model_folder, load_for_serving
 
 log = logging.getLogger(__name__)
 POINTER = "current.json"
@@ -46,54 +47,6 @@ class LoadedModel:
     def describe(self) -> dict:
         return {"name": self.name, "version": self.version, "backend": self.backend,
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)), **self.info}
-
-
-def _model_folder(root: Path) -> Path:
-    """The trained model's own folder (with meta.json) inside a downloaded MLflow model."""
-    if (root / "meta.json").is_file():
-        return root
-    found = sorted(root.rglob("meta.json"), key=lambda p: len(p.parts))
-    if not found:
-        raise ModelArtifactError(f"model artifact {root}: no meta.json inside")
-    return found[0].parent
-
-
-def load_folder(folder: Path, settings: Settings) -> tuple[str, object]:
-    """(backend, model) for a model folder; a transformer is served from its ONNX int8 export on CPU."""
-    from reviewops.models.pyfunc import load_model_folder
-
-    meta = json.loads((folder / "meta.json").read_text())
-    fmt = str(meta.get("format", ""))
-    if fmt.startswith("reviewops-transformer"):
-        int8 = folder / "onnx" / "model.int8.onnx"
-        if settings.serve_prefer_onnx and int8.is_file() and not _cuda():
-            from reviewops.models.onnx_export import OnnxClassifier
-
-            max_length = int(meta.get("params", {}).get("max_length", 128))
-            return "onnx-int8", _Normalised(OnnxClassifier(int8, folder / "hf", max_length=max_length))
-        return "transformer", load_model_folder(folder)
-    return "baseline", load_model_folder(folder)
-
-
-class _Normalised:
-    """Texts normalised the way the transformer saw them in training (TransformerModel does the same)."""
-
-    def __init__(self, model) -> None:
-        from reviewops.text.clean import Cleaner
-
-        self.model, self.cleaner = model, Cleaner()
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.model.predict_proba([self.cleaner.normalise(t if isinstance(t, str) else "")[0] for t in texts])
-
-
-def _cuda() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except ImportError:
-        return False
 
 
 class ModelManager:
@@ -184,8 +137,8 @@ class ModelManager:
         shutil.rmtree(folder, ignore_errors=True)
 
     def _load_from(self, target: Path, registry, champion) -> LoadedModel:
-        folder = _model_folder(target)
-        backend, model = load_folder(folder, self.settings)
+        folder = find_model_folder(target)
+        backend, model = load_for_serving(folder, self.settings.serve_prefer_onnx)
         info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
                 "snapshot_id": champion.tags.get("snapshot_id", ""), "metrics": registry.run_metrics(champion.run_id)}
         (self.cache / POINTER).write_text(json.dumps({"version": champion.version, "folder": str(folder),
@@ -198,7 +151,7 @@ class ModelManager:
             return
         try:
             data = json.loads(pointer.read_text())
-            backend, model = load_folder(Path(data["folder"]), self.settings)
+            backend, model = load_for_serving(Path(data["folder"]), self.settings.serve_prefer_onnx)
         except Exception as exc:  # noqa: BLE001
             log.warning("the cached model cannot be loaded either: %s", exc)
             return
