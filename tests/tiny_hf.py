@@ -7,6 +7,7 @@ tokenizer trained on bundled Korean reviews and a 2-layer, 64-wide BERT with a 2
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import sample_records
@@ -44,6 +45,32 @@ def make_tiny_checkpoint(path: str | Path, texts: list[str] | None = None, seed:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(path, texts or korean_texts())
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=128, max_position_embeddings=130, num_labels=2,
+                        pad_token_id=tok.pad_token_id)
+    BertForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def make_tiny_kobert_checkpoint(path: str | Path, texts: list[str] | None = None, seed: int = 0) -> Path:
+    """A KoBERT-style checkpoint: a SentencePiece (unigram) `spiece.model` declared as XLNetTokenizer,
+    as skt/kobert-base-v1 ships it, and a tiny BERT classifier over its vocabulary."""
+    import sentencepiece as spm
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, XLNetTokenizer
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    corpus = path / "corpus.txt"
+    corpus.write_text("\n".join(texts or korean_texts()), encoding="utf-8")
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(path / "spiece"), vocab_size=2000,
+                                   character_coverage=0.9995, model_type="unigram")
+    corpus.unlink()
+    (path / "spiece.vocab").unlink()
+    (path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "XLNetTokenizer",
+                                                            "do_lower_case": False, "keep_accents": True}))
+    tok = XLNetTokenizer.from_pretrained(str(path))
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=128, max_position_embeddings=130, num_labels=2,
