@@ -7,7 +7,7 @@ learnt here, from every review of the corpus (neutral ratings included: no label
 2. a WordPiece tokenizer is trained on them;
 3. a `BertForMaskedLM` is trained with a plain torch loop: BERT's 80/10/10 masking, batches of
    similar lengths padded only as far as needed, AdamW with linear warmup and decay, gradient
-   clipping, bf16 autocast on CUDA.
+   clipping, bf16 autocast on CUDA (the pieces shared with fine-tuning live in `training.py`).
 
 The result is a Hugging Face folder: `AutoTokenizer.from_pretrained(folder)` and
 `AutoModelForSequenceClassification.from_pretrained(folder, num_labels=2)` load it (the encoder
@@ -18,15 +18,11 @@ when the whole run succeeded.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 import unicodedata
 from collections import Counter
@@ -38,6 +34,8 @@ import numpy as np
 
 from reviewops.data.ingest import detect_format, json_object, open_lines, text_field
 from reviewops.errors import ConfigError, InputError
+from reviewops.fsutil import atomic_folder
+from reviewops.models.training import adamw, autocast, length_batches, pick_device, warmup_then_linear_decay
 from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
@@ -45,7 +43,6 @@ log = logging.getLogger(__name__)
 FORMAT = "reviewops-bert-mlm/1"
 META_FILE = "pretrain.json"
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids 0..4, in this order
-BUCKET_BATCHES = 100  # batches per length-sorted chunk: large enough to pad little, small enough to stay random
 
 
 @dataclass
@@ -221,19 +218,6 @@ def _encode(tok, texts: list[str], max_length: int, n_special: int,
 # --- batches --------------------------------------------------------------------------------------
 
 
-def _epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Text indices of one epoch's batches: shuffle, sort chunks of BUCKET_BATCHES batches by
-    length (so a batch pads little), cut them into batches, shuffle the batches."""
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * BUCKET_BATCHES
-    batches = []
-    for s in range(0, len(order), chunk):
-        part = order[s:s + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i] for i in rng.permutation(len(batches))]
-
-
 def _mask_batch(ids, offsets, rows, pad_id: int, mask_id: int, n_special: int, vocab: int,
                 mask_prob: float, gen) -> dict:
     """Pad one batch and mask it the BERT way: `mask_prob` of the real tokens are chosen, 80% of
@@ -241,6 +225,7 @@ def _mask_batch(ids, offsets, rows, pad_id: int, mask_id: int, n_special: int, v
     Returns CPU tensors, the chosen positions as flat indices and their original ids."""
     import torch
 
+    rows = np.asarray(rows)
     lengths = offsets[rows + 1] - offsets[rows]
     batch = np.full((len(rows), int(lengths.max())), pad_id, dtype=np.int64)
     for r, (row, n) in enumerate(zip(rows, lengths, strict=True)):
@@ -266,20 +251,6 @@ def _mask_batch(ids, offsets, rows, pad_id: int, mask_id: int, n_special: int, v
 # --- training -------------------------------------------------------------------------------------
 
 
-def _lr_at(step: int, base: float, warmup: int, total: int) -> float:
-    """Linear warmup to `base` over `warmup` steps, then linear decay to 0 at `total` (0-based step)."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    return base * max(0.0, (total - step) / max(1, total - warmup))
-
-
-def _progress(total: int):
-    from tqdm.auto import tqdm
-
-    # disable=None: a bar on a terminal only, so logs and captured output stay clean
-    return tqdm(total=total, desc="pretrain", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
-
-
 def pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, device: str | None = None, log_every: int = 50,
              on_step: Callable[[int, float], None] | None = None) -> dict:
     """Pretrain a BERT encoder on `corpus` with masked-LM and save it to `out_dir`.
@@ -288,116 +259,24 @@ def pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, device: str | Non
     Returns {"steps", "first_loss", "final_loss" (mean of the last 10 steps' losses),
     "seconds" (the training loop), "samples_per_second", "device"} plus a few counts.
     """
-    import torch
-    import torch.nn.functional as F
-    from transformers import BertConfig, BertForMaskedLM
-
     cfg.validate()
-    log_every = max(1, log_every)
     corpus, out_dir = Path(corpus), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    cuda = device.startswith("cuda")
+    device = pick_device(device)
     started = time.perf_counter()
-
     texts = read_texts(corpus, cfg.max_texts)
     log.info("pretrain: %d texts from %s", len(texts), corpus)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        # tokenizer and data
+    with atomic_folder(out_dir) as tmp:  # replaces out_dir only when the whole run succeeded
         t0 = time.perf_counter()
         tok = train_tokenizer(texts, cfg.vocab_size, tmp, max_length=cfg.max_length)
         tokenizer_seconds = time.perf_counter() - t0
-        vocab = len(tok)
-        n_special = max(tok.all_special_ids) + 1
-        assert sorted(tok.all_special_ids) == list(range(n_special)), "special tokens must take the first ids"
-        ids, offsets = _encode(tok, texts, cfg.max_length, n_special)
-        lengths = np.diff(offsets)
-        dropped = len(texts) - len(lengths)
-        if not len(lengths):
-            raise InputError(f"{corpus}: no text has a token to predict (every character is outside the alphabet)")
+        tokens = _tokenise(tok, texts, cfg.max_length, corpus)
         del texts
-
-        # model and optimiser
-        torch.manual_seed(cfg.seed)
-        config = BertConfig(vocab_size=vocab, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
-                            num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
-                            max_position_embeddings=cfg.max_length, pad_token_id=tok.pad_token_id)
-        model = BertForMaskedLM(config).to(device)
-        model.train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # biases, LayerNorms
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, fused=cuda)
-        autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if cuda
-                    else contextlib.nullcontext())
-
-        per_epoch = math.ceil(len(lengths) / cfg.batch_size)
-        total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
-        warmup = int(cfg.warmup_ratio * total)
-        rng = np.random.default_rng(cfg.seed)  # batch order
-        gen = torch.Generator().manual_seed(cfg.seed)  # masking
-        log.info("pretrain: %d steps (%.2f epochs of %d batches), %d parameters, vocab %d, on %s",
-                 total, total / per_epoch, per_epoch, sum(p.numel() for p in params), vocab, device)
-
-        # the loop
-        losses: list[float] = []
-        samples = 0
-        step = 0
-        t0 = time.perf_counter()
-        with _progress(total) as bar:
-            while step < total:
-                for rows in _epoch_batches(lengths, cfg.batch_size, rng):
-                    if step >= total:
-                        break
-                    b = _mask_batch(ids, offsets, rows, tok.pad_token_id, tok.mask_token_id, n_special, vocab,
-                                    cfg.mask_prob, gen)
-                    b = {k: (v.pin_memory() if cuda else v).to(device, non_blocking=True) for k, v in b.items()}
-                    lr = _lr_at(step, cfg.lr, warmup, total)
-                    for g in opt.param_groups:
-                        g["lr"] = lr
-
-                    with autocast:
-                        hidden = model.bert(input_ids=b["input_ids"], attention_mask=b["attention_mask"])[0]
-                        # the LM head only where the loss is taken: ~7x less work than over every position
-                        hidden = hidden.reshape(-1, hidden.size(-1)).index_select(0, b["positions"])
-                        logits = model.cls(hidden)
-                    loss = F.cross_entropy(logits.float(), b["targets"])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
-
-                    step += 1
-                    samples += len(rows)
-                    value = loss.item()
-                    losses.append(value)
-                    bar.update(1)
-                    if step % log_every == 0 or step == total:
-                        recent = float(np.mean(losses[-log_every:]))
-                        bar.set_postfix(loss=f"{recent:.3f}", lr=f"{lr:.2e}")
-                        log.info("pretrain: step %d/%d loss %.4f lr %.2e", step, total, recent, lr)
-                    if on_step is not None:
-                        on_step(step, value)
-        seconds = time.perf_counter() - t0
-
-        stats = {
-            "steps": step,
-            "first_loss": losses[0],
-            "final_loss": float(np.mean(losses[-10:])),
-            "seconds": round(seconds, 3),
-            "samples_per_second": round(samples / seconds, 1),
-            "device": device,
-            "texts": len(lengths),
-            "texts_left_out": dropped,  # only [UNK]s: nothing to predict
-            "tokens": int(lengths.sum()),
-            "vocab_size": vocab,
-            "epochs": round(samples / len(lengths), 3),
-            "tokenizer_seconds": round(tokenizer_seconds, 3),
-        }
+        model = _new_model(tok, cfg, device)
+        run = _train(model, tok, tokens, cfg, device, log_every, on_step)
+        stats = run.stats(tokens, device, vocab_size=len(tok), tokenizer_seconds=tokenizer_seconds)
         _save_quietly(model, tmp)
         meta = {
             "format": FORMAT,
@@ -406,15 +285,150 @@ def pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, device: str | Non
             "stats": stats,
             "cleaning_version": Cleaner().version,
             "loss_every": log_every,
-            "loss_curve": [float(np.mean(losses[i:i + log_every])) for i in range(0, len(losses), log_every)],
+            "loss_curve": run.curve(log_every),
             "total_seconds": round(time.perf_counter() - started, 3),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-        _replace_folder(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return stats
+
+
+@dataclass
+class _Tokens:
+    """Every text's token ids as one flat int32 array: text i is ids[offsets[i]:offsets[i + 1]] (a list
+    of lists would take ~10x the memory on the full corpus)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    left_out: int  # texts with nothing to predict (only [UNK]s: characters outside the alphabet)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _tokenise(tok, texts: list[str], max_length: int, corpus: Path) -> _Tokens:
+    n_special = _special_count(tok)
+    ids, offsets = _encode(tok, texts, max_length, n_special)
+    if len(offsets) == 1:
+        raise InputError(f"{corpus}: no text has a token to predict (every character is outside the alphabet)")
+    return _Tokens(ids, offsets, len(texts) - (len(offsets) - 1))
+
+
+def _special_count(tok) -> int:
+    """How many ids the special tokens take: they must be the first ones, so `id < n` tells them apart."""
+    n_special = max(tok.all_special_ids) + 1
+    assert sorted(tok.all_special_ids) == list(range(n_special)), "special tokens must take the first ids"
+    return n_special
+
+
+def _new_model(tok, cfg: PretrainConfig, device: str):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(cfg.seed)
+    config = BertConfig(vocab_size=len(tok), hidden_size=cfg.hidden_size, num_hidden_layers=cfg.layers,
+                        num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
+                        max_position_embeddings=cfg.max_length, pad_token_id=tok.pad_token_id)
+    return BertForMaskedLM(config).to(device)
+
+
+def _batches_forever(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    """Length-bucketed batches, epoch after epoch (each epoch shuffled anew from `rng`)."""
+    while True:
+        yield from length_batches(lengths, batch_size, rng)
+
+
+@dataclass
+class _Run:
+    losses: list[float]
+    samples: int
+    seconds: float
+
+    def stats(self, tokens: _Tokens, device: str, vocab_size: int, tokenizer_seconds: float) -> dict:
+        texts = len(tokens.offsets) - 1
+        return {
+            "steps": len(self.losses),
+            "first_loss": self.losses[0],
+            "final_loss": float(np.mean(self.losses[-10:])),
+            "seconds": round(self.seconds, 3),
+            "samples_per_second": round(self.samples / self.seconds, 1),
+            "device": device,
+            "texts": texts,
+            "texts_left_out": tokens.left_out,
+            "tokens": int(tokens.lengths.sum()),
+            "vocab_size": vocab_size,
+            "epochs": round(self.samples / texts, 3),
+            "tokenizer_seconds": round(tokenizer_seconds, 3),
+        }
+
+    def curve(self, every: int) -> list[float]:
+        return [float(np.mean(self.losses[i:i + every])) for i in range(0, len(self.losses), every)]
+
+
+def _train(model, tok, tokens: _Tokens, cfg: PretrainConfig, device: str, log_every: int,
+           on_step: Callable[[int, float], None] | None) -> _Run:
+    """The masked-LM loop: mask a batch, forward (the LM head only where the loss is taken), clip,
+    step, and report the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    cuda = device.startswith("cuda")
+    log_every = max(1, log_every)
+    n_special, vocab, lengths = _special_count(tok), len(tok), tokens.lengths
+    per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+    opt = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(0.9, 0.98), eps=1e-6)
+    sched = warmup_then_linear_decay(opt, cfg.warmup_ratio, total)
+    ctx = autocast(device)
+    batches = _batches_forever(lengths, cfg.batch_size, np.random.default_rng(cfg.seed))
+    gen = torch.Generator().manual_seed(cfg.seed)  # masking
+    log.info("pretrain: %d steps (%.2f epochs of %d batches), %d parameters, vocab %d, on %s",
+             total, total / per_epoch, per_epoch, model.num_parameters(), vocab, device)
+
+    model.train()
+    losses: list[float] = []
+    samples = 0
+    t0 = time.perf_counter()
+    with _progress(total) as bar:
+        for step in range(1, total + 1):
+            rows = next(batches)
+            b = _mask_batch(tokens.ids, tokens.offsets, rows, tok.pad_token_id, tok.mask_token_id, n_special,
+                            vocab, cfg.mask_prob, gen)
+            b = {k: (v.pin_memory() if cuda else v).to(device, non_blocking=True) for k, v in b.items()}
+            lr = sched.get_last_lr()[0]
+            with ctx:
+                logits = _masked_logits(model, b)
+            loss = F.cross_entropy(logits.float(), b["targets"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+
+            losses.append(loss.item())
+            samples += len(rows)
+            bar.update(1)
+            if step % log_every == 0 or step == total:
+                recent = float(np.mean(losses[-log_every:]))
+                bar.set_postfix(loss=f"{recent:.3f}", lr=f"{lr:.2e}")
+                log.info("pretrain: step %d/%d loss %.4f lr %.2e", step, total, recent, lr)
+            if on_step is not None:
+                on_step(step, losses[-1])
+    return _Run(losses, samples, time.perf_counter() - t0)
+
+
+def _masked_logits(model, batch: dict):
+    """The LM head's logits at the masked positions only: ~7x less work than over every position."""
+    hidden = model.bert(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+    hidden = hidden.reshape(-1, hidden.size(-1)).index_select(0, batch["positions"])
+    return model.cls(hidden)
+
+
+def _progress(total: int):
+    from tqdm.auto import tqdm
+
+    # disable=None: a bar on a terminal only, so logs and captured output stay clean
+    return tqdm(total=total, desc="pretrain", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
 
 
 def _save_quietly(model, folder: Path) -> None:
@@ -428,21 +442,3 @@ def _save_quietly(model, folder: Path) -> None:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def _replace_folder(new: Path, folder: Path) -> None:
-    """Move `new` to `folder`; an existing `folder` is set aside first and only removed once `new`
-    is in place (put back if the move fails)."""
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old-"))
-        os.replace(folder, old / "x")
-    try:
-        os.replace(new, folder)
-    except BaseException:
-        if old is not None:
-            os.replace(old / "x", folder)
-            old.rmdir()
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
