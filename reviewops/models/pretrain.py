@@ -260,6 +260,7 @@ def pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, device: str | Non
     "seconds" (the training loop), "samples_per_second", "device"} plus a few counts.
     """
     cfg.validate()
+    log_every = max(1, log_every)
     corpus, out_dir = Path(corpus), Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir}: exists and is not a folder")
@@ -373,7 +374,6 @@ def _train(model, tok, tokens: _Tokens, cfg: PretrainConfig, device: str, log_ev
     import torch.nn.functional as F
 
     cuda = device.startswith("cuda")
-    log_every = max(1, log_every)
     n_special, vocab, lengths = _special_count(tok), len(tok), tokens.lengths
     per_epoch = math.ceil(len(lengths) / cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
