@@ -68,7 +68,7 @@ migrate: setup  ## create or upgrade the review database
 	$(RO) db upgrade
 
 demo: setup  ## run the main job on embedded defaults and predict a few reviews
-	$(BIN)/python -m reviewops.demo
+	$(BIN)/python -m reviewops.devtools.demo
 
 up: migrate  ## the whole platform without Docker: Airflow, MLflow server, test site, Slack stand-in (Ctrl-C stops)
 	$(RO) up

@@ -53,8 +53,9 @@ RUN --mount=type=secret,id=pip_ca \
            "$site"/matplotlib/tests "$site"/onnx/backend/test/data \
  && find "$site"/numpy "$site"/scipy "$site"/sklearn -type d -name tests -prune -exec rm -rf {} +
 
-# The project last. Installed in place (editable), so /app/airflow/dags, /app/streamlit and
-# /app/nginx are where the library looks for them, exactly as in a checkout.
+# The project last. Installed in place (editable), exactly as in a checkout: the library finds the
+# DAGs, the app, the nginx template and the sample through reviewops/resources/, whose symbolic links
+# point at /app/airflow/dags, /app/streamlit, /app/nginx and /app/data/sample.
 COPY pyproject.toml README.md ./
 COPY reviewops ./reviewops
 COPY airflow ./airflow

@@ -53,7 +53,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from reviewops.sources.testsite import TestSite
+    from reviewops.devtools.testsite import TestSite
 
     corpus = SHARED if SHARED.exists() else None
     site = TestSite(corpus=corpus, movies_per_source=4, days=1, reviews_per_day=args.reviews_per_day)

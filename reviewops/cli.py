@@ -33,6 +33,8 @@ app.add_typer(dag_app, name="dag")
 
 out = Console()
 err = Console(stderr=True)
+# the `reviewops.devtools` commands: not the product, listed apart in --help
+DEV_TOOLS = "Development and demo tools"
 
 
 def _cli(fn):
@@ -308,14 +310,14 @@ def crawl(
         raise typer.Exit(7)
 
 
-@app.command()
+@app.command(rich_help_panel=DEV_TOOLS)
 @_cli
 def testsite(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8800,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the local CGV/Megabox test site (sample reviews, settable clock, fault modes)."""
-    from reviewops.sources.testsite import serve
+    from reviewops.devtools.testsite import serve
 
     serve(host=host, port=port)
 
@@ -380,7 +382,7 @@ def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     print(json.dumps(result, ensure_ascii=False)) if as_json else out.print(_table("monitor", result))
 
 
-@app.command()
+@app.command(rich_help_panel=DEV_TOOLS)
 @_cli
 def up(
     proxy_port: Annotated[int, typer.Option(help="nginx: the platform's front door.")] = 8088,
@@ -401,9 +403,10 @@ def up(
     import signal
     import time
 
+    from reviewops.devtools.launcher import stop
+    from reviewops.devtools.launcher import up as start
     from reviewops.notify.slack import Notifier
-    from reviewops.platform import airflow_password_file, stop
-    from reviewops.platform import up as start
+    from reviewops.platform import airflow_password_file
 
     settings = get_settings()
     use_standin = slack_standin and Notifier(settings).mode == "log"
@@ -528,22 +531,22 @@ def webapp(
     port: Annotated[int, typer.Option(help="Port.")] = 8501,
 ) -> None:
     """The Korean review-analysis app (Streamlit); it talks only to the API at REVIEWOPS_API_URL."""
-    from reviewops.platform import ROOT
+    from reviewops.resources import streamlit_app
 
-    cmd = [str(Path(sys.executable).with_name("streamlit")), "run", str(ROOT / "streamlit" / "app.py"),
+    cmd = [str(Path(sys.executable).with_name("streamlit")), "run", str(streamlit_app()),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"]
     os.execv(cmd[0], cmd)
 
 
-@app.command("slack-standin")
+@app.command("slack-standin", rich_help_panel=DEV_TOOLS)
 @_cli
 def slack_standin(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8802,
     log_file: Annotated[Path | None, typer.Option(help="Also append each message to this JSONL file.")] = None,
 ) -> None:
     """A local stand-in for Slack's API: shows every message the platform sends (for demos and tests)."""
-    from reviewops.notify.standin import serve
+    from reviewops.devtools.slack_standin import serve
 
     serve(port=port, log_file=log_file)
 

@@ -1,6 +1,7 @@
 """The platform's reverse proxy: nginx in front of Streamlit, the API, MLflow and Airflow.
 
-`nginx/nginx.conf.template` holds the configuration; `render_config` fills it in. One server:
+`nginx/nginx.conf.template` (shipped as `reviewops.resources`) holds the configuration; `render_config`
+fills it in. One server:
 
 * `/` → Streamlit (its websocket, `/_stcore/stream`, upgraded);
 * `/api/` → FastAPI with the prefix removed, rate limited per client address;
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reviewops.errors import ConfigError
+from reviewops.resources import nginx_template
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "nginx.conf.template"
+TEMPLATE = nginx_template()
 UPSTREAMS = ("streamlit", "api", "mlflow", "airflow")
 TEMP_DIRS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 # Debian puts nginx in /usr/sbin, which is not on an ordinary user's PATH.

@@ -16,7 +16,7 @@ import time
 import httpx
 import pytest
 
-from reviewops.sources.testsite import TestSite
+from reviewops.devtools.testsite import TestSite
 from tests.containers.stack import PROJECT_SERVICES, Airflow, Engine, Stack, run, standins, wait
 
 pytestmark = pytest.mark.containers

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from reviewops.config import Settings, reset_settings
+from reviewops.devtools.testsite import TestSite
 from reviewops.sources.crawl import crawl
 from reviewops.sources.http import FetchError, PoliteClient, Politeness
-from reviewops.sources.testsite import TestSite
 from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Movie, Review
 from reviewops.store.objects import open_store

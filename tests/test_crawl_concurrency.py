@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from reviewops.devtools.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.pipeline import run_ingest
 from reviewops.sources.crawl import crawl
-from reviewops.sources.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.store import db
 from reviewops.store.batches import close_orphaned, owner
 from reviewops.store.db import sessions

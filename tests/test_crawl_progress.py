@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from reviewops.config import Settings, reset_settings
+from reviewops.devtools.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.sources.crawl import crawl
-from reviewops.sources.testsite import MEGABOX_REVIEWS, TestSite
 from reviewops.store import db
 from reviewops.store.models import Movie, Review
 from tests.conftest import crawler_settings, sample_records, write_jsonl

@@ -14,9 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from reviewops.config import Settings, reset_settings
-from reviewops.notify.standin import SlackStandIn
+from reviewops.devtools.slack_standin import SlackStandIn
+from reviewops.devtools.testsite import TestSite
 from reviewops.platform import DAG_IDS, DAGS_FOLDER
-from reviewops.sources.testsite import TestSite
 from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Prediction, Review
 

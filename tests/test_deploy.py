@@ -23,7 +23,7 @@ import yaml
 
 from reviewops.cli import app as cli_app
 from reviewops.config import Settings
-from reviewops.platform import DEFAULT_PORTS, platform_services
+from reviewops.devtools.launcher import DEFAULT_PORTS, platform_services
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent

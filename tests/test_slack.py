@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from reviewops.config import Settings, reset_settings
+from reviewops.devtools.slack_standin import SlackStandIn
 from reviewops.notify.slack import Notifier, collection_summary, failure, training_report
-from reviewops.notify.standin import SlackStandIn
 
 TOKEN = "xoxb-test-" + "0" * 24
 SUMMARY = {

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from bs4 import BeautifulSoup
 
-from reviewops.sources import testsite as ts
-from reviewops.sources.testsite import TestSite
+from reviewops.devtools import testsite as ts
+from reviewops.devtools.testsite import TestSite
 
 RPD = 5  # reviews per day; the sample has 15-17 reviews for each chosen movie, so days 0-2 fill up
 CGV_BODY = {"pageIndex": 1, "pageSize": 6, "orderType": 0, "filterType": 1, "isTotalCount": True,

@@ -79,11 +79,11 @@ def platform(tmp_path_factory):
     """Settings of a home with v1 (champion) and v2 (challenger), two crawled and scored movies, and the
     API running at REVIEWOPS_API_URL (set for the whole module, restored afterwards)."""
     from reviewops import insights
+    from reviewops.devtools.testsite import TestSite
     from reviewops.models.baseline import BaselineParams
     from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
     from reviewops.scoring import score_new_reviews
     from reviewops.sources.crawl import crawl
-    from reviewops.sources.testsite import TestSite
 
     tmp = tmp_path_factory.mktemp("webapp")
     env = {"REVIEWOPS_HOME": str(tmp / "home"), "REVIEWOPS_ADMIN_TOKEN": TOKEN,

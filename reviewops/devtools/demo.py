@@ -21,9 +21,8 @@ from rich.table import Table
 
 from reviewops.config import get_settings
 from reviewops.data.labels import LABEL_NAMES_KO
-from reviewops.platform import SAMPLE
+from reviewops.resources import sample_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = [
     "배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요",
     "시간 아깝다 진짜 최악의 영화",
@@ -50,7 +49,7 @@ def step(title: str, *args: str, env: dict[str, str] | None = None) -> None:
 
 def main() -> None:
     settings = get_settings()
-    corpus = settings.corpus or SAMPLE
+    corpus = settings.corpus or sample_corpus()
     settings.home.mkdir(parents=True, exist_ok=True)
 
     step("1/10 review database", "db", "upgrade")
@@ -59,8 +58,8 @@ def main() -> None:
     # The real cinema sites are out of reach here: crawl the local test site, which serves their shapes
     # (a shorter delay than the 1 s default is fine for a site on this machine). Slack messages go to a
     # local stand-in and are shown at the end.
-    from reviewops.notify.standin import SlackStandIn, standin_env
-    from reviewops.sources.testsite import TestSite
+    from reviewops.devtools.slack_standin import SlackStandIn, standin_env
+    from reviewops.devtools.testsite import TestSite
 
     site = TestSite(reviews_per_day=5, days=3)
     url = site.start()

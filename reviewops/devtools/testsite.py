@@ -1,8 +1,9 @@
 """A local test web site that imitates the CGV and Megabox review sites.
 
 The site serves real Korean reviews from the bundled sample corpus under the same URL paths,
-request payloads and response shapes as the real sites (see ``docs/sources.md``), so crawlers can
-be tested end to end without the internet:
+request payloads and response shapes as the real sites (the endpoints below; the crawlers that read
+them are ``reviewops/sources/cgv.py`` and ``megabox.py``, README "Adding a source"), so crawlers can be
+tested end to end without the internet:
 
 * a settable clock: day 0 is ``start``; each day every movie gains ``reviews_per_day`` reviews;
 * switchable fault modes (HTTP errors, slowness, renamed fields, truncated JSON, garbage, empty
@@ -26,7 +27,9 @@ Endpoints (all on one host):
 =========================================================  =========================================
 
 Use it from tests with ``TestSite().start()`` (a daemon thread on a free port) or from a shell with
-``serve()`` (``reviewops testsite --port N``).
+``serve()`` (``reviewops testsite --port N``). Its pages and the CGV page's script are files under
+``templates/`` (``string.Template``: values are escaped before they are filled in). By default it serves
+the bundled sample corpus (``reviewops.resources``); ``corpus=`` names another.
 """
 
 from __future__ import annotations
@@ -44,8 +47,10 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -55,10 +60,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["FAULT_MODES", "SOURCES", "TestSite", "serve"]
+from reviewops.resources import sample_corpus
 
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "data" / "sample" / "reviews.sample.jsonl.gz"
+__all__ = ["FAULT_MODES", "SOURCES", "TestSite", "serve"]
 
 SOURCES = ("cgv", "megabox")
 FAULT_MODES = ("http500", "http429", "slow", "renamed_field", "truncated_json", "garbage_html", "empty_page")
@@ -73,7 +77,7 @@ MEGABOX_COMMENT = "/movie-detail/comment"
 CONTROL_PREFIX = "/_control"
 ROBOTS = "/robots.txt"
 
-# Site codes: the example codes from docs/sources.md first, then made-up ones of the same form.
+# Site codes: codes of the real sites' form (the first of each seen on them), then made-up ones.
 CGV_CODES = ("88381", "88076", "89075", "88459")
 MEGABOX_CODES = ("24036800", "24010200", "24073500", "24043900")
 
@@ -196,17 +200,39 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
+@cache
+def _asset(name: str) -> str:
+    """A file of ``templates/`` (its final newline is not part of it)."""
+    return files(__package__).joinpath("templates", name).read_text(encoding="utf-8").removesuffix("\n")
+
+
+def _template(name: str) -> Template:
+    return Template(_asset(name))
+
+
+def _render(name: str, **values: object) -> str:
+    """Fill in a template; the caller escapes what needs escaping."""
+    return _template(name).substitute(values)
+
+
 def _html_page(title: str, body: str) -> str:
-    return (
-        '<!DOCTYPE html>\n<html lang="ko">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{_esc(title)}</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    return _render("page.html", title=_esc(title), body=body) + "\n"
 
 
 def _pager_numbers(page: int, total_pages: int) -> range:
     """The page numbers of the pager block (of 10) that holds ``page``."""
     first = (page - 1) // PAGER_BLOCK * PAGER_BLOCK + 1
     return range(first, min(first + PAGER_BLOCK, max(total_pages, page) + 1))
+
+
+def _megabox_pager(code: str, page: int, total_pages: int) -> str:
+    """The Megabox comment page's pager: the block of ``page``, then "다음" when more pages follow."""
+    numbers = _pager_numbers(page, total_pages)
+    links = [_render("megabox_pager_current.html" if n == page else "megabox_pager_link.html", n=n, code=code)
+             for n in numbers]
+    if numbers[-1] < total_pages:
+        links.append(_render("megabox_pager_next.html", n=numbers[-1] + 1, code=code))
+    return "".join(links)
 
 
 class _BadRequest(ValueError):
@@ -256,7 +282,7 @@ class TestSite:
     ) -> None:
         if movies_per_source < 1 or days < 1 or reviews_per_day < 1:
             raise ValueError("movies_per_source, days and reviews_per_day must be at least 1")
-        self.corpus = Path(corpus) if corpus is not None else SAMPLE
+        self.corpus = Path(corpus) if corpus is not None else sample_corpus()
         self.movies_per_source = movies_per_source
         self.days = days
         self.start_date = start
@@ -515,15 +541,10 @@ class TestSite:
     # pages shared by both sites
 
     async def _index(self, request: Request) -> Response:
-        body = (
-            "<h1>ReviewOps test site</h1>\n<ul>\n"
-            f'<li><a href="{CGV_NOW_PLAYING}?lt=1&amp;ft=1">CGV 현재 상영작</a></li>\n'
-            + "".join(
-                f'<li><a href="{MEGABOX_COMMENT}?rpstMovieNo={m["code"]}">메가박스 {_esc(m["title"])}</a></li>\n'
-                for m in self.movies("megabox")
-            )
-            + f'<li><a href="{CONTROL_PREFIX}/state">control state</a></li>\n</ul>'
-        )
+        links = [_render("index_megabox_link.html", href=f"{MEGABOX_COMMENT}?rpstMovieNo={m['code']}",
+                         title=_esc(m["title"])) for m in self.movies("megabox")]
+        body = _render("index.html", cgv_now_playing=CGV_NOW_PLAYING, megabox_links="\n".join(links),
+                       control_state=f"{CONTROL_PREFIX}/state")
         return HTMLResponse(_html_page("ReviewOps test site", body))
 
     async def _robots(self, request: Request) -> Response:
@@ -539,24 +560,19 @@ class TestSite:
     async def _cgv_now_playing(self, request: Request) -> Response:
         variant = self._variant(request)
         image_cls = RENAMED_CLASSES["box-image"] if variant == "renamed" else "box-image"
-        items = []
-        for rank, m in enumerate(self.movies("cgv") if variant != "empty" else [], start=1):
-            href = f"{CGV_DETAIL}?midx={m['code']}"
-            items.append(
-                f'<li>\n<div class="{image_cls}"><strong class="rank">No.{rank}</strong>'
-                f'<a href="{href}"><span class="thumb-image"><img alt="{_esc(m["title"])} 포스터" '
-                f'src="/img/{m["code"]}.jpg"></span></a></div>\n'
-                f'<div class="box-contents"><a href="{href}"><strong class="title">{_esc(m["title"])}'
-                "</strong></a></div>\n</li>"
-            )
-        body = '<div class="sect-movie-chart">\n<ol>\n' + "\n".join(items) + "\n</ol>\n</div>"
+        items = [
+            _render("cgv_movie.html", image_class=image_cls, rank=rank, href=f"{CGV_DETAIL}?midx={m['code']}",
+                    title=_esc(m["title"]), code=m["code"])
+            for rank, m in enumerate(self.movies("cgv") if variant != "empty" else [], start=1)
+        ]
+        body = _render("cgv_now_playing.html", items="\n".join(items))
         return HTMLResponse(_html_page("무비차트 | CGV", body))
 
     async def _cgv_detail(self, request: Request) -> Response:
         variant = self._variant(request)
         movie = self._movies["cgv"].get(request.query_params.get("midx", "").strip())
         if movie is None:
-            return HTMLResponse(_html_page("CGV", "<p>영화 정보가 없습니다.</p>"), status_code=404)
+            return HTMLResponse(_html_page("CGV", _render("no_movie.html")), status_code=404)
         config = {
             "midx": int(movie.code),
             "endpoint": CGV_POINTS,
@@ -565,15 +581,8 @@ class TestSite:
             "empty": variant == "empty",
         }
         config_json = json.dumps(config).replace("<", "\\u003c")
-        body = (
-            '<div class="sect-base-movie"><div class="box-contents">\n'
-            f'<div class="title"><strong>{_esc(movie.title)}</strong></div>\n</div></div>\n'
-            f'<div class="sect-story-movie">{_esc(movie.plot)}</div>\n'
-            '<div class="sect-grade">\n<ul id="movie_point_list_container"></ul>\n'
-            '<div id="paging_point"></div>\n</div>\n'
-            f'<script type="application/json" id="point-config">{config_json}</script>\n'
-            f"<script>{_CGV_SCRIPT}</script>"
-        )
+        body = _render("cgv_detail.html", title=_esc(movie.title), plot=_esc(movie.plot), config_json=config_json,
+                       script=_asset("cgv_detail.js"))
         return HTMLResponse(_html_page(f"{movie.title} | CGV", body))
 
     async def _cgv_points(self, request: Request) -> Response:
@@ -665,37 +674,17 @@ class TestSite:
             return _bad_request(exc)
         movie, reviews, total = self._megabox_page(code, page, MEGABOX_PAGE_SIZE)
         if movie is None:
-            return HTMLResponse(_html_page("메가박스", "<p>영화 정보가 없습니다.</p>"), status_code=404)
+            return HTMLResponse(_html_page("메가박스", _render("no_movie.html")), status_code=404)
         if variant == "empty":
             reviews, total = [], 0
         txt_cls = RENAMED_CLASSES["story-txt"] if variant == "renamed" else "story-txt"
         items = [
-            '<li class="type01 oneContentTag"><div class="story-area">'
-            f'<div class="user-prof"><p class="user-id">{_esc(r.author)}</p></div>'
-            f'<div class="story-box"><div class="story-wrap review" data-no="{r.megabox_no}">'
-            f'<div class="story-cont"><div class="story-point"><span>{r.rating}</span></div>'
-            f'<div class="{txt_cls}">{_esc(r.text)}</div></div></div></div>'
-            f'<div class="story-date"><span>{r.posted.strftime("%Y.%m.%d %H:%M")}</span></div>'
-            "</div></li>"
+            _render("megabox_review.html", author=_esc(r.author), no=r.megabox_no, rating=r.rating, text_class=txt_cls,
+                    text=_esc(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
             for r in reviews
         ]
-        total_pages = math.ceil(total / MEGABOX_PAGE_SIZE)
-        links = []
-        for n in _pager_numbers(page, total_pages):
-            if n == page:
-                links.append(f'<strong class="active">{n}</strong>')
-            else:
-                links.append(f'<a title="{n}페이지보기" href="?rpstMovieNo={code}&amp;page={n}" pagenum="{n}">{n}</a>')
-        last_shown = _pager_numbers(page, total_pages)[-1]
-        if last_shown < total_pages:
-            nxt = last_shown + 1
-            links.append(f'<a title="다음" class="control next" href="?rpstMovieNo={code}&amp;page={nxt}" '
-                         f'pagenum="{nxt}">다음</a>')
-        body = (
-            f'<div class="movie-detail-page"><p class="title">{_esc(movie.title)}</p>\n'
-            f'<div class="movie-idv-story"><ul>\n' + "\n".join(items) + "\n</ul></div>\n"
-            f'<nav class="pagination">{"".join(links)}</nav>\n</div>'
-        )
+        body = _render("megabox_comment.html", title=_esc(movie.title), items="\n".join(items),
+                       pager=_megabox_pager(code, page, math.ceil(total / MEGABOX_PAGE_SIZE)))
         return HTMLResponse(_html_page(f"{movie.title} 관람평 | 메가박스", body))
 
     # control
@@ -843,94 +832,3 @@ def serve(host: str = "127.0.0.1", port: int = 8800, **kwargs: Any) -> None:
         uvicorn.Server(_uvicorn_config(site.app, host)).run(sockets=[sock])
     finally:
         sock.close()
-
-
-# The CGV movie page's script: reviews appear only through it. It reads its settings from the
-# #point-config JSON, POSTs to the reviews endpoint for the page in the URL (?page=N), renders
-# the reviews and the pager with DOM calls (textContent, never innerHTML) and always ends by
-# appending <div id="render-done"> to the body; body[data-render] says "ok", "empty" or "error: ...".
-_CGV_SCRIPT = """
-(function () {
-  "use strict";
-  var cfg = JSON.parse(document.getElementById("point-config").textContent);
-  var list = document.getElementById("movie_point_list_container");
-  var pager = document.getElementById("paging_point");
-  var page = parseInt(new URLSearchParams(window.location.search).get("page") || "1", 10);
-  if (!(page >= 1)) { page = 1; }
-
-  function node(tag, attrs, text) {
-    var el = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) { el.setAttribute(k, attrs[k]); });
-    if (text !== undefined) { el.textContent = text === null ? "" : String(text); }
-    return el;
-  }
-  function pageHref(n) { return "?midx=" + cfg.midx + "&page=" + n; }
-  function finish(state) {
-    document.body.setAttribute("data-render", state);
-    document.body.appendChild(node("div", {id: "render-done"}));
-  }
-  function renderPager(total) {
-    var pages = Math.ceil(total / cfg.pageSize);
-    var first = Math.floor((page - 1) / 10) * 10 + 1;
-    var last = Math.min(first + 9, Math.max(pages, page));
-    var ul = node("ul", {});
-    if (first > 1) {
-      var prev = node("button", {type: "button", "class": "btn-paging prev", "data-page": first - 1}, "이전 10개");
-      prev.addEventListener("click", function () { window.location.search = pageHref(first - 1); });
-      pager.appendChild(prev);
-    }
-    for (var n = first; n <= last; n++) {
-      var li = node("li", n === page ? {"class": "on"} : {});
-      li.appendChild(n === page ? node("strong", {}, n) : node("a", {href: pageHref(n), "data-page": n}, n));
-      ul.appendChild(li);
-    }
-    pager.appendChild(ul);
-    if (last < pages) {
-      var next = node("button", {type: "button", "class": "btn-paging next", "data-page": last + 1}, "다음 10개");
-      next.addEventListener("click", function () { window.location.search = pageHref(last + 1); });
-      pager.appendChild(next);
-    }
-  }
-  function render(doc) {
-    (doc.List || []).forEach(function (item) {
-      var li = node("li", {"class": cfg.commentClass, "data-idx": item.CommentIdx});
-      var box = node("div", {"class": "box-contents"});
-      var info = node("ul", {"class": "writerinfo"});
-      info.appendChild(node("li", {"class": "writer-name"}, item.WriterNickName));
-      var day = node("li", {"class": "day"});
-      day.appendChild(node("span", {}, item.RegistDate));
-      info.appendChild(day);
-      box.appendChild(info);
-      var text = node("div", {"class": cfg.commentClass});
-      text.appendChild(node("p", {}, item.CommentText));
-      box.appendChild(text);
-      box.appendChild(node("span", {"class": "egg-icon egg-" + item.EggPoint}));
-      li.appendChild(box);
-      list.appendChild(li);
-    });
-    renderPager(doc.TotalCount || 0);
-  }
-  function load() {
-    if (cfg.empty) { finish("empty"); return; }
-    fetch(cfg.endpoint, {
-      method: "POST",
-      headers: {"Content-Type": "application/json; charset=utf-8"},
-      body: JSON.stringify({movieIdx: cfg.midx, pageIndex: page, pageSize: cfg.pageSize, orderType: 0,
-                            filterType: 1, isTotalCount: true, isMyPoint: "false"})
-    }).then(function (resp) {
-      if (!resp.ok) { throw new Error("HTTP " + resp.status); }
-      return resp.json();
-    }).then(function (outer) {
-      render(JSON.parse(outer.d));
-      finish("ok");
-    }).catch(function (err) {
-      finish("error: " + err.message);
-    });
-  }
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", load);
-  } else {
-    load();
-  }
-})();
-"""
