@@ -277,7 +277,7 @@ def crawl(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Collect new reviews from the cinema sites (incremental, polite, archived)."""
-    from reviewops.errors import InputError
+    from reviewops.errors import InputError, SourceError
     from reviewops.sources.crawl import SOURCES
     from reviewops.sources.crawl import crawl as run_crawl
 
@@ -307,7 +307,7 @@ def crawl(
             for e in r.errors:
                 err.print(f"[yellow]{r.source}:[/] {e}", highlight=False, soft_wrap=True)
     if all(r.status == "failed" for r in results):
-        raise typer.Exit(7)
+        raise SourceError(f"every source failed ({', '.join(r.source for r in results)}): nothing collected")
 
 
 @app.command(rich_help_panel=DEV_TOOLS)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from reviewops.config import Settings, redact_url
-from reviewops.errors import ConfigError, RegistryError
+from reviewops.errors import ConfigError, ConflictError, NotFoundError
 from reviewops.liveness import abandonment, process_id
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class Registry:
         try:
             return self._info(self.client.get_model_version(self.name, str(version)))
         except MlflowException:
-            raise RegistryError(f"model {self.name!r} has no version {version}") from None
+            raise NotFoundError(f"model {self.name!r} has no version {version}") from None
 
     def versions(self, include_undecided: bool = False) -> list[VersionInfo]:
         """The registered versions, oldest first. A version without a gate decision is being registered
@@ -243,12 +243,12 @@ class Registry:
         """Move the champion back to the version that held it before. Returns (from, to)."""
         current = self.by_alias(CHAMPION)
         if current is None:
-            raise RegistryError(f"model {self.name!r} has no champion to roll back")
+            raise ConflictError(f"model {self.name!r} has no champion to roll back")
         history = self.history()
         while history and history[-1] == current.version:
             history.pop()
         if not history:
-            raise RegistryError(f"version {current.version} is the first champion of {self.name!r}: nothing to roll back to")
+            raise ConflictError(f"version {current.version} is the first champion of {self.name!r}: nothing to roll back to")
         previous = self.get(history[-1])
         self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
