@@ -22,6 +22,7 @@ import csv
 import json
 import logging
 import math
+import random
 import sys
 import time
 import unicodedata
@@ -333,7 +334,7 @@ def _new_model(tok, cfg: PretrainConfig, device: str):
     return BertForMaskedLM(config).to(device)
 
 
-def _batches_forever(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+def _batches_forever(lengths: list[int], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
     """Length-bucketed batches, epoch after epoch (each epoch shuffled anew from `rng`)."""
     while True:
         yield from length_batches(lengths, batch_size, rng)
@@ -380,7 +381,7 @@ def _train(model, tok, tokens: _Tokens, cfg: PretrainConfig, device: str, log_ev
     opt = adamw(model, cfg.lr, cfg.weight_decay, device, betas=(0.9, 0.98), eps=1e-6)
     sched = warmup_then_linear_decay(opt, cfg.warmup_ratio, total)
     ctx = autocast(device)
-    batches = _batches_forever(lengths, cfg.batch_size, np.random.default_rng(cfg.seed))
+    batches = _batches_forever(lengths.tolist(), cfg.batch_size, random.Random(cfg.seed))
     gen = torch.Generator().manual_seed(cfg.seed)  # masking
     log.info("pretrain: %d steps (%.2f epochs of %d batches), %d parameters, vocab %d, on %s",
              total, total / per_epoch, per_epoch, model.num_parameters(), vocab, device)

@@ -4,9 +4,9 @@ decay, and the autocast context."""
 
 from __future__ import annotations
 
-import numpy as np
+import random
 
-BUCKET_BATCHES = 100  # batches per length-sorted chunk: large enough to pad little, small enough to stay random
+BUCKET_BATCHES = 50  # batches per length-sorted chunk: large enough to pad little, small enough to stay random
 
 
 def pick_device(device: str | None = None) -> str:
@@ -15,20 +15,21 @@ def pick_device(device: str | None = None) -> str:
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def length_batches(lengths, batch_size: int, seed: int | np.random.Generator) -> list[list[int]]:
+def length_batches(lengths, batch_size: int, seed: int | random.Random) -> list[list[int]]:
     """One epoch's batches of row indices, each of similar lengths (little padding): shuffle, sort
     chunks of BUCKET_BATCHES batches by length, cut them into batches, shuffle the batches. The order
-    depends on `seed` only (a Generator is used, and advanced, as it is)."""
-    rng = np.random.default_rng(seed)
-    lengths = np.asarray(lengths)
-    order = rng.permutation(len(lengths))
-    chunk = batch_size * BUCKET_BATCHES
+    depends on `seed` only (a `random.Random` is used, and advanced, as it is)."""
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    lengths = list(lengths)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    pool = batch_size * BUCKET_BATCHES
     batches = []
-    for s in range(0, len(order), chunk):
-        part = order[s:s + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
-    return [batches[i].tolist() for i in rng.permutation(len(batches))]
+    for i in range(0, len(idx), pool):
+        chunk = sorted(idx[i : i + pool], key=lambda j: lengths[j])
+        batches.extend(chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)
+    return batches
 
 
 def adamw(model, lr: float, weight_decay: float, device: str, **kwargs):
