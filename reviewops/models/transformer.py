@@ -26,7 +26,7 @@ import numpy as np
 
 from reviewops.errors import ModelArtifactError
 from reviewops.fsutil import atomic_folder
-from reviewops.models.loading import HF_DIR, META_FILE, load_classifier, load_tokenizer
+from reviewops.models.loading import HF_DIR, META_FILE, load_classifier, load_tokenizer, read_meta
 from reviewops.models.training import adamw, autocast, length_batches, pick_device, warmup_then_linear_decay
 from reviewops.text.clean import Cleaner
 
@@ -115,12 +115,7 @@ class TransformerModel:
     @classmethod
     def load(cls, folder: str | Path, device: str | None = None) -> TransformerModel:
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / META_FILE).read_text())
-        except FileNotFoundError:
-            raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is missing") from None
-        except json.JSONDecodeError:
-            raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
+        meta = read_meta(folder)
         if meta.get("format") != FORMAT:
             raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r}")
         actual = _checksums(folder / HF_DIR)
