@@ -200,3 +200,14 @@ def test_every_third_party_import_is_a_declared_dependency():
     missing = {top: sorted(files)[:3] for top, files in _third_party_imports().items()
                if not {d.lower() for d in owners.get(top, [])} & covered}
     assert not missing, f"imports no dependency of pyproject.toml provides: {missing}"
+
+
+def test_only_the_cli_imports_the_development_tools():
+    users = set()
+    for path in (ROOT / "reviewops").rglob("*.py"):
+        if "devtools" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reviewops.devtools"):
+                users.add(path.relative_to(ROOT).as_posix())
+    assert users <= {"reviewops/cli.py"}, users

@@ -8,12 +8,13 @@ them at `GET /` (HTML) and `GET /messages` (JSON). Point the platform at it with
 
 from __future__ import annotations
 
-import html
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
+
+from reviewops.devtools.render import escape, render
 
 # The stand-in accepts any bearer token; this one is a placeholder, not a credential.
 STANDIN_TOKEN = "local-standin"
@@ -53,9 +54,9 @@ class SlackStandIn:
                 if self.path.startswith("/messages"):
                     data, ctype = json.dumps(outer.messages(), ensure_ascii=False).encode(), "application/json"
                 else:
-                    items = "".join(f"<li><pre>{html.escape(m['text'])}</pre></li>" for m in reversed(outer.messages()))
-                    data = (f"<!doctype html><meta charset=utf-8><title>Slack stand-in</title><h1>Slack stand-in</h1>"
-                            f"<p>{len(outer.requests)} messages, newest first</p><ol>{items}</ol>").encode()
+                    items = "".join(render("slack_message.html", text=escape(m["text"]))
+                                    for m in reversed(outer.messages()))
+                    data = render("slack_standin.html", count=len(outer.requests), items=items).encode()
                     ctype = "text/html; charset=utf-8"
                 self.send_response(200)
                 self.send_header("Content-Type", ctype)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import html
 import json
 import math
 import re
@@ -47,10 +46,8 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache, lru_cache
-from importlib.resources import files
+from functools import lru_cache
 from pathlib import Path
-from string import Template
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -60,6 +57,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from reviewops.devtools.render import asset, escape, render
 from reviewops.resources import sample_corpus
 
 __all__ = ["FAULT_MODES", "SOURCES", "TestSite", "serve"]
@@ -196,27 +194,8 @@ def _page_of(items: list, page: int, size: int) -> list:
     return items[(page - 1) * size : page * size]
 
 
-def _esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-@cache
-def _asset(name: str) -> str:
-    """A file of ``templates/`` (its final newline is not part of it)."""
-    return files(__package__).joinpath("templates", name).read_text(encoding="utf-8").removesuffix("\n")
-
-
-def _template(name: str) -> Template:
-    return Template(_asset(name))
-
-
-def _render(name: str, **values: object) -> str:
-    """Fill in a template; the caller escapes what needs escaping."""
-    return _template(name).substitute(values)
-
-
 def _html_page(title: str, body: str) -> str:
-    return _render("page.html", title=_esc(title), body=body) + "\n"
+    return render("page.html", title=escape(title), body=body) + "\n"
 
 
 def _pager_numbers(page: int, total_pages: int) -> range:
@@ -228,10 +207,10 @@ def _pager_numbers(page: int, total_pages: int) -> range:
 def _megabox_pager(code: str, page: int, total_pages: int) -> str:
     """The Megabox comment page's pager: the block of ``page``, then "다음" when more pages follow."""
     numbers = _pager_numbers(page, total_pages)
-    links = [_render("megabox_pager_current.html" if n == page else "megabox_pager_link.html", n=n, code=code)
+    links = [render("megabox_pager_current.html" if n == page else "megabox_pager_link.html", n=n, code=code)
              for n in numbers]
     if numbers[-1] < total_pages:
-        links.append(_render("megabox_pager_next.html", n=numbers[-1] + 1, code=code))
+        links.append(render("megabox_pager_next.html", n=numbers[-1] + 1, code=code))
     return "".join(links)
 
 
@@ -541,9 +520,9 @@ class TestSite:
     # pages shared by both sites
 
     async def _index(self, request: Request) -> Response:
-        links = [_render("index_megabox_link.html", href=f"{MEGABOX_COMMENT}?rpstMovieNo={m['code']}",
-                         title=_esc(m["title"])) for m in self.movies("megabox")]
-        body = _render("index.html", cgv_now_playing=CGV_NOW_PLAYING, megabox_links="\n".join(links),
+        links = [render("index_megabox_link.html", href=f"{MEGABOX_COMMENT}?rpstMovieNo={m['code']}",
+                         title=escape(m["title"])) for m in self.movies("megabox")]
+        body = render("index.html", cgv_now_playing=CGV_NOW_PLAYING, megabox_links="\n".join(links),
                        control_state=f"{CONTROL_PREFIX}/state")
         return HTMLResponse(_html_page("ReviewOps test site", body))
 
@@ -561,18 +540,18 @@ class TestSite:
         variant = self._variant(request)
         image_cls = RENAMED_CLASSES["box-image"] if variant == "renamed" else "box-image"
         items = [
-            _render("cgv_movie.html", image_class=image_cls, rank=rank, href=f"{CGV_DETAIL}?midx={m['code']}",
-                    title=_esc(m["title"]), code=m["code"])
+            render("cgv_movie.html", image_class=image_cls, rank=rank, href=f"{CGV_DETAIL}?midx={m['code']}",
+                    title=escape(m["title"]), code=m["code"])
             for rank, m in enumerate(self.movies("cgv") if variant != "empty" else [], start=1)
         ]
-        body = _render("cgv_now_playing.html", items="\n".join(items))
+        body = render("cgv_now_playing.html", items="\n".join(items))
         return HTMLResponse(_html_page("무비차트 | CGV", body))
 
     async def _cgv_detail(self, request: Request) -> Response:
         variant = self._variant(request)
         movie = self._movies["cgv"].get(request.query_params.get("midx", "").strip())
         if movie is None:
-            return HTMLResponse(_html_page("CGV", _render("no_movie.html")), status_code=404)
+            return HTMLResponse(_html_page("CGV", render("no_movie.html")), status_code=404)
         config = {
             "midx": int(movie.code),
             "endpoint": CGV_POINTS,
@@ -581,8 +560,8 @@ class TestSite:
             "empty": variant == "empty",
         }
         config_json = json.dumps(config).replace("<", "\\u003c")
-        body = _render("cgv_detail.html", title=_esc(movie.title), plot=_esc(movie.plot), config_json=config_json,
-                       script=_asset("cgv_detail.js"))
+        body = render("cgv_detail.html", title=escape(movie.title), plot=escape(movie.plot), config_json=config_json,
+                       script=asset("cgv_detail.js"))
         return HTMLResponse(_html_page(f"{movie.title} | CGV", body))
 
     async def _cgv_points(self, request: Request) -> Response:
@@ -674,16 +653,16 @@ class TestSite:
             return _bad_request(exc)
         movie, reviews, total = self._megabox_page(code, page, MEGABOX_PAGE_SIZE)
         if movie is None:
-            return HTMLResponse(_html_page("메가박스", _render("no_movie.html")), status_code=404)
+            return HTMLResponse(_html_page("메가박스", render("no_movie.html")), status_code=404)
         if variant == "empty":
             reviews, total = [], 0
         txt_cls = RENAMED_CLASSES["story-txt"] if variant == "renamed" else "story-txt"
         items = [
-            _render("megabox_review.html", author=_esc(r.author), no=r.megabox_no, rating=r.rating, text_class=txt_cls,
-                    text=_esc(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
+            render("megabox_review.html", author=escape(r.author), no=r.megabox_no, rating=r.rating, text_class=txt_cls,
+                    text=escape(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
             for r in reviews
         ]
-        body = _render("megabox_comment.html", title=_esc(movie.title), items="\n".join(items),
+        body = render("megabox_comment.html", title=escape(movie.title), items="\n".join(items),
                        pager=_megabox_pager(code, page, math.ceil(total / MEGABOX_PAGE_SIZE)))
         return HTMLResponse(_html_page(f"{movie.title} 관람평 | 메가박스", body))
 
