@@ -50,6 +50,7 @@ def platform(tmp_path_factory):
             mp.setenv(k, v)
         reset_settings()
         s = Settings()
+        db.upgrade(s.db_url)  # as `reviewops init` would
         corpus = write_jsonl(tmp_path_factory.mktemp("corpus") / "c.jsonl.gz", sample_records(6000))
         run_ingest(s, corpus)
         snap, parts = run_snapshot(s)
@@ -89,6 +90,7 @@ def store_env(request, env, monkeypatch):
     from tests.conftest import _drop_pg, _pg_database
 
     url = _pg_database()
+    db.upgrade(url)
     monkeypatch.setenv("REVIEWOPS_DATABASE_URL", url)
     reset_settings()
     try:
@@ -222,6 +224,49 @@ def test_admin_actions_need_the_token(client, env):
         assert client.get("/v1/model").json()["version"] == "1"
     finally:
         _champion(env, "1")
+
+
+def test_every_route_documents_its_success_response(client):
+    """Each route's 2xx answer has a schema in the OpenAPI document (a response model), not `{}`."""
+    schema = client.get("/openapi.json").json()
+    components = schema["components"]["schemas"]
+    undocumented = []
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            bodies = [content.get("schema") or {} for status, answer in operation["responses"].items()
+                      if status.startswith("2") for content in answer.get("content", {}).values()]
+            resolved = [components[b["$ref"].rsplit("/", 1)[-1]] if "$ref" in b else b for b in bodies]
+            if not resolved or not all(b.get("properties") or b.get("type") == "string" for b in resolved):
+                undocumented.append(f"{method.upper()} {path}")
+    assert not undocumented
+    assert len(schema["paths"]) >= 13
+
+
+def test_library_errors_answer_with_the_status_their_class_carries(client, monkeypatch):
+    from reviewops import errors, insights
+
+    expected = {errors.InputError: 400, errors.ConfigError: 503, errors.StoreError: 503,
+                errors.ModelArtifactError: 503, errors.RegistryError: 503, errors.NotFoundError: 404,
+                errors.ConflictError: 409, errors.SourceError: 502, errors.StorageFullError: 507}
+    for error, status in expected.items():
+        def fail(session, error=error):
+            raise error("the library says no\nand more on a second line")
+
+        monkeypatch.setattr(insights, "list_movies", fail)
+        r = client.get("/v1/movies")
+        assert (r.status_code, r.json()) == (status, {"detail": "the library says no"}), error
+
+
+def test_registry_errors_keep_their_status(client, monkeypatch):
+    from reviewops.registry.mlflow_registry import Registry
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    r = client.post("/v1/admin/promote", json={"version": "99"}, headers=auth)
+    assert r.status_code == 404 and "has no version 99" in r.json()["detail"]
+    monkeypatch.setattr(Registry, "history", lambda self: [])  # as if v1 had always been the champion
+    r = client.post("/v1/admin/rollback", headers=auth)
+    assert r.status_code == 409 and "nothing to roll back to" in r.json()["detail"]
+    assert client.get("/v1/model").json()["version"] == "1"
 
 
 def test_admin_actions_are_refused_without_a_configured_token(env, monkeypatch):

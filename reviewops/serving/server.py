@@ -25,7 +25,7 @@ def _close_with(transport: asyncio.Transport, status: str) -> None:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """Request line and headers: at most `api_max_header_bytes` (else 431), all of them within
     `api_header_timeout_seconds` of the connection opening or the request starting (else the
-    connection is closed). Slow bodies are timed by `app.BodyLimit`."""
+    connection is closed). Slow bodies are timed by `middleware.BodyLimit`."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

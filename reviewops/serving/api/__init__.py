@@ -1,0 +1,1 @@
+"""The API's routes (one router per resource), their dependencies and their request/response models."""

@@ -1,0 +1,1 @@
+"""One router per resource; `reviewops.serving.app.create_app` includes them."""

@@ -1,0 +1,29 @@
+"""POST /v1/feedback: a user's correction of one prediction."""
+
+from fastapi import APIRouter, HTTPException
+
+from reviewops.errors import StoreError
+from reviewops.serving.api.deps import PredictionLogDep, SessionDep
+from reviewops.serving.api.schemas import FeedbackIn, FeedbackOut, Problem
+from reviewops.store.feedback import add_feedback
+
+router = APIRouter(tags=["feedback"])
+LABEL_IDS = {"긍정": 1, "부정": 0, 1: 1, 0: 0}
+
+
+@router.post("/v1/feedback", status_code=201,
+             responses={404: {"model": Problem, "description": "unknown prediction id"},
+                        503: {"model": Problem, "description": "the review database refuses writes"}})
+def feedback(body: FeedbackIn, session: SessionDep, prediction_log: PredictionLogDep) -> FeedbackOut:
+    label = LABEL_IDS[body.label]
+    feedback_id = add_feedback(session, body.prediction_id, label, body.comment)
+    if feedback_id is None:  # the prediction may still be on its way to the database
+        prediction_log.flush()
+        session.rollback()  # a new transaction sees what the log has just written
+        feedback_id = add_feedback(session, body.prediction_id, label, body.comment)
+    if feedback_id is not None:
+        return FeedbackOut(id=feedback_id, prediction_id=body.prediction_id, label_id=label)
+    if prediction_log.last_error:  # it may be one the log could not write: say so, not "unknown"
+        raise StoreError(f"the review database refuses writes ({prediction_log.last_error}): "
+                         "predictions and feedback are not stored now")
+    raise HTTPException(404, f"unknown prediction id {body.prediction_id!r}")

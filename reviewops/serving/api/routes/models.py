@@ -1,0 +1,35 @@
+"""GET /v1/model (the model served now) and GET /v1/models (the registry's versions)."""
+
+import time
+
+from fastapi import APIRouter, HTTPException
+
+from reviewops.registry.mlflow_registry import CHAMPION, VersionInfo
+from reviewops.serving.api.deps import ManagerDep, RegistryDep
+from reviewops.serving.api.schemas import ModelHistory, ModelVersion, Problem, ServedModel
+
+router = APIRouter(tags=["models"])
+
+
+@router.get("/v1/model", response_model_exclude_unset=True,
+            responses={503: {"model": Problem, "description": "no model loaded"}})
+def served_model(manager: ManagerDep) -> ServedModel:
+    if manager.current is None:
+        raise HTTPException(503, "no model loaded yet")
+    return ServedModel.model_validate(manager.current.describe())
+
+
+@router.get("/v1/models")
+def model_history(registry: RegistryDep) -> ModelHistory:
+    champion = registry.by_alias(CHAMPION)
+    return ModelHistory(name=registry.name, champion=champion.version if champion else None,
+                        versions=[_version(v, registry.run_metrics(v.run_id)) for v in registry.versions()])
+
+
+def _version(v: VersionInfo, run_metrics: dict[str, float]) -> ModelVersion:
+    created = time.gmtime(v.created_ms / 1000) if v.created_ms is not None else None
+    return ModelVersion(version=v.version, aliases=v.aliases, trainer=v.tags.get("trainer", ""),
+                        accuracy=run_metrics.get("accuracy"), decision=v.tags.get("gate.decision", ""),
+                        reason=v.tags.get("gate.reason", ""),
+                        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", created) if created else None,
+                        metrics=run_metrics)
