@@ -163,14 +163,14 @@ def versions_chart(versions: Sequence[Mapping], champion: str | None, metric: st
     """A metric per model version; the champion is highlighted."""
     rows = []
     for v in versions:
-        value = v.get(metric)
+        value = v.get(metric)  # a top-level field (accuracy) or one of the run's metrics
         if value is None:
-            value = (v.get("metrics") or {}).get(metric)
+            value = v["metrics"].get(metric)
         if value is None:
             continue
-        role = "챔피언" if str(v.get("version")) == str(champion) else "기타"
-        rows.append({"버전": f"v{v.get('version')}", "번호": int(v["version"]) if str(v.get("version")).isdigit()
-                     else 0, metric: float(value), "역할": role, "학습기": v.get("trainer") or ""})
+        role = "챔피언" if v["version"] == str(champion) else "기타"
+        rows.append({"버전": f"v{v['version']}", "번호": int(v["version"]) if v["version"].isdigit() else 0,
+                     metric: float(value), "역할": role, "학습기": v["trainer"]})
     frame = pd.DataFrame(rows, columns=["버전", "번호", metric, "역할", "학습기"])
     base = alt.Chart(frame, title=f"버전별 {metric}").encode(
         x=alt.X("버전:N", sort=alt.EncodingSortField("번호"), axis=alt.Axis(labelAngle=0)),
@@ -196,12 +196,10 @@ TRAFFIC_COLORS = {"requests": "#0f766e", "predictions": "#7c3aed"}
 
 
 def traffic_chart(traffic: Sequence[Mapping]) -> alt.Chart:
-    """Requests (when the API counts them) and predicted texts per hour."""
-    frame = pd.DataFrame(list(traffic))
-    if "hour" not in frame:
-        frame = pd.DataFrame(columns=["hour", "predictions"])
+    """Requests and predicted texts per hour."""
+    frame = pd.DataFrame(list(traffic), columns=["hour", *TRAFFIC_KINDS])
     frame["hour"] = _hours(frame["hour"])
-    kinds = [k for k in TRAFFIC_KINDS if k in frame and frame[k].notna().any()] or ["predictions"]
+    kinds = list(TRAFFIC_KINDS)
     long = frame.reindex(columns=["hour", *kinds]).melt(id_vars="hour", var_name="kind", value_name="건수")
     long["종류"] = long["kind"].map(TRAFFIC_KINDS)
     return alt.Chart(long, title="시간별 트래픽").mark_line(point=True).encode(
@@ -216,7 +214,7 @@ def traffic_chart(traffic: Sequence[Mapping]) -> alt.Chart:
 def mix_chart(mix: Mapping[str, int]) -> alt.Chart:
     """The served predictions' label mix, as a donut."""
     frame = pd.DataFrame({"감성": [POSITIVE, NEGATIVE],
-                          "예측 수": [int(mix.get("positive") or 0), int(mix.get("negative") or 0)]})
+                          "예측 수": [mix["positive"], mix["negative"]]})
     frame["비율"] = frame["예측 수"] / max(int(frame["예측 수"].sum()), 1)
     return alt.Chart(frame, title="예측 감성 비율").mark_arc(innerRadius=50).encode(
         theta=alt.Theta("예측 수:Q"),
@@ -228,7 +226,7 @@ def mix_chart(mix: Mapping[str, int]) -> alt.Chart:
 def latency_chart(latency_ms: Mapping[str, float | None]) -> alt.Chart:
     """Latency percentiles in milliseconds."""
     keys = ["p50", "p95", "p99"]
-    frame = pd.DataFrame({"백분위": keys, "지연 (ms)": [latency_ms.get(k) for k in keys]}).dropna()
+    frame = pd.DataFrame({"백분위": keys, "지연 (ms)": [latency_ms[k] for k in keys]}).dropna()
     return alt.Chart(frame, title="응답 지연").mark_bar(color="#0f766e").encode(
         x=alt.X("백분위:N", sort=keys, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("지연 (ms):Q"),

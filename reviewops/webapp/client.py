@@ -193,11 +193,11 @@ class ApiClient:
         model: dict = {}
         for start, chunk in self.chunks(texts):
             answer = self._request("POST", "/v1/predict", body={"texts": chunk}, timeout=self.predict_timeout)
-            got = answer.get("predictions", [])
+            got = answer["predictions"]
             if len(got) != len(chunk):
                 raise ApiError(f"API가 {len(chunk)}개 리뷰에 {len(got)}개 예측을 돌려주었습니다.")
             predictions.extend(got)
-            model = answer.get("model", model)
+            model = answer["model"]
             if on_progress:
                 on_progress(start + len(chunk), len(texts))
         return {"model": model, "predictions": predictions}
@@ -224,7 +224,7 @@ class ApiClient:
         return self._request("GET", "/v1/models")
 
     def movies(self) -> list[dict]:
-        return self._request("GET", "/v1/movies").get("movies", [])
+        return self._request("GET", "/v1/movies")["movies"]
 
     def movie_summary(self, movie_id: int | str) -> dict:
         return self._request("GET", f"/v1/movies/{movie_id}/summary", messages={404: "선택한 영화를 찾을 수 없습니다."})

@@ -29,8 +29,8 @@ if champion is not None:
 # --- history ----------------------------------------------------------------------------------------
 st.subheader("버전 기록")
 history = ui.require(ui.call(api.models))
-versions = history.get("versions") or []
-registry_champion = history.get("champion")
+versions = history["versions"]
+registry_champion = history["champion"]
 if champion is not None and registry_champion and str(registry_champion) != str(champion["version"]):
     st.info(f"레지스트리의 챔피언은 v{registry_champion}입니다. API가 곧 새 버전을 불러옵니다.")
 if not versions:
@@ -38,12 +38,12 @@ if not versions:
 else:
     table = pd.DataFrame([{
         "버전": f"v{v['version']}",
-        "별칭": ", ".join(v.get("aliases") or []),
-        "학습기": v.get("trainer") or "",
-        "정확도": v.get("accuracy"),
-        "게이트 결정": {"champion": "챔피언", "challenger": "도전자"}.get(v.get("decision") or "", v.get("decision")),
-        "사유": v.get("reason") or "",
-        "등록 시각 (UTC)": v.get("created_at") or "",
+        "별칭": ", ".join(v["aliases"]),
+        "학습기": v["trainer"],
+        "정확도": v["accuracy"],
+        "게이트 결정": {"champion": "챔피언", "challenger": "도전자"}.get(v["decision"], v["decision"]),
+        "사유": v["reason"],
+        "등록 시각 (UTC)": v["created_at"] or "",
     } for v in versions])
     st.dataframe(table, hide_index=True,
                  column_config={"정확도": st.column_config.NumberColumn(format="%.4f")})

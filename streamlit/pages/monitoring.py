@@ -25,28 +25,26 @@ if st.button("새로 고침", key="refresh", icon="🔄"):
     st.rerun()
 data = ui.require(ui.call(api.monitoring))
 
-traffic = data.get("traffic") or []
-mix = data.get("prediction_mix") or {}
-latency = data.get("latency_ms") or {}
-feedback = data.get("feedback") or {}
-served = int(mix.get("positive") or 0) + int(mix.get("negative") or 0)
-hours = data.get("window_hours")
-if hours:
-    st.caption(f"최근 {hours}시간 동안 API가 한 예측 기준")
+traffic = data["traffic"]
+mix = data["prediction_mix"]
+latency = data["latency_ms"]
+feedback = data["feedback"]
+served = mix["positive"] + mix["negative"]
+st.caption(f"최근 {data['window_hours']}시간 동안 API가 한 예측 기준")
 
 c1, c2, c3, c4, c5 = st.columns(5)
-requests = sum(int(t.get("requests") or 0) for t in traffic)
-c1.metric("요청 수", f"{requests:,}" if any("requests" in t for t in traffic) else "-")
+requests = sum(t["requests"] for t in traffic)
+c1.metric("요청 수", f"{requests:,}" if traffic else "-")
 c2.metric("예측한 리뷰", f"{served:,}")
-c3.metric("긍정 비율", ui.percent(int(mix.get("positive") or 0) / served) if served else "-")
-c4.metric("평균 신뢰도", ui.percent(data.get("mean_confidence")))
-c5.metric("피드백 일치율", ui.percent(feedback.get("agreement")), help="피드백이 예측과 같은 비율",
-          delta=f"피드백 {int(feedback.get('n') or 0):,}건", delta_color="off", delta_arrow="off")
+c3.metric("긍정 비율", ui.percent(mix["positive"] / served) if served else "-")
+c4.metric("평균 신뢰도", ui.percent(data["mean_confidence"]))
+c5.metric("피드백 일치율", ui.percent(feedback["agreement"]), help="피드백이 예측과 같은 비율",
+          delta=f"피드백 {feedback['n']:,}건", delta_color="off", delta_arrow="off")
 
 c1, c2, c3 = st.columns(3)
-c1.metric("지연 p50", ui.number(latency.get("p50"), ",.1f", " ms"))
-c2.metric("지연 p95", ui.number(latency.get("p95"), ",.1f", " ms"))
-c3.metric("지연 p99", ui.number(latency.get("p99"), ",.1f", " ms"))
+c1.metric("지연 p50", ui.number(latency["p50"], ",.1f", " ms"))
+c2.metric("지연 p95", ui.number(latency["p95"], ",.1f", " ms"))
+c3.metric("지연 p99", ui.number(latency["p99"], ",.1f", " ms"))
 
 left, right = st.columns([2, 1])
 with left:
@@ -57,28 +55,28 @@ with left:
 with right:
     if served:
         st.altair_chart(charts.mix_chart(mix), width="stretch")
-if any(latency.get(k) is not None for k in ("p50", "p95", "p99")):
+if any(latency[k] is not None for k in ("p50", "p95", "p99")):
     st.altair_chart(charts.latency_chart(latency), width="stretch")
 
 st.subheader("데이터 드리프트")
-drift = data.get("drift")
+drift = data["drift"]
 if not drift:
     st.info("아직 모니터링 보고서가 없습니다 (model_monitor 작업이 하루 한 번 만듭니다).")
 else:
-    kind, text = STATUS.get(drift.get("status"), ("info", f"상태: {drift.get('status')}"))
+    kind, text = STATUS.get(drift["status"], ("info", f"상태: {drift['status']}"))
     getattr(st, kind)(text)
-    model = drift.get("model") or {}
+    model = drift.get("model") or {}  # optional in a stored report (DriftReport)
     window = drift.get("window") or {}
-    st.caption(f"모델 v{model.get('version', '?')} · 최근 리뷰 {drift.get('n_current', 0):,}개 vs 기준 "
-               f"{drift.get('n_reference', 0):,}개 · 기간 {window.get('start', '?')[:16]} ~ {window.get('end', '?')[:16]}")
+    st.caption(f"모델 v{model.get('version', '?')} · 최근 리뷰 {drift['n_current']:,}개 vs 기준 "
+               f"{drift['n_reference']:,}개 · 기간 {window.get('start', '?')[:16]} ~ {window.get('end', '?')[:16]}")
     checks = pd.DataFrame([{
-        "검사": CHECK_NAMES.get(c.get("name"), c.get("name")),
-        "값": c.get("value"),
-        "기준": c.get("reference"),
-        "임계값": c.get("threshold"),
-        "초과": "⚠️ 초과" if c.get("crossed") else "정상",
-        "설명": c.get("detail") or "",
-    } for c in drift.get("checks") or []])
+        "검사": CHECK_NAMES.get(c["name"], c["name"]),
+        "값": c["value"],
+        "기준": c["reference"],
+        "임계값": c["threshold"],
+        "초과": "⚠️ 초과" if c["crossed"] else "정상",
+        "설명": c["detail"],
+    } for c in drift["checks"]])
     if not checks.empty:
         st.dataframe(checks, hide_index=True, column_config={
             "값": st.column_config.NumberColumn(format="%.4f"), "기준": st.column_config.NumberColumn(format="%.4f"),

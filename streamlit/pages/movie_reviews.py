@@ -20,7 +20,7 @@ movie_id = st.selectbox(
 with st.spinner("리뷰를 분석하는 중…"):
     summary = ui.require(ui.call(api.movie_summary, movie_id))
 movie = summary["movie"]
-by_day = summary.get("by_day") or []
+by_day = summary["by_day"]
 positive = sum(d["positive"] for d in by_day)
 negative = sum(d["negative"] for d in by_day)
 
@@ -29,9 +29,9 @@ c1.metric("수집한 리뷰", f"{movie['reviews']:,}")
 c2.metric("감성 분석된 리뷰", f"{movie['scored']:,}")
 c3.metric("긍정 비율", ui.percent(positive / (positive + negative)) if positive + negative else "-")
 c4.metric("긍정 / 부정", f"{positive:,} / {negative:,}")
-model = summary.get("model") or {}
-if model.get("versions"):
-    st.caption(f"모델 {model.get('name', '')} 버전 {', '.join(map(str, model['versions']))}의 예측 기준")
+model = summary["model"]
+if model["versions"]:
+    st.caption(f"모델 {model['name']} 버전 {', '.join(map(str, model['versions']))}의 예측 기준")
 
 if not positive + negative:
     st.info("이 영화의 리뷰는 아직 감성 분석되지 않았습니다.")
@@ -42,7 +42,7 @@ view = st.segmented_control("표시", ["리뷰 수", "긍정 비율"], default="
 st.altair_chart(charts.by_day_chart(by_day, share=view == "긍정 비율"), width="stretch")
 
 st.subheader("리뷰어 평점과 예측 감성")
-if summary.get("rating_vs_prediction"):
+if summary["rating_vs_prediction"]:
     normalize = st.toggle("비율로 보기", value=True, key="rating_share")
     st.altair_chart(charts.rating_chart(summary["rating_vs_prediction"], normalize=normalize), width="stretch")
     st.caption("평점이 높은데 부정으로 예측된 리뷰(또는 그 반대)가 많다면 반어법이나 모델의 약점을 살펴볼 만합니다.")
@@ -50,9 +50,8 @@ else:
     st.caption("평점이 있는 리뷰가 없습니다.")
 
 st.subheader("키워드")
-keywords = summary.get("keywords") or {}
 for side, label in (("positive", POSITIVE), ("negative", NEGATIVE)):
-    words = keywords.get(side) or []
+    words = summary["keywords"][side]
     left, right = st.columns(2)
     if words:
         left.altair_chart(charts.keyword_bar(words, label), width="stretch")
@@ -62,16 +61,15 @@ for side, label in (("positive", POSITIVE), ("negative", NEGATIVE)):
         left.caption(f"{label} 리뷰의 키워드가 없습니다.")
 
 st.subheader("대표 리뷰")
-rep = summary.get("representative") or {}
 left, right = st.columns(2)
 for column, side, title in ((left, "positive", "👍 가장 긍정적인 리뷰"), (right, "negative", "👎 가장 부정적인 리뷰")):
     with column:
         st.markdown(f"**{title}**")
-        reviews = rep.get(side) or []
+        reviews = summary["representative"][side]
         if not reviews:
             st.caption("해당하는 리뷰가 없습니다.")
         for r in reviews:
-            rating = f"평점 {r['rating']}" if r.get("rating") is not None else "평점 없음"
+            rating = f"평점 {r['rating']}" if r["rating"] is not None else "평점 없음"
             with st.container(border=True):
                 st.write(r["text"])
                 st.caption(f"긍정 확률 {r['score']:.3f} · {rating}")
