@@ -23,8 +23,8 @@ def texts() -> list[str]:
 def kobert_model(tmp_path_factory, texts):
     """A KoBERT-style checkpoint as `fine_tune` saves it, with the ONNX export the trainer adds."""
     checkpoint = make_tiny_kobert_checkpoint(tmp_path_factory.mktemp("kobert") / "ckpt")
-    trained = TransformerModel.from_checkpoint(TransformerParams(checkpoint=str(checkpoint), max_length=MAX_LENGTH),
-                                               device="cpu")
+    params = TransformerParams(checkpoint=str(checkpoint), max_length=MAX_LENGTH)
+    trained = TransformerModel.from_checkpoint(params, device="cpu")
     folder = trained.save(tmp_path_factory.mktemp("model") / "m")
     sample = [trained.cleaner.normalise(t)[0] for t in texts]
     # the export loads its own tokenizer from the saved folder: the path serving takes

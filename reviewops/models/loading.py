@@ -59,13 +59,15 @@ def load_classifier(checkpoint: str | Path, num_labels: int = 2, **kwargs):
     from transformers import AutoModelForSequenceClassification
 
     try:
-        return AutoModelForSequenceClassification.from_pretrained(str(checkpoint), num_labels=num_labels, **kwargs)
+        return AutoModelForSequenceClassification.from_pretrained(str(checkpoint), num_labels=num_labels,
+                                                                  **kwargs)
     except Exception as exc:  # noqa: BLE001 - safetensors, torch and hub errors all mean a broken checkpoint
         raise ModelArtifactError(_load_message(checkpoint, "weights", exc)) from None
 
 
 def _load_message(checkpoint: str | Path, what: str, exc: Exception) -> str:
-    hint = "" if Path(checkpoint).exists() else " (no model hub is reachable here: give a local checkpoint folder)"
+    hint = ("" if Path(checkpoint).exists()
+            else " (no model hub is reachable here: give a local checkpoint folder)")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"cannot load the {what} of checkpoint {checkpoint}: {first}{hint}"
 
@@ -133,7 +135,8 @@ class _Normalised:
         self.model, self.cleaner = model, Cleaner()
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.model.predict_proba([self.cleaner.normalise(t if isinstance(t, str) else "")[0] for t in texts])
+        normalised = [self.cleaner.normalise(t if isinstance(t, str) else "")[0] for t in texts]
+        return self.model.predict_proba(normalised)
 
 
 def _cuda() -> bool:

@@ -83,7 +83,8 @@ class PretrainConfig:
         }
         for name, ok in problems.items():
             if not ok:
-                extra = f" (heads={self.heads}: hidden_size must be a multiple)" if name == "hidden_size" else ""
+                extra = (f" (heads={self.heads}: hidden_size must be a multiple)"
+                         if name == "hidden_size" else "")
                 raise ConfigError(f"pretrain: {name}={getattr(self, name)!r} is not usable{extra}")
 
 
@@ -112,7 +113,8 @@ def _nsmc_texts(path: Path) -> Iterator[str]:
             continue
         cells = next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
         if len(cells) <= col:
-            raise InputError(f"{path}:{lineno}: expected {len(header)} tab-separated columns, got {len(cells)}")
+            raise InputError(f"{path}:{lineno}: expected {len(header)} tab-separated columns, "
+                             f"got {len(cells)}")
         yield cells[col]
 
 
@@ -139,7 +141,8 @@ def read_texts(path: Path, max_texts: int | None = None) -> list[str]:
 def _is_bert_punctuation(c: str) -> bool:
     """The characters BertPreTokenizer splits off as words of their own (never ##-continuations)."""
     o = ord(c)
-    return 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126 or unicodedata.category(c)[0] == "P"
+    ascii_punctuation = 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126
+    return ascii_punctuation or unicodedata.category(c)[0] == "P"
 
 
 def _alphabet(texts: list[str], limit: int) -> list[str]:
@@ -193,8 +196,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: Path, max_length
     tok.post_processor = TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_length)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_max_length=max_length)
     fast.save_pretrained(out_dir)
     return fast
 
@@ -246,7 +250,8 @@ def _mask_batch(ids, offsets, rows, pad_id: int, mask_id: int, n_special: int, v
     to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5), generator=gen).bool() & chosen & ~to_mask
     random_ids = torch.randint(n_special, vocab, input_ids.shape, generator=gen)
     input_ids = torch.where(to_mask, mask_id, torch.where(to_random, random_ids, input_ids))
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "positions": positions, "targets": targets}
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "positions": positions,
+            "targets": targets}
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -312,7 +317,8 @@ def _tokenise(tok, texts: list[str], max_length: int, corpus: Path) -> _Tokens:
     n_special = _special_count(tok)
     ids, offsets = _encode(tok, texts, max_length, n_special)
     if len(offsets) == 1:
-        raise InputError(f"{corpus}: no text has a token to predict (every character is outside the alphabet)")
+        raise InputError(f"{corpus}: no text has a token to predict "
+                         "(every character is outside the alphabet)")
     return _Tokens(ids, offsets, len(texts) - (len(offsets) - 1))
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 
-BUCKET_BATCHES = 50  # batches per length-sorted chunk: large enough to pad little, small enough to stay random
+# batches per length-sorted chunk: large enough to pad little, small enough to stay random
+BUCKET_BATCHES = 50
 
 
 def pick_device(device: str | None = None) -> str:
@@ -57,4 +58,6 @@ def autocast(device: str, bf16: bool = True):
 
     import torch
 
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") and bf16 else nullcontext()
+    if device.startswith("cuda") and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()

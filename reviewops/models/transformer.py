@@ -48,7 +48,8 @@ class TransformerParams:
     epochs: int = 2
     max_steps: int | None = None  # stop after this many optimiser steps (quick runs, tests)
     patience: int = 1  # epochs without a better validation accuracy before stopping
-    class_weight: str | None = "balanced"  # weigh the loss so both labels count alike (most reviews are positive)
+    # weigh the loss so both labels count alike (most reviews are positive)
+    class_weight: str | None = "balanced"
     bf16: bool = True  # on CUDA only
     compile: bool = False  # torch.compile the model (pays on long GPU runs)
     num_workers: int = 2
@@ -125,8 +126,8 @@ class TransformerModel:
             raise ModelArtifactError(f"model artifact {folder}: missing {', '.join(missing)}")
         changed = sorted(k for k in expected if actual[k] != expected[k])
         if changed:
-            raise ModelArtifactError(f"model artifact {folder}: {', '.join(changed)} does not match its checksum "
-                                     "(broken or tampered)")
+            raise ModelArtifactError(f"model artifact {folder}: {', '.join(changed)} does not match its "
+                                     "checksum (broken or tampered)")
         params = TransformerParams.from_dict(meta.get("params", {}))
         model = cls(load_tokenizer(folder / HF_DIR), load_classifier(folder / HF_DIR), params, device=device)
         model.history = meta.get("history", [])
@@ -220,12 +221,15 @@ def _prepare_work_dir(work_dir: Path, resume: bool) -> Path:
 
 def _resume_point(work_dir: Path, checkpoint: str) -> Path | None:
     """The last complete epoch checkpoint in `work_dir` (None, with a warning, when there is none)."""
-    found = sorted(work_dir.glob("epoch-*"), key=lambda p: int(p.name.split("-")[1]) if p.name[6:].isdigit() else -1)
-    done = [p for p in found if (p / "state.pt").is_file()]
+    done = [p for p in sorted(work_dir.glob("epoch-*"), key=_epoch_number) if (p / "state.pt").is_file()]
     if not done:
         log.warning("nothing to resume in %s: starting from %s", work_dir, checkpoint)
         return None
     return done[-1]
+
+
+def _epoch_number(folder: Path) -> int:
+    return int(folder.name.split("-")[1]) if folder.name[6:].isdigit() else -1
 
 
 def _balanced_weights(labels):
