@@ -79,7 +79,8 @@ def _encode(tokenizer, texts: list[str], max_length: int) -> dict[str, list[list
     return {k: enc[k] for k in INPUT_ORDER if k in enc}
 
 
-def _pad(tokenizer, enc: dict[str, list[list[int]]], idx: Sequence[int], extra: int = 0) -> dict[str, np.ndarray]:
+def _pad(tokenizer, enc: dict[str, list[list[int]]], idx: Sequence[int],
+         extra: int = 0) -> dict[str, np.ndarray]:
     """Rows `idx` of `enc`, padded to the longest (+ `extra`) on the tokenizer's padding side, int64."""
     width = max(len(enc["input_ids"][i]) for i in idx) + extra
     left = getattr(tokenizer, "padding_side", "right") == "left"
@@ -232,7 +233,8 @@ def _session(onnx_path: Path, threads: int | None = None):
     try:
         return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - onnxruntime's InvalidProtobuf, Fail, InvalidGraph...
-        raise OnnxExportError(f"ONNX model {onnx_path} is corrupt or unreadable: {_first_line(exc)}") from None
+        raise OnnxExportError(f"ONNX model {onnx_path} is corrupt or unreadable: "
+                              f"{_first_line(exc)}") from None
 
 
 class OnnxClassifier:
@@ -366,7 +368,8 @@ def _prepare_out_dir(out_dir: Path) -> bool:
     if out_dir.is_dir():
         return False
     if not out_dir.parent.is_dir():
-        raise OnnxExportError(f"cannot create ONNX output folder {out_dir}: {out_dir.parent} is not an existing folder")
+        raise OnnxExportError(f"cannot create ONNX output folder {out_dir}: "
+                              f"{out_dir.parent} is not an existing folder")
     try:
         out_dir.mkdir()
     except OSError as exc:
@@ -381,61 +384,31 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, sample_texts: list[str]
     PyTorch on `sample_texts` and write the result to `out_dir/parity.json`; returns that report.
 
     `out_dir` is created if missing (its parent must exist). Raises OnnxExportError, leaving no new
-    file in `out_dir` (and no `out_dir` if this call created it), when loading, exporting or quantising fails or when parity is worse than the
-    thresholds (fp32: max |logit diff| <= fp32_max_diff and label agreement >= fp32_min_agreement;
-    int8: label agreement >= int8_min_agreement). `tokenizer` overrides the tokenizer of `hf_dir`.
+    file in `out_dir` (and no `out_dir` if this call created it), when loading, exporting or quantising
+    fails or when parity is worse than the thresholds (fp32: max |logit diff| <= fp32_max_diff and label
+    agreement >= fp32_min_agreement; int8: label agreement >= int8_min_agreement). `tokenizer` overrides
+    the tokenizer of `hf_dir`.
     """
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
-    texts = _check_texts(sample_texts)
-    if not texts:
-        raise OnnxExportError("export_onnx needs at least one sample text for the parity check")
-    if max_length < 2:
-        raise OnnxExportError(f"max_length must be at least 2, not {max_length}")
-    if not hf_dir.is_dir():
-        raise OnnxExportError(f"Hugging Face checkpoint folder {hf_dir} does not exist")
+    texts = _check_export_args(hf_dir, sample_texts, max_length)
     tok = tokenizer if tokenizer is not None else load_tokenizer(hf_dir)
     model = load_hf_classifier(hf_dir, attn_implementation="eager")  # plain ops: the most portable trace
     created = _prepare_out_dir(out_dir)
+    thresholds = {"fp32_max_diff": fp32_max_diff, "fp32_min_agreement": fp32_min_agreement,
+                  "int8_min_agreement": int8_min_agreement}
 
     tag = uuid.uuid4().hex[:8]
     tmp = {name: out_dir / f".{name}.{tag}.tmp" for name in (FP32_FILE, INT8_FILE, PARITY_FILE)}
     try:
-        try:
-            tmp[FP32_FILE].open("xb").close()
-        except OSError as exc:
-            raise OnnxExportError(f"cannot write to ONNX output folder {out_dir}: {exc.strerror or exc}") from None
         names = _input_names(tok, model, texts[:64], max_length)
-        try:
-            _export_fp32(model, names, _trace_inputs(tok, texts, names, max_length), tmp[FP32_FILE], opset)
-        except OnnxExportError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the tracer and exporter raise many types
-            raise OnnxExportError(f"ONNX export of {hf_dir} failed: {_first_line(exc)}") from None
-        try:
-            _quantize(tmp[FP32_FILE], tmp[INT8_FILE], per_channel)
-        except Exception as exc:  # noqa: BLE001 - the quantiser raises many types
-            raise OnnxExportError(f"int8 quantisation of {hf_dir} failed: {_first_line(exc)}") from None
-
-        ref = _reference_logits(model, tok, texts, names, max_length)
-        report: dict = {"n": len(texts)}
-        for key, name in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
-            clf = OnnxClassifier(tmp[name], hf_dir, max_length=max_length, tokenizer=tok)
-            report[key] = _compare(ref, clf.logits(texts, PARITY_BATCH, by_length=False))
+        _write_graphs(model, tok, texts, names, max_length, opset, per_channel, tmp, hf_dir)
+        report = {"n": len(texts), **_parity(model, tok, texts, names, max_length, tmp, hf_dir)}
         report["files"] = {FP32_FILE: tmp[FP32_FILE].stat().st_size, INT8_FILE: tmp[INT8_FILE].stat().st_size}
         report.update({"inputs": names, "opset": opset, "max_length": max_length, "source": str(hf_dir),
-                       "quantization": {"weight_type": "QInt8", "ops": QUANTIZED_OPS, "per_channel": per_channel},
-                       "thresholds": {"fp32_max_diff": fp32_max_diff, "fp32_min_agreement": fp32_min_agreement,
-                                      "int8_min_agreement": int8_min_agreement}})
-        fp32, int8 = report["fp32"], report["int8"]
-        if not fp32["max_abs_logit_diff"] <= fp32_max_diff:
-            raise OnnxExportError(f"ONNX fp32 parity failed for {hf_dir}: max |logit diff| "
-                                  f"{fp32['max_abs_logit_diff']:.3g} > {fp32_max_diff:g} on {len(texts)} texts")
-        if fp32["label_agreement"] < fp32_min_agreement:
-            raise OnnxExportError(f"ONNX fp32 parity failed for {hf_dir}: label agreement "
-                                  f"{fp32['label_agreement']:.4f} < {fp32_min_agreement:g} on {len(texts)} texts")
-        if int8["label_agreement"] < int8_min_agreement:
-            raise OnnxExportError(f"ONNX int8 parity failed for {hf_dir}: label agreement "
-                                  f"{int8['label_agreement']:.4f} < {int8_min_agreement:g} on {len(texts)} texts")
+                       "quantization": {"weight_type": "QInt8", "ops": QUANTIZED_OPS,
+                                        "per_channel": per_channel},
+                       "thresholds": thresholds})
+        _check_parity(report, hf_dir, **thresholds)
         tmp[PARITY_FILE].write_text(json.dumps(report, indent=2) + "\n")
         for name in (FP32_FILE, INT8_FILE, PARITY_FILE):
             os.replace(tmp[name], out_dir / name)
@@ -448,6 +421,63 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, sample_texts: list[str]
         if created and not (out_dir / PARITY_FILE).exists():
             with contextlib.suppress(OSError):  # a folder made for a failed export goes too, if empty
                 out_dir.rmdir()
+
+
+def _check_export_args(hf_dir: Path, sample_texts, max_length: int) -> list[str]:
+    texts = _check_texts(sample_texts)
+    if not texts:
+        raise OnnxExportError("export_onnx needs at least one sample text for the parity check")
+    if max_length < 2:
+        raise OnnxExportError(f"max_length must be at least 2, not {max_length}")
+    if not hf_dir.is_dir():
+        raise OnnxExportError(f"Hugging Face checkpoint folder {hf_dir} does not exist")
+    return texts
+
+
+def _write_graphs(model, tok, texts: list[str], names: list[str], max_length: int, opset: int,
+                  per_channel: bool, tmp: dict[str, Path], hf_dir: Path) -> None:
+    """The fp32 graph and its int8 quantisation, written to their temporary files."""
+    out_dir = tmp[FP32_FILE].parent
+    try:
+        tmp[FP32_FILE].open("xb").close()
+    except OSError as exc:
+        raise OnnxExportError(f"cannot write to ONNX output folder {out_dir}: "
+                              f"{exc.strerror or exc}") from None
+    try:
+        _export_fp32(model, names, _trace_inputs(tok, texts, names, max_length), tmp[FP32_FILE], opset)
+    except OnnxExportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the tracer and exporter raise many types
+        raise OnnxExportError(f"ONNX export of {hf_dir} failed: {_first_line(exc)}") from None
+    try:
+        _quantize(tmp[FP32_FILE], tmp[INT8_FILE], per_channel)
+    except Exception as exc:  # noqa: BLE001 - the quantiser raises many types
+        raise OnnxExportError(f"int8 quantisation of {hf_dir} failed: {_first_line(exc)}") from None
+
+
+def _parity(model, tok, texts: list[str], names: list[str], max_length: int, tmp: dict[str, Path],
+            hf_dir: Path) -> dict:
+    """How far each graph's logits are from PyTorch fp32 on `texts`, batched alike."""
+    ref = _reference_logits(model, tok, texts, names, max_length)
+    report = {}
+    for key, name in (("fp32", FP32_FILE), ("int8", INT8_FILE)):
+        clf = OnnxClassifier(tmp[name], hf_dir, max_length=max_length, tokenizer=tok)
+        report[key] = _compare(ref, clf.logits(texts, PARITY_BATCH, by_length=False))
+    return report
+
+
+def _check_parity(report: dict, hf_dir: Path, fp32_max_diff: float, fp32_min_agreement: float,
+                  int8_min_agreement: float) -> None:
+    fp32, int8, n = report["fp32"], report["int8"], report["n"]
+    if not fp32["max_abs_logit_diff"] <= fp32_max_diff:
+        raise OnnxExportError(f"ONNX fp32 parity failed for {hf_dir}: max |logit diff| "
+                              f"{fp32['max_abs_logit_diff']:.3g} > {fp32_max_diff:g} on {n} texts")
+    if fp32["label_agreement"] < fp32_min_agreement:
+        raise OnnxExportError(f"ONNX fp32 parity failed for {hf_dir}: label agreement "
+                              f"{fp32['label_agreement']:.4f} < {fp32_min_agreement:g} on {n} texts")
+    if int8["label_agreement"] < int8_min_agreement:
+        raise OnnxExportError(f"ONNX int8 parity failed for {hf_dir}: label agreement "
+                              f"{int8['label_agreement']:.4f} < {int8_min_agreement:g} on {n} texts")
 
 
 def _reference_logits(model, tokenizer, texts: list[str], names: list[str], max_length: int) -> np.ndarray:
