@@ -59,6 +59,7 @@ CHILD = textwrap.dedent("""
 def trained(home, small_corpus, monkeypatch) -> Registry:
     """A home with version 1 as champion, trained by the real pipeline on the bundled sample."""
     monkeypatch.setenv("REVIEWOPS_MODEL_PARAMS", '{"char_features": 262144, "word_features": 131072, "n_jobs": 1}')
+    assert cli("db", "upgrade").exit_code == 0
     first = run_json("pipeline", "run", "--corpus", str(small_corpus), "--max-rows", "3000")
     assert first["train"]["version"] == "1"
     return Registry(Settings())
@@ -195,6 +196,7 @@ def small_disk(tmp_path):
 def test_full_disk_during_train_is_one_line_and_leaves_nothing_partial(home, small_corpus, small_disk, monkeypatch):
     monkeypatch.setenv("REVIEWOPS_MLFLOW_ARTIFACT_ROOT", (small_disk / "mlruns").as_uri())
     monkeypatch.setenv("REVIEWOPS_MODEL_PARAMS", '{"char_features": 262144, "word_features": 131072, "n_jobs": 1}')
+    assert cli("db", "upgrade").exit_code == 0
     assert cli("ingest", str(small_corpus)).exit_code == 0
 
     r = cli("train", "--max-rows", "3000")

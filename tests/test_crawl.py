@@ -32,7 +32,9 @@ def crawl_settings(site, home, monkeypatch):
     s, url = site
     s.clear_faults()
     s.set_day(0)
-    return crawler_settings(monkeypatch, url)
+    settings = crawler_settings(monkeypatch, url)
+    db.upgrade(settings.db_url)  # as `reviewops db upgrade` before the first crawl
+    return settings
 
 
 def _reviews(settings):

@@ -100,6 +100,7 @@ def test_pipeline_run_reports_to_slack(home, fake, monkeypatch, small_corpus):
 
     _settings(monkeypatch, SLACK_WEBHOOK_URL=f"{fake.url}/services/T/B/X",
               MODEL_PARAMS=json.dumps({"word_features": 2**16, "nospace_features": 2**18, "n_jobs": 1}))
+    assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
     r = CliRunner().invoke(app, ["pipeline", "run", "--corpus", str(small_corpus)])
     assert r.exit_code == 0, r.output
     (req,) = fake.requests
