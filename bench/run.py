@@ -44,7 +44,7 @@ def main() -> None:
 
     reset_settings()
     settings = get_settings()
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
 
     console = Console()
     res: dict = {"corpus": str(args.corpus), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -458,7 +458,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     reviewops_cmd = [str(Path(sys.executable).with_name("reviewops")), "serve"]
 
     from reviewops.config import Settings, reset_settings
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
 
     reset_settings()
     settings = Settings()

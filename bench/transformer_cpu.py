@@ -40,9 +40,9 @@ def main() -> None:
     from rich.table import Table
 
     from reviewops.config import Settings, reset_settings
+    from reviewops.jobs.train import run_ingest, run_snapshot
     from reviewops.models.pretrain import PretrainConfig, pretrain
     from reviewops.models.transformer import TransformerModel, TransformerParams, fine_tune
-    from reviewops.pipeline import run_ingest, run_snapshot
 
     torch.set_num_threads(os.cpu_count() or 1)
     work = Path(tempfile.mkdtemp(prefix="reviewops-tbench-"))

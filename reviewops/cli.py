@@ -90,7 +90,7 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Ingest a review corpus: clean, label, deduplicate and store (idempotent)."""
-    from reviewops.pipeline import run_ingest
+    from reviewops.jobs.train import run_ingest
 
     summary = run_ingest(get_settings(), path, source).as_dict()
     if as_json:
@@ -132,7 +132,7 @@ MaxRowsOpt = Annotated[int | None, typer.Option(help="Cap the training rows (for
 def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
              balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None) -> None:
     """Write a dataset snapshot (train/valid/test/eval Parquet + manifest) to the artifact store."""
-    from reviewops.pipeline import run_snapshot
+    from reviewops.jobs.train import run_snapshot
 
     snap, _ = run_snapshot(get_settings(), _spec(source, date_from, date_to, balance, max_rows))
     out.print(_table(f"snapshot {snap.id}", {"fingerprint": snap.fingerprint, "manifest": snap.uris["manifest"],
@@ -153,27 +153,20 @@ def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = 
           = False,
           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Snapshot the store, train a model, register it and apply the promotion gate."""
-    from reviewops.errors import InputError
-    from reviewops.models.trainers import BaselineTrainer, TransformerTrainer
-    from reviewops.pipeline import run_snapshot, train_and_register
+    from reviewops.jobs.train import report_training, run_snapshot, train_and_register
+    from reviewops.models.trainers import trainer_for
 
     settings = get_settings()
-    if trainer == "baseline":
-        chosen = BaselineTrainer(settings)
-    elif trainer == "transformer":
-        overrides = {k: v for k, v in {"checkpoint": checkpoint, "epochs": epochs, "max_steps": max_steps,
-                                       "batch_size": batch_size}.items() if v is not None}
-        chosen = TransformerTrainer(settings, overrides, resume=resume)
-        from reviewops.models.transformer import load_tokenizer
+    overrides = {k: v for k, v in {"checkpoint": checkpoint, "epochs": epochs, "max_steps": max_steps,
+                                   "batch_size": batch_size}.items() if v is not None}
+    chosen = trainer_for(trainer, settings, overrides if trainer == "transformer" else None, resume=resume)
+    if trainer == "transformer":
+        from reviewops.models.loading import load_tokenizer
 
         load_tokenizer(chosen.params.checkpoint)  # a missing checkpoint fails before any work
-    else:
-        raise InputError(f"--trainer {trainer!r}: use baseline or transformer")
     snap, parts = run_snapshot(settings, _spec(source, date_from, date_to, balance, max_rows))
     result = train_and_register(settings, snap, parts, trainer=chosen)
-    from reviewops.notify.slack import Notifier, training_report
-
-    Notifier(settings).send(*training_report(result.summary(), settings.mlflow_ui_url))
+    report_training(settings, result.summary())
     _print_train(result.summary(), as_json)
 
 
@@ -225,12 +218,11 @@ def pipeline_run(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """ingest → clean → snapshot → train → evaluate → register → gate; prints a summary."""
-    from reviewops.notify.slack import Notifier, training_report
-    from reviewops.pipeline import run_pipeline
+    from reviewops.jobs.train import report_training, run_pipeline
 
     settings = get_settings()
     result = run_pipeline(settings, corpus, spec=_spec(None, None, None, "none", max_rows))
-    Notifier(settings).send(*training_report(result["train"], settings.mlflow_ui_url))
+    report_training(settings, result["train"])
     if as_json:
         print(json.dumps(result, ensure_ascii=False, default=str))
         return
@@ -278,17 +270,12 @@ def crawl(
 ) -> None:
     """Collect new reviews from the cinema sites (incremental, polite, archived)."""
     from reviewops.errors import InputError, SourceError
-    from reviewops.sources.crawl import SOURCES
-    from reviewops.sources.crawl import crawl as run_crawl
+    from reviewops.jobs.collect import SOURCES
+    from reviewops.jobs.collect import crawl as run_crawl
 
     if source not in (*SOURCES, "all"):
         raise InputError(f"--source {source!r}: use cgv, megabox or all")
-    from reviewops.notify.slack import Notifier, collection_summary
-
-    settings = get_settings()
-    results = run_crawl(settings, SOURCES if source == "all" else (source,), movie, max_pages)
-    Notifier(settings).send(*collection_summary([{"source": r.source, "status": r.status, **r.counts()}
-                                                 for r in results]))
+    results = run_crawl(get_settings(), SOURCES if source == "all" else (source,), movie, max_pages)
     if as_json:
         print(json.dumps([{"source": r.source, "batch_id": r.batch_id, "status": r.status, **r.counts()}
                           for r in results], ensure_ascii=False))
@@ -366,7 +353,7 @@ def dag_list() -> None:
 @_cli
 def score(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Score collected reviews that have no prediction from the champion yet, and store the predictions."""
-    from reviewops.scoring import score_new_reviews
+    from reviewops.jobs.score import score_new_reviews
 
     summary = score_new_reviews(get_settings())
     print(json.dumps(summary.as_dict())) if as_json else out.print(_table("score", summary.as_dict()))
@@ -376,9 +363,9 @@ def score(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @_cli
 def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Drift and agreement of the last window's reviews against the champion's training data."""
-    from reviewops.orchestration import monitor as run_monitor
+    from reviewops.jobs.monitor import monitor as run_monitor
 
-    result = run_monitor()
+    result = run_monitor(get_settings())
     print(json.dumps(result, ensure_ascii=False)) if as_json else out.print(_table("monitor", result))
 
 

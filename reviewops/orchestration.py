@@ -1,15 +1,15 @@
-"""What the Airflow DAGs call. Each task is one function here; tasks pass only ids, URIs and small
-JSON-able dicts to each other (never data frames or models).
+"""The Airflow adapter: what the DAG files share (Asset URIs, default arguments, the failure callback)
+and one function per task that translates between Airflow and a job of `reviewops.jobs` (XCom ids in,
+small JSON-able dicts out; never data frames or models). The work itself is in the jobs.
 
 Importing this module is cheap (no pandas, MLflow, torch): DAG files import it at parse time, and
-everything heavy is imported inside the function that needs it, in the task's own process.
+each job is imported inside the function that runs it, in the task's own process.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from reviewops.config import Settings, get_settings, redact_text
 
@@ -68,61 +68,36 @@ def on_task_failure(context) -> None:
 
 
 def open_collection(sources: tuple[str, ...] | None = None) -> list[dict]:
-    """Open one batch per source and list its movies now playing:
-    [{"source", "batch_id", "error", "movies": [{"code", "title"}, ...]}, ...]."""
-    from reviewops.sources.crawl import SOURCES, open_batch
+    from reviewops.jobs import collect
 
-    s = settings()
-    batches = []
-    for name in sources or SOURCES:
-        batch_id, movies, error = open_batch(s, name)
-        batches.append({"source": name, "batch_id": batch_id, "error": error,
-                        "movies": [{"code": m.code, "title": m.title} for m in movies]})
-    return batches
+    return collect.open_collection(settings(), sources)
 
 
 def collection_targets(batches: list[dict]) -> list[dict]:
-    """One mapped crawl task per source × movie: the keyword arguments of `collect_movie`."""
-    return [{"source": b["source"], "batch_id": b["batch_id"], **m} for b in batches for m in b["movies"]]
+    from reviewops.jobs import collect
+
+    return collect.collection_targets(batches)
 
 
 def collect_movie(source: str, code: str, batch_id: int, title: str | None = None) -> dict:
-    """Crawl one movie's new reviews into its source's batch."""
-    from dataclasses import asdict
+    from reviewops.jobs import collect
 
-    from reviewops.sources.base import MovieRef
-    from reviewops.sources.crawl import crawl_movie
-
-    return asdict(crawl_movie(settings(), source, MovieRef(source, code, title), batch_id))
+    return collect.collect_movie(settings(), source, code, batch_id, title)
 
 
-def close_collection(batches: list[dict], results: list[dict]) -> dict:
-    """Close each batch with its movies' results, report to Slack, and say how many reviews are new.
-    A movie whose task failed for good has no result: its batch is partial and says so."""
-    from reviewops.notify.slack import Notifier, collection_summary
-    from reviewops.sources.crawl import MovieResult, close_batch
+def close_collection(batches: list[dict], results) -> dict:
+    from reviewops.jobs import collect
 
-    s = settings()
     if hasattr(results, "__len__") and not isinstance(results, list):  # Airflow's lazy XCom sequence
         results = [results[i] for i in range(len(results))]
-    results = [r for r in results or [] if r]
-    out = []
-    for b in batches:
-        mine = [MovieResult(**r) for r in results if r["source"] == b["source"]]
-        errors = [b["error"]] if b.get("error") else []
-        closed = close_batch(s, b["source"], b["batch_id"], mine, errors)
-        out.append({"source": closed.source, "batch_id": closed.batch_id, "status": closed.status, "new": closed.new,
-                    "fetched": closed.fetched, "movies": closed.movies, "movies_failed": closed.movies_failed,
-                    "errors": closed.errors})
-    Notifier(s).send(*collection_summary(out))
-    return {"new": sum(r["new"] for r in out), "batches": out}
+    return collect.close_collection(settings(), batches, list(results or []))
 
 
 # --- reviews_score ------------------------------------------------------------------------------------
 
 
 def score_reviews() -> dict:
-    from reviewops.scoring import score_new_reviews
+    from reviewops.jobs.score import score_new_reviews
 
     return score_new_reviews(settings()).as_dict()
 
@@ -131,121 +106,45 @@ def score_reviews() -> dict:
 
 
 def train_due(run_type: str) -> dict:
-    """Whether this run trains: a scheduled or manual run always does; a run started by new reviews
-    only when `retrain_min_new_labels` labelled reviews arrived since the newest registered version."""
-    from sqlalchemy import func, select
+    from reviewops.jobs import train as job
 
-    from reviewops.registry.mlflow_registry import Registry
-    from reviewops.store.db import sessions
-    from reviewops.store.models import Review
-
-    if "asset" not in str(run_type).lower():
-        return {"due": True, "reason": f"{run_type} run"}
-    s = settings()
-    registry = Registry(s)
-    # a version whose registration crashed is no training: only decided versions count
-    since = max((v.created_ms for v in registry.versions() if v.created_ms is not None), default=None)
-    where = [Review.label.is_not(None), Review.reject_reason.is_(None)]
-    if since is not None:
-        where.append(Review.collected_at > datetime.fromtimestamp(since / 1000, UTC).replace(tzinfo=None))
-    with sessions(s)() as session:
-        new = session.scalar(select(func.count(Review.id)).where(*where))
-    due = new >= s.retrain_min_new_labels
-    reason = (f"{new:,} new labelled reviews since the last training "
-              f"({'at least' if due else 'fewer than'} {s.retrain_min_new_labels:,})")
-    return {"due": due, "reason": reason, "new_labels": new}
+    return job.train_due(settings(), run_type)
 
 
 def take_snapshot() -> dict:
-    from reviewops.pipeline import run_snapshot
+    from reviewops.jobs import train as job
 
-    snap, _ = run_snapshot(settings())
+    snap, _ = job.run_snapshot(settings())
     return {"snapshot_id": snap.id, "manifest": snap.uris["manifest"], "counts": snap.counts}
 
 
 def train(snapshot_id: str, trainer: str = "baseline") -> str:
     """Train on a stored snapshot; returns the MLflow run id."""
-    from reviewops.data.snapshot import Snapshot, read_split
-    from reviewops.models.trainers import BaselineTrainer, TransformerTrainer
-    from reviewops.pipeline import train_run
-    from reviewops.store.objects import open_store
+    from reviewops.jobs import train as job
+    from reviewops.models.trainers import trainer_for
 
     s = settings()
-    store = open_store(s.artifacts, s.s3_endpoint_url)
-    snap = Snapshot(**json.loads(store.get(f"snapshots/{snapshot_id}/manifest.json")))
-    parts = {name: read_split(store, snapshot_id, name) for name in ("train", "valid", "eval")}
-    chosen = TransformerTrainer(s) if trainer == "transformer" else BaselineTrainer(s)
-    return train_run(s, snap, parts, trainer=chosen)
+    chosen = trainer_for(trainer, s)  # an unknown name fails before any work
+    snap, parts = job.load_snapshot(s, snapshot_id)
+    return job.train_run(s, snap, parts, trainer=chosen)
 
 
 def register_and_gate(run_id: str) -> dict:
-    from reviewops.pipeline import register_and_gate as gate
+    from reviewops.jobs import train as job
 
-    return gate(settings(), run_id).summary()
+    return job.register_and_gate(settings(), run_id).summary()
 
 
 def report_training(summary: dict) -> None:
-    from reviewops.notify.slack import Notifier, training_report
+    from reviewops.jobs import train as job
 
-    s = settings()
-    Notifier(s).send(*training_report(summary, s.mlflow_ui_url))
+    job.report_training(settings(), summary)
 
 
 # --- model_monitor ------------------------------------------------------------------------------------
 
 
 def monitor(until: datetime | str | None = None) -> dict:
-    """Compare the reviews collected in the window before `until` with the champion's training snapshot;
-    store the report and send a Slack alert when a threshold is crossed."""
-    import pandas as pd
-    from sqlalchemy import select
+    from reviewops.jobs.monitor import monitor as job
 
-    from reviewops.data.snapshot import read_split
-    from reviewops.models.pyfunc import load_predictor
-    from reviewops.monitor import Thresholds, drift_report
-    from reviewops.notify.slack import Notifier, drift_alert
-    from reviewops.registry.mlflow_registry import CHAMPION, Registry
-    from reviewops.store.db import sessions
-    from reviewops.store.models import CollectionBatch, Review
-    from reviewops.store.objects import open_store
-
-    s = settings()
-    end = _naive_utc(until)
-    start = end - timedelta(hours=s.monitor_window_hours)
-    champion = Registry(s).by_alias(CHAMPION)
-    if champion is None:
-        return {"status": "no_champion", "alerts": [], "report": None}
-    store = open_store(s.artifacts, s.s3_endpoint_url)
-    # the snapshot's held-out test split: the champion's scores on it are what unseen reviews of the
-    # training distribution look like (its scores on the training split would be overconfident)
-    reference = read_split(store, champion.tags["snapshot_id"], "test")
-    if len(reference) > s.monitor_reference_rows:
-        reference = reference.sample(s.monitor_reference_rows, random_state=0)
-    with sessions(s)() as session:
-        rows = session.execute(  # crawled reviews only: a bulk ingest of history is not "the last day"
-            select(Review.clean_text, Review.label).join(CollectionBatch, Review.batch_id == CollectionBatch.id)
-            .where(CollectionBatch.kind == "crawl", Review.reject_reason.is_(None), Review.collected_at >= start,
-                   Review.collected_at < end)).all()
-    current = pd.DataFrame(rows, columns=["text", "label"])
-    predictor = load_predictor(champion.uri)
-    reference = pd.DataFrame({"text": reference["text"], "score": predictor.predict_proba(reference["text"].tolist())})
-    current["score"] = predictor.predict_proba(current["text"].tolist()) if len(current) else []
-    report = drift_report(reference, current, Thresholds.from_settings(s))
-    report.update({"model": {"name": s.model_name, "version": champion.version},
-                   "window": {"start": start.isoformat(), "end": end.isoformat()}})
-    key = f"reports/monitor/{end:%Y-%m-%d}.json"
-    store.put(key, json.dumps(report, ensure_ascii=False, indent=2).encode(), overwrite=True)
-    uri = store.uri(key)
-    if report["alerts"]:
-        Notifier(s).send(*drift_alert(report, uri))
-    return {"status": report["status"], "alerts": report["alerts"], "report": uri, "n_current": report["n_current"]}
-
-
-def _naive_utc(when: datetime | str | None) -> datetime:
-    if when is None:
-        return datetime.now(UTC).replace(tzinfo=None)
-    if isinstance(when, str):
-        when = datetime.fromisoformat(when)
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return when
+    return job(settings(), until)

@@ -69,7 +69,8 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
 
     bag = DagBag(dag_folder=os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     if bag.import_errors:
-        raise ReviewOpsError("DAG import errors:\n" + "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items()))
+        errors = "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
+        raise ReviewOpsError(f"DAG import errors:\n{errors}")
     dag = bag.get_dag(dag_id)
     run = dag.test(run_conf=conf)
     tasks = sorted(
@@ -94,15 +95,17 @@ def init_platform(settings: Settings, bootstrap: bool = True, echo=print) -> int
     echo("airflow: metadata database up to date")
     added = bootstrap_history(settings) if bootstrap else 0
     if added:
-        echo(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the first training")
+        echo(f"empty review store: ingested {added:,} reviews of the bundled sample as history for the first "
+             "training")
     return added
 
 
 def bootstrap_history(settings: Settings) -> int:
-    """Ingest the bundled sample when the review store holds no labelled review; returns how many were added."""
+    """Ingest the bundled sample when the review store holds no labelled review; returns how many were
+    added."""
     from sqlalchemy import func, select
 
-    from reviewops.pipeline import run_ingest
+    from reviewops.jobs.train import run_ingest
     from reviewops.store.db import sessions
     from reviewops.store.models import Review
 

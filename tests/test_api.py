@@ -35,7 +35,7 @@ TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """A home with two registered versions: v1 (champion) and v2 (challenger, different features)."""
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
     from reviewops.registry.mlflow_registry import Registry
 
     home = tmp_path_factory.mktemp("api") / "home"

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from reviewops.devtools.testsite import MEGABOX_REVIEWS, TestSite
-from reviewops.pipeline import run_ingest
+from reviewops.jobs.train import run_ingest
 from reviewops.sources.crawl import crawl
 from reviewops.store import db
 from reviewops.store.batches import close_orphaned, owner

@@ -21,7 +21,7 @@ from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Prediction, Review
 
 BIN = Path(sys.executable).parent
-HEAVY = ("torch", "sklearn", "mlflow", "pandas", "transformers", "konlpy", "selenium", "boto3", "reviewops.pipeline")
+HEAVY = ("torch", "sklearn", "mlflow", "pandas", "transformers", "konlpy", "selenium", "boto3", "reviewops.jobs.train")
 TOKEN = "xoxb-dagtest-" + "7" * 20
 
 
@@ -182,10 +182,11 @@ def platform_store(request, home, monkeypatch):
 
 def test_the_daily_cycle_through_the_dags(platform_store, site, slack, small_corpus, monkeypatch, request):
     """collect → score (no champion yet) → train → the next day: collect → score → monitor."""
-    from reviewops.pipeline import run_ingest
+    from reviewops.jobs.train import run_ingest
 
     _platform(monkeypatch, site, slack)
     s = Settings()
+    db.upgrade(s.db_url)  # as `reviewops init` does before the scheduler starts
     run_ingest(s, small_corpus)  # the history the first model learns from
 
     collected = dag_test("reviews_collect")
@@ -286,8 +287,9 @@ def test_dag_test_names_an_unknown_dag(home):
 
 def test_an_early_retrain_needs_enough_new_labelled_reviews(home, small_corpus, monkeypatch):
     from reviewops import orchestration
-    from reviewops.pipeline import run_ingest
+    from reviewops.jobs.train import run_ingest
 
+    db.upgrade(Settings().db_url)
     run_ingest(Settings(), small_corpus)
     monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "100000")
     reset_settings()

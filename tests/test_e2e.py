@@ -45,9 +45,11 @@ def _wait_http(url: str, timeout: float = 90, auth=None) -> None:
 def stack(home, small_corpus, monkeypatch):
     """A champion, then the API, the app and nginx as separate processes, like `make up` runs them."""
     from reviewops import proxy
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
+    from reviewops.store.db import upgrade
 
     s = Settings()
+    upgrade(s.db_url)  # as `reviewops init` does before `make up`
     run_ingest(s, small_corpus)
     snap, parts = run_snapshot(s)
     train_and_register(s, snap, parts)

@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from reviewops.errors import InputError
-from reviewops.pipeline import run_ingest
+from reviewops.jobs.train import run_ingest
 from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Movie, Review
 from tests.conftest import sample_records, write_jsonl

@@ -13,7 +13,7 @@ from reviewops import insights
 from reviewops.config import Settings
 from reviewops.errors import ConfigError
 from reviewops.insights import keywords, list_movies, movie_summary
-from reviewops.pipeline import run_ingest
+from reviewops.jobs.train import run_ingest
 from reviewops.store import db
 from reviewops.store.models import Movie, Prediction, Review
 

@@ -17,11 +17,12 @@ import pytest
 
 from reviewops.config import Settings, reset_settings
 from reviewops.errors import ConfigError
+from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
 from reviewops.mlflow_server import server_command, server_env, wait_until_up
 from reviewops.models.pyfunc import load_predictor
 from reviewops.models.trainers import BaselineTrainer
-from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
 from reviewops.registry.mlflow_registry import Registry
+from reviewops.store.db import upgrade
 
 FAST_MODEL = json.dumps({"char_features": 2**18, "word_features": 2**17, "n_jobs": 1})
 TEXTS = ["정말 재밌고 감동적이에요 배우들 연기 최고", "시간 아깝다 최악의 영화", "그냥 그랬어요 평범함"]
@@ -80,6 +81,7 @@ def client(home, monkeypatch):
     monkeypatch.delenv("MLFLOW_S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("REVIEWOPS_MODEL_PARAMS", FAST_MODEL)
+    upgrade(Settings().db_url)  # the review store, as `reviewops db upgrade` leaves it
 
     def connect(url: str) -> Settings:
         monkeypatch.setenv("REVIEWOPS_MLFLOW_TRACKING_URI", url)

@@ -25,13 +25,15 @@ TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     """A home with two versions trained by the real pipeline: v1 champion, v2 challenger."""
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
+    from reviewops.store.db import upgrade
 
     home = tmp_path_factory.mktemp("cache") / "home"
     env = {"REVIEWOPS_HOME": str(home), "REVIEWOPS_GATE_MARGIN": "0.9",  # the second version stays challenger
            "REVIEWOPS_MODEL_PARAMS": json.dumps({"char_features": 2**18, "word_features": 2**17, "n_jobs": 1})}
     with pytest.MonkeyPatch.context() as mp:
         s = only_reviewops_env(mp, env)
+        upgrade(s.db_url)
         run_ingest(s, write_jsonl(tmp_path_factory.mktemp("corpus") / "c.jsonl.gz", sample_records(4000)))
         snap, parts = run_snapshot(s)
         train_and_register(s, snap, parts)

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from reviewops.cli import app
 from reviewops.config import Settings, reset_settings
+from reviewops.errors import InputError
+from reviewops.models.trainers import trainer_for
 from reviewops.registry.mlflow_registry import Registry
 from tests.conftest import ROOT
 
@@ -198,3 +200,14 @@ def test_stage_commands_one_by_one(home, fast, small_corpus, monkeypatch):
     monkeypatch.setenv("REVIEWOPS_DATABASE_URL", "postgresql+psycopg://u:pa55word@127.0.0.1:1/x")
     r = cli("config")
     assert r.exit_code == 0 and "pa55word" not in r.stdout and "u:***@" in r.stdout
+
+
+def test_an_unknown_trainer_is_an_error_everywhere(home):
+    with pytest.raises(InputError, match="unknown trainer 'gpt': use baseline or transformer"):
+        trainer_for("gpt", Settings())
+    from reviewops import orchestration
+
+    with pytest.raises(InputError, match="unknown trainer 'gpt'"):  # the Airflow task: no silent baseline
+        orchestration.train("no-such-snapshot", "gpt")
+    r = cli("train", "--trainer", "gpt")
+    assert r.exit_code == 2 and "unknown trainer 'gpt'" in r.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from reviewops.data.snapshot import SnapshotSpec, assign_split, read_split, split_bucket
 from reviewops.errors import InputError
-from reviewops.pipeline import run_ingest, run_snapshot
+from reviewops.jobs.train import run_ingest, run_snapshot
 from reviewops.store.objects import open_store
 from tests.conftest import sample_records, write_jsonl
 

@@ -80,10 +80,11 @@ def platform(tmp_path_factory):
     API running at REVIEWOPS_API_URL (set for the whole module, restored afterwards)."""
     from reviewops import insights
     from reviewops.devtools.testsite import TestSite
+    from reviewops.jobs.score import score_new_reviews
+    from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
     from reviewops.models.baseline import BaselineParams
-    from reviewops.pipeline import run_ingest, run_snapshot, train_and_register
-    from reviewops.scoring import score_new_reviews
     from reviewops.sources.crawl import crawl
+    from reviewops.store.db import upgrade
 
     tmp = tmp_path_factory.mktemp("webapp")
     env = {"REVIEWOPS_HOME": str(tmp / "home"), "REVIEWOPS_ADMIN_TOKEN": TOKEN,
@@ -97,6 +98,7 @@ def platform(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp)
         s = only_reviewops_env(mp, env)
+        upgrade(s.db_url)
         run_ingest(s, write_jsonl(tmp / "corpus.jsonl.gz", sample_records(6000)))
         snapshot, parts = run_snapshot(s)
         train_and_register(s, snapshot, parts)

@@ -1,7 +1,8 @@
 """reviews_collect: every day at 01:00 (Asia/Seoul), crawl CGV and Megabox, one mapped task per
 source × movie now playing, then close the batches, report to Slack and update the new-reviews Asset.
 
-Thin on purpose: every task is one call into `reviewops.orchestration`.
+Thin on purpose: every task is one call into the Airflow adapter `reviewops.orchestration`, which calls
+the job in `reviewops.jobs.collect`.
 """
 
 from airflow.sdk import Asset, dag, task
@@ -27,7 +28,8 @@ def reviews_collect():
         return flow.collection_targets(batches)
 
     # politeness holds across these parallel tasks: they take turns per host through a lock file
-    @task(max_active_tis_per_dagrun=4, map_index_template="{{ task.op_kwargs['source'] }}/{{ task.op_kwargs['code'] }}")
+    @task(max_active_tis_per_dagrun=4,
+          map_index_template="{{ task.op_kwargs['source'] }}/{{ task.op_kwargs['code'] }}")
     def crawl_movie(source: str, code: str, batch_id: int, title: str | None = None) -> dict:
         return flow.collect_movie(source, code, batch_id, title)
 

@@ -3,7 +3,7 @@ arrived (REVIEWOPS_RETRAIN_MIN_NEW_LABELS): snapshot → train → evaluate → 
 or keep → Slack. The CPU model always trains; with REVIEWOPS_TRANSFORMER_QUEUE set, the transformer
 is fine-tuned on that queue's GPU worker too, and each candidate goes through the gate."""
 
-from airflow.sdk import Asset, AssetOrTimeSchedule, dag, get_current_context, task
+from airflow.sdk import Asset, AssetOrTimeSchedule, chain, dag, get_current_context, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -50,14 +50,14 @@ def sentiment_train():
     due() >> snap
     candidates = [("cpu", train(snap))]
     if GPU_QUEUE:
-        candidates.append(("transformer", train.override(task_id="train_transformer", queue=GPU_QUEUE)(snap, "transformer")))
-    previous = None
-    for name, training_run in candidates:  # candidates meet the gate one after the other
+        gpu_train = train.override(task_id="train_transformer", queue=GPU_QUEUE)
+        candidates.append(("transformer", gpu_train(snap, "transformer")))
+    gates = []
+    for name, training_run in candidates:
         gated = gate.override(task_id=f"gate_{name}")(training_run)
         report.override(task_id=f"report_{name}")(gated)
         announce.override(task_id=f"announce_{name}")(gated)
-        if previous is not None:
-            previous >> gated
-        previous = gated
+        gates.append(gated)
+    chain(*gates)  # candidates meet the gate one after the other
 
 sentiment_train()

@@ -1,5 +1,6 @@
-"""Trainers the pipeline can run: each turns a snapshot's train/valid frames into a model that has
-`predict_proba(texts)` and `save(folder)`, and says what to log and which packages serve it."""
+"""Trainers the training job can run: each turns a snapshot's train/valid frames into a model that has
+`predict_proba(texts)` and `save(folder)`, and says what to log and which packages serve it. `trainer_for`
+picks one by name (the CLI's `--trainer`, the Airflow train task)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from reviewops.config import Settings
+from reviewops.errors import InputError
 from reviewops.models.baseline import BaselineModel, BaselineParams
 from reviewops.text.clean import Cleaner
 
@@ -83,3 +85,19 @@ class TransformerTrainer:
         return fine_tune(self.params, train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(),
                          valid["label"].to_numpy(), self.work_dir(snapshot_id), resume=self.resume,
                          on_step=on_step, on_epoch=on_epoch)
+
+
+TRAINERS = {"baseline": BaselineTrainer, "transformer": TransformerTrainer}
+
+
+def trainer_for(name: str, settings: Settings, params=None,
+                resume: bool = False) -> BaselineTrainer | TransformerTrainer:
+    """The trainer called `name`, its parameters from the settings; `params` overrides them (the baseline
+    takes `BaselineParams`, the transformer a dict of `TransformerParams` fields), `resume` continues a
+    transformer run after its last epoch checkpoint. An unknown name is an InputError naming the known
+    ones."""
+    if name == "baseline":
+        return BaselineTrainer(settings, params)
+    if name == "transformer":
+        return TransformerTrainer(settings, params, resume=resume)
+    raise InputError(f"unknown trainer {name!r}: use {' or '.join(TRAINERS)}")

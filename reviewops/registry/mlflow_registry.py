@@ -1,5 +1,11 @@
 """MLflow tracking and the model registry: runs, versions of `review-sentiment`, aliases.
 
+This package is the only code that talks to MLflow's client and tracking API: every other module asks
+`Registry` (versions, aliases, the gate's record, downloads) or `Registry.training_run` (what a training
+run logs, see `registry/runs.py`). Two exceptions, by nature: `models/pyfunc.py` (with `pyfunc_entry.py`) is
+the model flavour MLflow itself loads, and `mlflow_server.py` runs the `mlflow server` command. MLflow is
+configured once per tracking URI and process (`configure`), so a `Registry` is cheap to construct.
+
 Aliases: `champion` is the version in service; `challenger` the latest version that did not beat
 it. Every promotion is appended to the registered model's `champion_history` tag, which
 `rollback` walks back.
@@ -23,6 +29,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from reviewops.config import Settings, redact_url
 from reviewops.errors import ConfigError, ConflictError, NotFoundError
@@ -45,8 +52,28 @@ STALE_AFTER_SECONDS = 600.0
 _REGISTRATION_TAGS = frozenset({OWNER_TAG, "snapshot_id", "dataset.fingerprint", "trainer"})
 
 
-def configure(settings: Settings) -> None:
-    """Point MLflow at the configured tracking server/backend and make sure the experiment exists."""
+# (tracking URI, experiment) → experiment id, for each configuration that succeeded in this process
+_configured: dict[tuple[str, str], str] = {}
+_configure_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> str:
+    """Point MLflow at the configured tracking server/backend and make sure the experiment exists; returns
+    the experiment's id. The work (a probe, warning filters, the experiment) is done once per tracking URI
+    and process; a configuration that failed is tried again next time."""
+    import mlflow
+
+    key = (settings.tracking_uri, settings.mlflow_experiment)
+    with _configure_lock:
+        if key not in _configured:
+            _configured[key] = _configure(settings)
+        elif mlflow.get_tracking_uri() != key[0]:  # another configuration was set since: cheap, no request
+            mlflow.set_tracking_uri(key[0])
+            mlflow.set_registry_uri(key[0])
+        return _configured[key]
+
+
+def _configure(settings: Settings) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -75,7 +102,7 @@ def configure(settings: Settings) -> None:
             except MlflowException as exc:  # another task created it a moment ago: fine
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        mlflow.set_experiment(settings.mlflow_experiment)
+        return mlflow.set_experiment(settings.mlflow_experiment).experiment_id
     except MlflowException as exc:
         raise ConfigError(
             f"MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI) is unusable: {str(exc).splitlines()[0]}"
@@ -136,19 +163,39 @@ class VersionInfo:
         return f"models:/{self.name}/{self.version}"
 
 
+@dataclass
+class RunInfo:
+    """What a caller reads from a tracking run: its tags and its latest metrics."""
+
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
 class Registry:
     def __init__(self, settings: Settings) -> None:
         import mlflow
 
-        configure(settings)
+        self._experiment_id = configure(settings)
         self.settings = settings
         self.name = settings.model_name
-        self.client = mlflow.MlflowClient()
+        uri = settings.tracking_uri
+        self._client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     # --- reading -----------------------------------------------------------------------
     def _info(self, mv) -> VersionInfo:
         return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []), dict(mv.tags or {}),
                            getattr(mv, "creation_timestamp", None))
+
+    def run(self, run_id: str) -> RunInfo:
+        """A tracking run's tags and metrics; NotFoundError when there is no such run."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            data = self._client.get_run(run_id).data
+        except MlflowException:
+            raise NotFoundError(f"there is no training run {run_id!r}") from None
+        return RunInfo(run_id, dict(data.tags), {k: float(v) for k, v in data.metrics.items()})
 
     def run_metrics(self, run_id: str | None) -> dict[str, float]:
         """The summary metrics of a version's training run (no per-slice ones); {} when the run has none
@@ -156,7 +203,7 @@ class Registry:
         if not run_id:
             return {}
         try:
-            metrics = self.client.get_run(run_id).data.metrics
+            metrics = self._client.get_run(run_id).data.metrics
         except Exception:  # noqa: BLE001 - a missing run or a registry hiccup
             return {}
         return {k: float(v) for k, v in metrics.items() if not k.startswith("slice.")}
@@ -165,7 +212,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._info(self.client.get_model_version_by_alias(self.name, alias))
+            return self._info(self._client.get_model_version_by_alias(self.name, alias))
         except MlflowException:
             return None
 
@@ -173,7 +220,7 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            return self._info(self.client.get_model_version(self.name, str(version)))
+            return self._info(self._client.get_model_version(self.name, str(version)))
         except MlflowException:
             raise NotFoundError(f"model {self.name!r} has no version {version}") from None
 
@@ -183,8 +230,8 @@ class Registry:
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self.client.search_model_versions(f"name = '{self.name}'")
-            aliases = self.client.get_registered_model(self.name).aliases or {}
+            found = self._client.search_model_versions(f"name = '{self.name}'")
+            aliases = self._client.get_registered_model(self.name).aliases or {}
         except MlflowException:
             return []
         out = sorted((self._info(mv) for mv in found), key=lambda v: int(v.version))
@@ -192,11 +239,17 @@ class Registry:
             v.aliases = sorted({*v.aliases, *(a for a, ver in aliases.items() if str(ver) == v.version)})
         return [v for v in out if include_undecided or GATE_TAG in v.tags]
 
+    def last_registered_at(self) -> datetime | None:
+        """When the newest version with a gate decision was registered (UTC); None before the first. A
+        version whose registration crashed is no training and does not count."""
+        since = max((v.created_ms for v in self.versions() if v.created_ms is not None), default=None)
+        return None if since is None else datetime.fromtimestamp(since / 1000, UTC)
+
     def history(self) -> list[str]:
         from mlflow.exceptions import MlflowException
 
         try:
-            tags = self.client.get_registered_model(self.name).tags or {}
+            tags = self._client.get_registered_model(self.name).tags or {}
         except MlflowException:
             return []
         return json.loads(tags.get(HISTORY_TAG, "[]"))
@@ -205,6 +258,7 @@ class Registry:
         """Copy a model's files (`models:/name/version`) into the folder `dst`."""
         import mlflow
 
+        configure(self.settings)  # the download resolves `models:/` through the process's registry URI
         mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
 
     # --- writing -----------------------------------------------------------------------
@@ -213,11 +267,32 @@ class Registry:
         owner (one request: a crash cannot leave it anonymous). Returns the version number."""
         import mlflow
 
+        configure(self.settings)  # the fluent call below uses the process's registry URI
         return str(mlflow.register_model(model_uri, self.name, tags={OWNER_TAG: process_id()}).version)
+
+    def record_gate(self, run_id: str, version: str, decision, champion_metric: float | None) -> VersionInfo:
+        """Record the gate's `decision` (an `evaluate.gate.GateDecision`) on the training run (decision,
+        reason, registered version, the champion's metric when it was scored) and act on it: `version`
+        becomes champion or challenger."""
+        outcome = "champion" if decision.promote else "challenger"
+        for key, value in {GATE_TAG: outcome, "gate.reason": decision.reason, "registered_version": version}.items():
+            self._client.set_tag(run_id, key, value)
+        if champion_metric is not None:
+            self._client.log_metric(run_id, f"champion.{self.settings.gate_metric}", champion_metric)
+        if decision.promote:
+            return self.promote(version, decision.reason)
+        return self.mark_challenger(version, decision.reason)
+
+    def training_run(self, name: str, tags: dict[str, str]):
+        """`with registry.training_run(name, tags) as run:` a new tracking run for one training, owned by
+        this process while it works (see `registry/runs.py`)."""
+        from reviewops.registry.runs import training_run
+
+        return training_run(self, name, tags)
 
     def tag(self, version: str, tags: dict[str, str]) -> None:
         for k, v in tags.items():
-            self.client.set_model_version_tag(self.name, str(version), k, str(v))
+            self._client.set_model_version_tag(self.name, str(version), k, str(v))
 
     def promote(self, version: str | int, reason: str = "promoted by hand") -> VersionInfo:
         """Give `version` the champion alias (and record it in the history)."""
@@ -225,17 +300,17 @@ class Registry:
         current = self.by_alias(CHAMPION)
         if current and current.version == info.version:
             return info
-        self.client.set_registered_model_alias(self.name, CHAMPION, info.version)
+        self._client.set_registered_model_alias(self.name, CHAMPION, info.version)
         history = self.history() + [info.version]
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+        self._client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         self.tag(info.version, {GATE_TAG: "champion", "gate.reason": reason})
         challenger = self.by_alias(CHALLENGER)
         if challenger and challenger.version == info.version:
-            self.client.delete_registered_model_alias(self.name, CHALLENGER)
+            self._client.delete_registered_model_alias(self.name, CHALLENGER)
         return self.get(info.version)
 
     def mark_challenger(self, version: str | int, reason: str) -> VersionInfo:
-        self.client.set_registered_model_alias(self.name, CHALLENGER, str(version))
+        self._client.set_registered_model_alias(self.name, CHALLENGER, str(version))
         self.tag(str(version), {GATE_TAG: "challenger", "gate.reason": reason})
         return self.get(version)
 
@@ -250,26 +325,26 @@ class Registry:
         if not history:
             raise ConflictError(f"version {current.version} is the first champion of {self.name!r}: nothing to roll back to")
         previous = self.get(history[-1])
-        self.client.set_registered_model_alias(self.name, CHAMPION, previous.version)
-        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
+        self._client.set_registered_model_alias(self.name, CHAMPION, previous.version)
+        self._client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
         self.tag(current.version, {GATE_TAG: "rolled_back", "gate.reason": f"rolled back to {previous.version}"})
         return current, self.get(previous.version)
 
     def delete_version(self, version: str) -> None:
         try:
-            self.client.delete_model_version(self.name, str(version))
+            self._client.delete_model_version(self.name, str(version))
         except Exception:  # noqa: BLE001 - best effort cleanup after a failure
             log.warning("could not delete half-registered version %s of %s", version, self.name)
 
     # --- crash safety ------------------------------------------------------------------------
     def _beat(self, run_id: str) -> None:
-        self.client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+        self._client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
 
     @contextmanager
     def keepalive(self, run_id: str) -> Iterator[None]:
         """While the block runs, `run_id` is owned by this process and its heartbeat is refreshed: what lets
         `repair` in another process tell this work from a crashed one."""
-        self.client.set_tag(run_id, OWNER_TAG, process_id())
+        self._client.set_tag(run_id, OWNER_TAG, process_id())
         self._beat(run_id)
         stop = threading.Event()
 
@@ -294,8 +369,8 @@ class Registry:
         from mlflow.entities import LoggedModelStatus
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-        experiment = self.client.get_run(run_id).info.experiment_id
-        found = self.client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+        experiment = self._client.get_run(run_id).info.experiment_id
+        found = self._client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
         discarded = []
         for model in found:
             if model.status == LoggedModelStatus.READY:
@@ -305,7 +380,7 @@ class Registry:
             except Exception as exc:  # noqa: BLE001 - the record still goes; the files may need a hand
                 log.warning("could not delete the files of partial model %s at %s: %s", model.model_id,
                             model.artifact_location, exc)
-            self.client.delete_logged_model(model.model_id)
+            self._client.delete_logged_model(model.model_id)
             discarded.append(model.model_id)
         return discarded
 
@@ -320,14 +395,14 @@ class Registry:
                 self.delete_version(v.version)
                 report.versions[v.version] = why
                 if v.run_id:
-                    self.client.set_tag(v.run_id, ABANDONED_TAG, f"registration of version {v.version} interrupted: {why}")
+                    self._client.set_tag(v.run_id, ABANDONED_TAG, f"registration of version {v.version} interrupted: {why}")
         for run in self._running_runs():
             run_id = run.info.run_id
             why = abandonment(run.data.tags.get(OWNER_TAG), _heartbeat_ms(run.data.tags) or run.info.start_time, max_age)
             if why:
-                self.client.set_tag(run_id, ABANDONED_TAG, f"found abandoned while RUNNING: {why}")
+                self._client.set_tag(run_id, ABANDONED_TAG, f"found abandoned while RUNNING: {why}")
                 self.discard_partial_models(run_id)
-                self.client.set_terminated(run_id, "FAILED")
+                self._client.set_terminated(run_id, "FAILED")
                 report.runs[run_id] = why
         for line in report.lines():
             log.warning("registry repair: %s", line)
@@ -341,14 +416,14 @@ class Registry:
         signs = [v.created_ms]
         if v.run_id:
             try:
-                signs.append(_heartbeat_ms(self.client.get_run(v.run_id).data.tags))
+                signs.append(_heartbeat_ms(self._client.get_run(v.run_id).data.tags))
             except MlflowException:
                 log.info("run %s of version %s is gone: the version's age decides", v.run_id, v.version)
         return abandonment(v.tags.get(OWNER_TAG), max((s for s in signs if s is not None), default=None), max_age)
 
     def _running_runs(self) -> list:
-        experiment = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        experiment = self._client.get_experiment_by_name(self.settings.mlflow_experiment)
         if experiment is None:
             return []
-        return list(self.client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'",
+        return list(self._client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'",
                                             max_results=1000))

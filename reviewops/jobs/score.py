@@ -1,4 +1,4 @@
-"""Score collected reviews with the champion and store the predictions (the `reviews_score` job).
+"""The scoring job: score collected reviews with the champion and store the predictions (`reviews_score`).
 
 A review is scored once per model version: the job picks the kept reviews that have no prediction
 from the current champion, in batches of `predict_batch_size`, one transaction each. A re-run, or
@@ -71,6 +71,6 @@ def score_new_reviews(settings: Settings, limit: int | None = None) -> ScoreSumm
             summary.scored += len(rows)
             summary.positive += int((scores >= 0.5).sum())
             bar.advance(len(rows))
-    log.info("scored %d reviews with %s v%s (%d positive)", summary.scored, settings.model_name, champion.version,
-             summary.positive)
+    log.info("scored %d reviews with %s v%s (%d positive)", summary.scored, settings.model_name,
+             champion.version, summary.positive)
     return summary
