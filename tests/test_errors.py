@@ -45,8 +45,8 @@ def test_a_crawl_where_every_source_failed_exits_with_the_source_error_code(monk
     from reviewops.sources import crawl as collect
 
     monkeypatch.setenv("REVIEWOPS_HOME", str(tmp_path))
-    counts = {"movies": 0, "movies_failed": 0, "pages": 0, "fetched": 0, "new": 0, "duplicate": 0, "rejected": 0,
-              "by_rule": {}, "errors": ["cgv: unreachable"]}
+    counts = {"movies": 0, "movies_failed": 0, "pages": 0, "fetched": 0, "new": 0, "duplicate": 0,
+              "rejected": 0, "by_rule": {}, "errors": ["cgv: unreachable"]}
     failed = SimpleNamespace(source="cgv", batch_id=1, status="failed", counts=lambda: counts)
     monkeypatch.setattr(collect, "crawl", lambda *args, **kwargs: [failed])
     r = CliRunner().invoke(cli_app, ["crawl", "--source", "cgv", "--json"])

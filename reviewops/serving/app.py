@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     app.state.metrics = Metrics()
 
     app.add_middleware(Observe, on_done=app.state.metrics.observe_request)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, timeout=settings.api_body_timeout_seconds)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes,
+                       timeout=settings.api_body_timeout_seconds)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ReviewOpsError, _library_error)
 
@@ -71,8 +72,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     # the schema's HTTPValidationError, without echoing the (possibly megabytes of) input back
-    problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "invalid")}
-                for e in exc.errors()[:10]]
+    problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"),
+                 "type": e.get("type", "invalid")} for e in exc.errors()[:10]]
     return JSONResponse(status_code=422, content={"detail": problems})
 
 

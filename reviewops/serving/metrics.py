@@ -15,13 +15,15 @@ class Metrics:
         self.registry = registry = CollectorRegistry()
         self.requests = Counter("reviewops_api_requests", "HTTP requests", ["method", "route", "status"],
                                 registry=registry)
-        self.latency = Histogram("reviewops_api_request_seconds", "Request latency", ["route"], registry=registry,
+        self.latency = Histogram("reviewops_api_request_seconds", "Request latency", ["route"],
+                                 registry=registry,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.batch = Histogram("reviewops_api_batch_size", "Texts per model call", registry=registry,
                                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000))
-        self.predictions = Counter("reviewops_api_predictions", "Predictions served", ["label"], registry=registry)
-        self.model = Gauge("reviewops_api_model_info", "The model being served", ["name", "version", "backend"],
-                           registry=registry)
+        self.predictions = Counter("reviewops_api_predictions", "Predictions served", ["label"],
+                                   registry=registry)
+        self.model = Gauge("reviewops_api_model_info", "The model being served",
+                           ["name", "version", "backend"], registry=registry)
         self.predict_latency = LatencyWindow()  # for the monitoring page's percentiles
 
     def observe_request(self, scope: dict, status: int, elapsed: float) -> None:

@@ -32,7 +32,8 @@ def predict_request(settings: Settings) -> type[BaseModel]:
     """The body of POST /v1/predict, with the limits of `settings` (REVIEWOPS_API_MAX_TEXTS, ...)."""
     text = Annotated[str, StringConstraints(min_length=1, max_length=settings.api_max_text_chars),
                      AfterValidator(_not_blank)]
-    return create_model("PredictIn", texts=(list[text], Field(min_length=1, max_length=settings.api_max_texts)))
+    texts = Field(min_length=1, max_length=settings.api_max_texts)
+    return create_model("PredictIn", texts=(list[text], texts))
 
 
 class ModelRef(BaseModel):
@@ -120,10 +121,10 @@ class MovieList(BaseModel):
 
 class SummaryModel(BaseModel):
     name: str
-    version: str | None = Field(description="the one version whose predictions were used; null for none or several")
+    version: str | None = Field(description="the one version whose predictions were used, if only one")
     versions: list[str]
     requested: str | None
-    fallback: bool = Field(description="the requested version had not scored the movie: newest predictions used")
+    fallback: bool = Field(description="the requested version had not scored the movie: newest predictions")
 
 
 class DayCount(BaseModel):

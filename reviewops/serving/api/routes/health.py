@@ -14,7 +14,8 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={503: {"model": NotReady, "description": "no model loaded"}})
+@router.get("/readyz", response_model=Ready,
+            responses={503: {"model": NotReady, "description": "no model loaded"}})
 async def readyz(manager: ManagerDep) -> Ready | JSONResponse:
     model = manager.current
     if model is None:

@@ -16,9 +16,10 @@ def movies(session: SessionDep) -> MovieList:
     return MovieList(movies=insights.list_movies(session))
 
 
-@router.get("/v1/movies/{movie_id}/summary", responses={404: {"model": Problem, "description": "unknown movie"}})
-def movie_summary(movie_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep, settings: SettingsDep,
-                  manager: ManagerDep) -> MovieSummary:
+@router.get("/v1/movies/{movie_id}/summary",
+            responses={404: {"model": Problem, "description": "unknown movie"}})
+def movie_summary(movie_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep,
+                  settings: SettingsDep, manager: ManagerDep) -> MovieSummary:
     version = manager.current.version if manager.current else None
     summary = insights.movie_summary(session, movie_id, settings.model_name, version)
     if summary is None:
