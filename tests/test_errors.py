@@ -42,7 +42,7 @@ def test_every_error_class_has_a_status_and_an_exit_code():
 
 
 def test_a_crawl_where_every_source_failed_exits_with_the_source_error_code(monkeypatch, tmp_path):
-    from reviewops.sources import crawl as collect
+    from reviewops.jobs import collect
 
     monkeypatch.setenv("REVIEWOPS_HOME", str(tmp_path))
     counts = {"movies": 0, "movies_failed": 0, "pages": 0, "fetched": 0, "new": 0, "duplicate": 0,
