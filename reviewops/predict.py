@@ -37,7 +37,8 @@ def read_reviews(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise InputError(f"{path}: file is empty") from None
     except pd.errors.ParserError as exc:
-        raise InputError(f"{path}: not a valid {'CSV' if sep == ',' else 'TSV'} file ({str(exc).strip()})") from None
+        kind = "CSV" if sep == "," else "TSV"
+        raise InputError(f"{path}: not a valid {kind} file ({str(exc).strip()})") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:

@@ -47,7 +47,8 @@ def test_probabilities_are_calibrated_for_a_balanced_prior(model, data):
     # class-balanced expected calibration: mean predicted P(pos) ≈ share of positives in each bin
     w = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
     bins = np.digitize(p, [0.2, 0.4, 0.6, 0.8])
-    ece = sum(abs(np.average(p[bins == b], weights=w[bins == b]) - np.average(y[bins == b], weights=w[bins == b]))
+    ece = sum(abs(np.average(p[bins == b], weights=w[bins == b])
+                  - np.average(y[bins == b], weights=w[bins == b]))
               * w[bins == b].sum() for b in np.unique(bins)) / w.sum()
     assert ece < 0.08
 

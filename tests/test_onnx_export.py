@@ -76,7 +76,8 @@ def test_export_writes_both_graphs_and_parity(exported, texts):
     assert report["fp32"]["max_abs_logit_diff"] < 1e-4
     assert report["fp32"]["label_agreement"] == 1.0
     assert report["int8"]["label_agreement"] >= 0.9
-    assert report["files"] == {name: (out / name).stat().st_size for name in ("model.onnx", "model.int8.onnx")}
+    assert report["files"] == {name: (out / name).stat().st_size
+                               for name in ("model.onnx", "model.int8.onnx")}
     assert report["files"]["model.int8.onnx"] < report["files"]["model.onnx"]
     assert report["inputs"][:2] == ["input_ids", "attention_mask"]
 
@@ -195,7 +196,7 @@ def _cost(groups, lengths, call_cost):
 
 def test_length_groups_cover_every_row_once_at_least_cost():
     rng = random.Random(3)
-    for trial in range(60):
+    for _ in range(60):
         n = rng.randint(1, 9)
         lengths = [rng.choice([3, 5, 8, 20, 60, 128]) for _ in range(n)]
         max_rows, call_cost = rng.randint(1, 4), rng.choice([0.0, 8.0, 32.0])

@@ -65,7 +65,8 @@ def test_loads_as_sequence_classifier_with_pretrained_encoder(trained):
     assert model.config.vocab_size == len(tok) == stats["vocab_size"]
 
     model.eval()
-    batch = tok(["정말 재밌어요", "최악의 영화 돈 아깝다"], padding=True, truncation=True, return_tensors="pt")
+    batch = tok(["정말 재밌어요", "최악의 영화 돈 아깝다"], padding=True, truncation=True,
+                return_tensors="pt")
     with torch.no_grad():
         assert model(**batch).logits.shape == (2, 2)
     long = tok(["영화 " * 500], truncation=True)["input_ids"][0]
@@ -131,7 +132,8 @@ def test_read_texts_normalises_and_drops_empties(tmp_path):
 
 def test_read_texts_nsmc_tsv(tmp_path):
     path = tmp_path / "ratings.txt"
-    path.write_text("id\tdocument\tlabel\n1\t아 더빙.. 진짜 짜증나네요\t0\n2\t\t1\n3\t최고의 영화\t1\n", encoding="utf-8")
+    path.write_text("id\tdocument\tlabel\n1\t아 더빙.. 진짜 짜증나네요\t0\n2\t\t1\n3\t최고의 영화\t1\n",
+                    encoding="utf-8")
     assert read_texts(path) == ["아 더빙.. 진짜 짜증나네요", "최고의 영화"]
 
 
@@ -216,10 +218,12 @@ def test_pretrain_command_then_train_takes_the_checkpoint(tmp_path):
 
     write_jsonl(corpus, sample_records(800), gz=False)
     r = CliRunner().invoke(app, ["pretrain", "--corpus", str(corpus), "--out", str(tmp_path / "enc"),
-                                 "--vocab-size", "600", "--hidden-size", "32", "--layers", "1", "--heads", "2",
+                                 "--vocab-size", "600", "--hidden-size", "32", "--layers", "1",
+                                 "--heads", "2",
                                  "--max-length", "32", "--batch-size", "16", "--max-steps", "5"])
     assert r.exit_code == 0, r.output
     from reviewops.models.transformer import TransformerModel, TransformerParams
 
-    model = TransformerModel.from_checkpoint(TransformerParams(checkpoint=str(tmp_path / "enc"), max_length=32))
+    params = TransformerParams(checkpoint=str(tmp_path / "enc"), max_length=32)
+    model = TransformerModel.from_checkpoint(params)
     assert model.predict_proba(["정말 재밌어요"]).shape == (1,)

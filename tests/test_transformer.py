@@ -30,15 +30,16 @@ def data():
 
 
 def _params(tiny, **kw) -> TransformerParams:
-    return TransformerParams(**{"checkpoint": str(tiny), "batch_size": 32, "lr": 1e-3, "epochs": 2, "num_workers": 0,
-                                "patience": 5, **kw})
+    return TransformerParams(**{"checkpoint": str(tiny), "batch_size": 32, "lr": 1e-3, "epochs": 2,
+                                "num_workers": 0, "patience": 5, **kw})
 
 
 def test_a_few_steps_lower_the_loss_and_checkpoints_each_epoch(tiny, data, tmp_path):
     losses: list[float] = []
     model = fine_tune(_params(tiny), *data, tmp_path / "work", on_step=lambda s, loss: losses.append(loss))
     assert len(losses) == 2 * 38 and np.mean(losses[-10:]) < np.mean(losses[:10])
-    assert [h["epoch"] for h in model.history] == [1, 2] and all(h["samples_per_second"] > 0 for h in model.history)
+    assert [h["epoch"] for h in model.history] == [1, 2]
+    assert all(h["samples_per_second"] > 0 for h in model.history)
     assert (tmp_path / "work" / "epoch-0" / "state.pt").is_file() and (tmp_path / "work" / "epoch-1").is_dir()
     p = model.predict_proba(data[2])
     assert p.shape == (300,) and ((p >= 0.5) == data[3]).mean() > 0.6
@@ -56,7 +57,8 @@ def test_resume_continues_from_the_saved_step(tiny, data, tmp_path):
         fine_tune(_params(tiny), *data, tmp_path / "work", on_step=crash_in_epoch_two)
     assert steps[-1] == 50
     resumed: list[int] = []
-    model = fine_tune(_params(tiny), *data, tmp_path / "work", resume=True, on_step=lambda s, loss: resumed.append(s))
+    model = fine_tune(_params(tiny), *data, tmp_path / "work", resume=True,
+                      on_step=lambda s, loss: resumed.append(s))
     assert resumed[0] == 39 and resumed[-1] == 76  # epoch 2 again, from the step saved after epoch 1
     assert [h["epoch"] for h in model.history] == [1, 2]
 
@@ -120,7 +122,8 @@ def test_length_batches_cover_everything_once_and_group_lengths():
     assert batches != length_batches(lengths, 32, seed=2)
 
 
-def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, tiny, small_corpus, monkeypatch):
+def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, tiny, small_corpus,
+                                                                         monkeypatch):
     from typer.testing import CliRunner
 
     from reviewops.cli import app
@@ -128,8 +131,8 @@ def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, t
     from reviewops.models.pyfunc import load_predictor
     from reviewops.registry.mlflow_registry import Registry
 
-    monkeypatch.setenv("REVIEWOPS_MODEL_PARAMS", json.dumps({"word_features": 2**16, "nospace_features": 2**18,
-                                                             "n_jobs": 1}))
+    monkeypatch.setenv("REVIEWOPS_MODEL_PARAMS", json.dumps({"word_features": 2**16,
+                                                             "nospace_features": 2**18, "n_jobs": 1}))
     monkeypatch.setenv("REVIEWOPS_TRANSFORMER_PARAMS", json.dumps({"lr": 1e-3, "num_workers": 0}))
     reset_settings()
     from reviewops.store.db import upgrade
@@ -143,7 +146,8 @@ def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, t
                             "--max-rows", "1500", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    assert out["version"] == "2" and out["decision"]["champion"] is not None  # scored against the CPU champion
+    # scored against the CPU champion
+    assert out["version"] == "2" and out["decision"]["champion"] is not None
     reg = Registry(Settings())
     v2 = reg.get("2")
     assert v2.tags["trainer"] == "transformer" and v2.tags["gate.decision"] in ("champion", "challenger")
@@ -154,7 +158,8 @@ def test_train_command_registers_a_transformer_that_competes_at_the_gate(home, t
     history = mlflow.MlflowClient().get_metric_history(out["run_id"], "train.loss")
     assert len(history) >= 3 and "epoch.valid_balanced_accuracy" in run.data.metrics
     assert run.data.params["model.checkpoint"] == str(tiny)
-    assert run.data.metrics["onnx.fp32.max_abs_logit_diff"] < 1e-3 and run.data.metrics["onnx.fp32.label_agreement"] == 1
+    assert run.data.metrics["onnx.fp32.max_abs_logit_diff"] < 1e-3
+    assert run.data.metrics["onnx.fp32.label_agreement"] == 1
     assert 0 <= run.data.metrics["onnx.int8.label_agreement"] <= 1
 
     # the registered model predicts exactly as the trained one

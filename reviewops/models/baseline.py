@@ -70,7 +70,8 @@ def _vectorizers(p: BaselineParams) -> list[tuple[str, HashingVectorizer]]:
                                                  n_features=p.char_features, **common)))
     if p.word_ngrams:
         blocks.append(("word", HashingVectorizer(analyzer="word", ngram_range=p.word_ngrams,
-                                                 n_features=p.word_features, token_pattern=r"(?u)\b\w+\b", **common)))
+                                                 n_features=p.word_features, token_pattern=r"(?u)\b\w+\b",
+                                                 **common)))
     if p.nospace_ngrams:
         blocks.append(("nospace", HashingVectorizer(analyzer="char", ngram_range=p.nospace_ngrams,
                                                     n_features=p.nospace_features, **common)))
@@ -81,7 +82,8 @@ def _vectorizers(p: BaselineParams) -> list[tuple[str, HashingVectorizer]]:
 
 def _hash_chunk(blocks: list[tuple[str, HashingVectorizer]], texts: list[str]) -> sparse.csr_matrix:
     squeezed = [t.replace(" ", "") for t in texts] if any(k == "nospace" for k, _ in blocks) else texts
-    return sparse.hstack([v.transform(squeezed if k == "nospace" else texts) for k, v in blocks], format="csr")
+    return sparse.hstack([v.transform(squeezed if k == "nospace" else texts) for k, v in blocks],
+                         format="csr")
 
 
 class BaselineModel:
@@ -187,13 +189,16 @@ class BaselineModel:
             meta = json.loads((folder / META_FILE).read_text())
             blob = (folder / MODEL_FILE).read_bytes()
         except FileNotFoundError as exc:
-            raise ModelArtifactError(f"model artifact {folder} is incomplete: {Path(exc.filename).name} is missing") from None
+            raise ModelArtifactError(f"model artifact {folder} is incomplete: "
+                                     f"{Path(exc.filename).name} is missing") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
         if meta.get("format") != FORMAT:
-            raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} (expected {FORMAT})")
+            raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} "
+                                     f"(expected {FORMAT})")
         if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
-            raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum (broken or tampered)")
+            raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum "
+                                     "(broken or tampered)")
         try:
             untrusted = sio.get_untrusted_types(data=blob)
             bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
@@ -203,7 +208,8 @@ class BaselineModel:
         except ModelArtifactError:
             raise
         except Exception as exc:  # noqa: BLE001 - any decoding failure is a broken artifact
-            raise ModelArtifactError(f"model artifact {folder}: cannot be read ({type(exc).__name__}: {exc})") from None
+            raise ModelArtifactError(f"model artifact {folder}: cannot be read "
+                                     f"({type(exc).__name__}: {exc})") from None
         try:
             c = meta["cleaner"]
             model = cls(
@@ -213,7 +219,8 @@ class BaselineModel:
             model.vectorizers, model.tfidf, model.clf = parts["vectorizers"], parts["tfidf"], parts["clf"]
             model.calibration = tuple(float(x) for x in meta["calibration"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelArtifactError(f"model artifact {folder}: incomplete metadata ({type(exc).__name__}: {exc})") from None
+            raise ModelArtifactError(f"model artifact {folder}: incomplete metadata "
+                                     f"({type(exc).__name__}: {exc})") from None
         model.train_seconds = meta.get("train_seconds", 0.0)
         return model
 
