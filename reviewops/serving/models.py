@@ -86,7 +86,8 @@ class ModelManager:
             except Exception as exc:  # noqa: BLE001 - the API must outlive a broken registry or artifact
                 from reviewops.config import redact_text
 
-                self.last_error = redact_text(f"{type(exc).__name__}: {exc}", self.settings).splitlines()[0][:500]
+                message = redact_text(f"{type(exc).__name__}: {exc}", self.settings)
+                self.last_error = message.splitlines()[0][:500]
                 log.warning("champion not (re)loaded, still serving %s: %s",
                             f"v{self.current.version}" if self.current else "nothing", self.last_error)
                 if self.current is None:
@@ -140,7 +141,8 @@ class ModelManager:
         folder = find_model_folder(target)
         backend, model = load_for_serving(folder, self.settings.serve_prefer_onnx)
         info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
-                "snapshot_id": champion.tags.get("snapshot_id", ""), "metrics": registry.run_metrics(champion.run_id)}
+                "snapshot_id": champion.tags.get("snapshot_id", ""),
+                "metrics": registry.run_metrics(champion.run_id)}
         (self.cache / POINTER).write_text(json.dumps({"version": champion.version, "folder": str(folder),
                                                       "info": info}))
         return LoadedModel(self.settings.model_name, champion.version, backend, model, info)
