@@ -1,4 +1,5 @@
-"""The MLflow tracking server of the platform: the `mlflow server` command line, its environment, a health wait.
+"""The MLflow tracking server of the platform: the `mlflow server` command line, its environment, a
+health wait.
 
 Where things live:
 

@@ -85,7 +85,8 @@ def _tls_blocks(listen: str, tls_listen: str, cert: Path, key: Path, public_port
             "    server {",
             f"        listen {listen};",
             "        server_name _;",
-            "        location = /_proxy/health { access_log off; default_type text/plain; return 200 \"ok\\n\"; }",
+            ("        location = /_proxy/health {"
+             " access_log off; default_type text/plain; return 200 \"ok\\n\"; }"),
             f"        location / {{ return 301 {target}; }}",
             "    }",
         ]),
@@ -94,8 +95,8 @@ def _tls_blocks(listen: str, tls_listen: str, cert: Path, key: Path, public_port
 
 def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: Path, runtime_dir: Path,
                   max_body: str = "2m", rate: str = "20r/s", burst: int = 40, *,
-                  tls_listen: str | int | None = None, tls_cert: Path | None = None, tls_key: Path | None = None,
-                  tls_public_port: int = 443) -> str:
+                  tls_listen: str | int | None = None, tls_cert: Path | None = None,
+                  tls_key: Path | None = None, tls_public_port: int = 443) -> str:
     """The nginx configuration for these addresses and limits.
 
     `listen`: `host:port` (or a port, on 127.0.0.1) the proxy serves. `upstreams`: `host:port` (or a
@@ -233,7 +234,8 @@ def check_config(conf_path: Path, prefix: Path, nginx: str | None = None) -> Non
     """`nginx -t` on the configuration; a ConfigError with nginx's own message when it fails."""
     argv = nginx_command(conf_path, prefix, nginx)
     try:
-        proc = subprocess.run([argv[0], "-t", *argv[1:]], capture_output=True, text=True, timeout=30, check=False)
+        proc = subprocess.run([argv[0], "-t", *argv[1:]], capture_output=True, text=True, timeout=30,
+                              check=False)
     except FileNotFoundError:
         raise ConfigError(f"nginx not found at {argv[0]}: {INSTALL_HINT}") from None
     if proc.returncode != 0:
@@ -260,8 +262,8 @@ def prepare(runtime_dir: Path, listen: str | int, upstreams: dict[str, str | int
     `reviewops proxy` runs it, for `make up` and for compose."""
     runtime_dir = Path(runtime_dir).resolve()
     user, _, htpasswd, password_file = ensure_credentials(runtime_dir, user)
-    conf = write_config(runtime_dir, render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst,
-                                                   **tls))
+    text = render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst, **tls)
+    conf = write_config(runtime_dir, text)
     check_config(conf, runtime_dir)
     address = _address(listen, "proxy listen address")
     host, port = address.rsplit(":", 1)

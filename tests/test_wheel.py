@@ -44,7 +44,8 @@ def _build_wheel(work: Path) -> Path:
     """Build from a copy of the sources (symbolic links followed, as setuptools does), so the checkout
     gets no build/ or egg-info folders."""
     src = work / "src"
-    shutil.copytree(ROOT / "reviewops", src / "reviewops", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "reviewops", src / "reviewops",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
     dist = work / "dist"
@@ -52,7 +53,8 @@ def _build_wheel(work: Path) -> Path:
         argv = [str(BIN / "uv"), "build", "--wheel", "--no-build-isolation", "--python", sys.executable,
                 "--out-dir", str(dist), str(src)]
     else:
-        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)]
+        argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                str(src)]
     subprocess.run(argv, cwd=work, check=True, capture_output=True, timeout=300)
     return next(dist.glob("reviewops-*.whl"))
 
@@ -62,7 +64,8 @@ def _console_script(venv: Path, name: str) -> None:
     (ep,) = md.entry_points(group="console_scripts", name=name)
     module, func = ep.value.split(":")
     script = venv / "bin" / name
-    script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
+    python = venv / "bin" / "python"
+    script.write_text(f"#!{python}\nimport sys\nfrom {module} import {func}\nsys.exit({func}())\n")
     script.chmod(0o755)
 
 
@@ -78,8 +81,9 @@ def installed(tmp_path_factory):
     else:
         install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", str(wheel)]
     subprocess.run(install, cwd=work, check=True, capture_output=True, timeout=120)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(subprocess.run([str(python), "-c", purelib], capture_output=True, text=True, check=True)
+                .stdout.strip())
     (site / "zz_project_libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _console_script(venv, "airflow")
     env = {k: v for k, v in os.environ.items()
@@ -92,7 +96,8 @@ def installed(tmp_path_factory):
 def _run(installed, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(installed["venv"] / "bin" / "reviewops"), *args], cwd=installed["work"],
                           env=installed["env"], capture_output=True, text=True, timeout=timeout, check=False)
-    assert proc.returncode == 0, f"reviewops {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    command = " ".join(args)
+    assert proc.returncode == 0, f"reviewops {command} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
 
 
@@ -105,9 +110,9 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     assert package.is_relative_to(installed["site"])
     for path in (dags, template, app, sample):
         assert path.is_relative_to(installed["site"] / "reviewops" / "resources") and path.exists()
-    assert DAG_FILES <= {p.name for p in dags.glob("*.py")}
-    assert {p.name for p in (app.parent / "pages").glob("*.py")} == {p.name for p in (ROOT / "streamlit" / "pages")
-                                                                     .glob("*.py")}
+    assert {p.name for p in dags.glob("*.py")} >= DAG_FILES
+    pages = {p.name for p in (ROOT / "streamlit" / "pages").glob("*.py")}
+    assert {p.name for p in (app.parent / "pages").glob("*.py")} == pages
 
 
 def test_cli_database_and_dags_from_the_wheel(installed):
@@ -115,18 +120,22 @@ def test_cli_database_and_dags_from_the_wheel(installed):
     _run(installed, "db", "upgrade")
     listed = _run(installed, "dag", "list").stdout
     folder = Path(re.search(r"DAGs folder: (\S+)", listed).group(1))
-    assert folder.is_relative_to(installed["site"]) and DAG_FILES <= {p.name for p in folder.glob("*.py")}
+    assert folder.is_relative_to(installed["site"])
+    assert {p.name for p in folder.glob("*.py")} >= DAG_FILES
     for dag_id in ("reviews_collect", "reviews_score", "sentiment_train", "model_monitor"):
         assert dag_id in listed
     scored = _run(installed, "dag", "test", "reviews_score", timeout=300)
     assert "success" in scored.stdout
 
 
-@pytest.mark.skipif(shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), *proxy.NGINX_DIRS]))
-                    is None, reason="nginx is not installed (make system-deps)")
+NGINX = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), *proxy.NGINX_DIRS]))
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (make system-deps)")
 def test_the_proxy_from_the_wheel(installed):
     port = _free_port()
-    proc = subprocess.Popen([str(installed["venv"] / "bin" / "reviewops"), "proxy", "--listen", f"127.0.0.1:{port}"],
+    reviewops = installed["venv"] / "bin" / "reviewops"
+    proc = subprocess.Popen([str(reviewops), "proxy", "--listen", f"127.0.0.1:{port}"],
                             cwd=installed["work"], env=installed["env"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -153,7 +162,8 @@ def test_the_proxy_from_the_wheel(installed):
 
 def _declared() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
+    extras = project["optional-dependencies"].values()
+    reqs = [*project["dependencies"], *(r for extra in extras for r in extra)]
     return {md.distribution(Requirement(r).name).metadata["Name"].lower() for r in reqs
             if Requirement(r).name != "reviewops"}
 

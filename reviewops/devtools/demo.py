@@ -65,19 +65,23 @@ def main() -> None:
     url = site.start()
     slack = SlackStandIn()
     env = os.environ | {"REVIEWOPS_CGV_BASE_URL": url, "REVIEWOPS_MEGABOX_BASE_URL": url,
-                        "REVIEWOPS_CRAWL_DELAY": "0.1", "REVIEWOPS_TASK_RETRY_DELAY": "5"} | standin_env(slack.url)
+                        "REVIEWOPS_CRAWL_DELAY": "0.1", "REVIEWOPS_TASK_RETRY_DELAY": "5"}
+    env |= standin_env(slack.url)
     try:
         console.print(f"local test site: {url} (day 0: {site.state()['date']}); Slack stand-in: {slack.url}")
-        step("3/10 DAG reviews_collect: crawl CGV and Megabox (day 0)", "dag", "test", "reviews_collect", env=env)
-        step("4/10 DAG sentiment_train: snapshot → train → gate → promote", "dag", "test", "sentiment_train", env=env)
-        step("5/10 DAG reviews_score: score the collected reviews with the champion", "dag", "test", "reviews_score",
+        step("3/10 DAG reviews_collect: crawl CGV and Megabox (day 0)", "dag", "test", "reviews_collect",
              env=env)
+        step("4/10 DAG sentiment_train: snapshot → train → gate → promote", "dag", "test", "sentiment_train",
+             env=env)
+        step("5/10 DAG reviews_score: score the collected reviews with the champion", "dag", "test",
+             "reviews_score", env=env)
         site.set_day(1)
-        step(f"6/10 DAG reviews_collect the next day ({site.state()['date']}): only new reviews", "dag", "test",
+        next_day = site.state()["date"]
+        step(f"6/10 DAG reviews_collect the next day ({next_day}): only new reviews", "dag", "test",
              "reviews_collect", env=env)
         step("7/10 DAG reviews_score: only the new reviews", "dag", "test", "reviews_score", env=env)
-        step("8/10 DAG model_monitor: drift and agreement with reviewers' ratings", "dag", "test", "model_monitor",
-             env=env)
+        step("8/10 DAG model_monitor: drift and agreement with reviewers' ratings", "dag", "test",
+             "model_monitor", env=env)
     finally:
         site.stop()
         slack.close()
@@ -112,7 +116,8 @@ def main() -> None:
         f"DAGs, /mlflow/)\n"
         f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
         f"'{settings.mlflow_experiment}', model '{settings.model_name}')\n"
-        f"Train on the full corpus: REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"
+        "Train on the full corpus: "
+        "REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"
     )
 
 

@@ -20,8 +20,8 @@ from reviewops.config import Settings
 from reviewops.errors import ConfigError
 from reviewops.platform import airflow_env, init_platform
 
-DEFAULT_PORTS = {"proxy": 8088, "api": 8000, "streamlit": 8501, "mlflow": 5000, "airflow": 8080, "testsite": 8800,
-                 "slack": 8802}
+DEFAULT_PORTS = {"proxy": 8088, "api": 8000, "streamlit": 8501, "mlflow": 5000, "airflow": 8080,
+                 "testsite": 8800, "slack": 8802}
 
 
 @dataclass
@@ -34,7 +34,8 @@ class Service:
     proc: subprocess.Popen | None = None
 
 
-def platform_services(settings: Settings, ports: dict[str, int], test_site: bool, slack_standin: bool) -> list[Service]:
+def platform_services(settings: Settings, ports: dict[str, int], test_site: bool,
+                      slack_standin: bool) -> list[Service]:
     """The processes `make up` runs, with the environment each one needs. The DAGs' tasks inherit
     Airflow's: they talk to the MLflow server, the test site (when the real sites are not configured)
     and the Slack stand-in (when no Slack is configured). nginx is the front door: `/` the app,
@@ -46,25 +47,27 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
     public = f"http://{host}:{ports['proxy']}"
     mlflow_url = f"http://{host}:{ports['mlflow']}/mlflow"  # served under the prefix nginx forwards as is
     api_url = f"http://{host}:{ports['api']}"
-    services = [Service("mlflow", [ro, "mlflow-server", "--host", host, "--port", str(ports["mlflow"]), "--workers", "1",
-                                   "--static-prefix", "/mlflow"], f"{public}/mlflow/", f"{mlflow_url}/health")]
+    mlflow_argv = [ro, "mlflow-server", "--host", host, "--port", str(ports["mlflow"]), "--workers", "1",
+                   "--static-prefix", "/mlflow"]
+    services = [Service("mlflow", mlflow_argv, f"{public}/mlflow/", f"{mlflow_url}/health")]
     task_env = {"REVIEWOPS_MLFLOW_TRACKING_URI": mlflow_url, "REVIEWOPS_MLFLOW_UI_URL": f"{public}/mlflow"}
     if test_site:
         site = f"http://{host}:{ports['testsite']}"
-        services.append(Service("testsite", [ro, "testsite", "--host", host, "--port", str(ports["testsite"])],
-                                site, f"{site}/_control/state"))
+        site_argv = [ro, "testsite", "--host", host, "--port", str(ports["testsite"])]
+        services.append(Service("testsite", site_argv, site, f"{site}/_control/state"))
         task_env |= {"REVIEWOPS_CGV_BASE_URL": site, "REVIEWOPS_MEGABOX_BASE_URL": site,
                      "REVIEWOPS_CRAWL_DELAY": os.environ.get("REVIEWOPS_CRAWL_DELAY", "0.2")}
     if slack_standin:
         slack = f"http://{host}:{ports['slack']}"
-        services.append(Service("slack-standin", [ro, "slack-standin", "--port", str(ports["slack"]), "--log-file",
-                                                  str(settings.home / "slack-standin.jsonl")], slack, f"{slack}/messages"))
+        slack_argv = [ro, "slack-standin", "--port", str(ports["slack"]), "--log-file",
+                      str(settings.home / "slack-standin.jsonl")]
+        services.append(Service("slack-standin", slack_argv, slack, f"{slack}/messages"))
         from reviewops.devtools.slack_standin import standin_env
 
         task_env |= standin_env(slack)
     base = airflow_env(settings) | task_env
-    services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])], f"{public}/api/",
-                            f"{api_url}/healthz", base))
+    services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])],
+                            f"{public}/api/", f"{api_url}/healthz", base))
     services.append(Service("app", [ro, "app", "--host", host, "--port", str(ports["streamlit"])],
                             f"{public}/", f"http://{host}:{ports['streamlit']}/_stcore/health",
                             base | {"REVIEWOPS_API_URL": api_url}))
@@ -80,8 +83,8 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
     services.append(Service("airflow", [ro, "airflow", "standalone"],
                             f"{public}/airflow/", f"{airflow_url}/airflow/api/v2/monitor/health", env))
     # the same command the compose file's nginx service runs, with local upstreams
-    services.append(Service("nginx", [ro, "proxy", "--listen", f"{host}:{ports['proxy']}",
-                                      *(arg for name in proxy.UPSTREAMS for arg in (f"--{name}", str(ports[name])))],
+    upstreams = [arg for name in proxy.UPSTREAMS for arg in (f"--{name}", str(ports[name]))]
+    services.append(Service("nginx", [ro, "proxy", "--listen", f"{host}:{ports['proxy']}", *upstreams],
                             f"{public}/", f"{public}/_proxy/health"))
     return services
 
@@ -135,8 +138,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True, slack_standin: bool = True,
-       timeout: float = 180.0, echo=print, bootstrap: bool = False) -> list[Service]:
+def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True,
+       slack_standin: bool = True, timeout: float = 180.0, echo=print,
+       bootstrap: bool = False) -> list[Service]:
     """Start the platform; return the running services (stop them with `stop`)."""
     ports = DEFAULT_PORTS | (ports or {})
     services = platform_services(settings, ports, test_site, slack_standin)

@@ -26,8 +26,8 @@ def standin_env(url: str) -> dict[str, str]:
 
 
 class SlackStandIn:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None, status: int = 200,
-                 ok: bool = True) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_file: Path | None = None,
+                 status: int = 200, ok: bool = True) -> None:
         self.requests: list[dict] = []
         self.log_file = log_file
         self._lock = threading.Lock()
@@ -38,7 +38,8 @@ class SlackStandIn:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode("utf-8", "replace")
                 ctype = self.headers.get("Content-Type", "")
                 try:
-                    payload = json.loads(body) if "json" in ctype else {k: v[0] for k, v in parse_qs(body).items()}
+                    payload = (json.loads(body) if "json" in ctype
+                               else {k: v[0] for k, v in parse_qs(body).items()})
                 except json.JSONDecodeError:
                     payload = {"unparsed": body[:2000]}
                 outer._record({"path": self.path, "auth": self.headers.get("Authorization"), "body": payload})
@@ -46,13 +47,15 @@ class SlackStandIn:
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 if self.path.startswith("/api/"):
-                    self.wfile.write(json.dumps({"ok": ok, "error": None if ok else "channel_not_found"}).encode())
+                    answer = {"ok": ok, "error": None if ok else "channel_not_found"}
+                    self.wfile.write(json.dumps(answer).encode())
                 else:
                     self.wfile.write(b"ok" if status == 200 else b"error")
 
             def do_GET(self) -> None:
                 if self.path.startswith("/messages"):
-                    data, ctype = json.dumps(outer.messages(), ensure_ascii=False).encode(), "application/json"
+                    data = json.dumps(outer.messages(), ensure_ascii=False).encode()
+                    ctype = "application/json"
                 else:
                     items = "".join(render("slack_message.html", text=escape(m["text"]))
                                     for m in reversed(outer.messages()))
@@ -76,8 +79,8 @@ class SlackStandIn:
             self.requests.append(request)
             if self.log_file is not None:
                 with open(self.log_file, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(request | {"auth": "***" if request["auth"] else None}, ensure_ascii=False)
-                             + "\n")
+                    masked = request | {"auth": "***" if request["auth"] else None}
+                    fh.write(json.dumps(masked, ensure_ascii=False) + "\n")
 
     def messages(self) -> list[dict]:
         """Each message's text and blocks, in arrival order."""
@@ -96,7 +99,8 @@ class SlackStandIn:
 
 def serve(host: str = "127.0.0.1", port: int = 8802, log_file: Path | None = None) -> None:
     standin = SlackStandIn(host, port, log_file)
-    print(f"Slack stand-in on {standin.url} (messages at {standin.url}/ and {standin.url}/messages)", flush=True)
+    url = standin.url
+    print(f"Slack stand-in on {url} (messages at {url}/ and {url}/messages)", flush=True)
     try:
         standin._thread.join()
     except KeyboardInterrupt:

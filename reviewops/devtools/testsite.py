@@ -360,7 +360,8 @@ class TestSite:
             raise ValueError(f"path must be null or a path prefix starting with '/', got {path!r}")
         with self._lock:
             self._faults = [f for f in self._faults if f["path"] != path]
-            self._faults.append({"mode": mode, "path": path, "count": count, **({"after": after} if after else {})})
+            fault = {"mode": mode, "path": path, "count": count, **({"after": after} if after else {})}
+            self._faults.append(fault)
 
     def clear_faults(self) -> None:
         """Switch all faults off. Same as ``DELETE /_control/faults``."""
@@ -372,10 +373,7 @@ class TestSite:
         best = None
         for fault in self._faults:
             prefix = fault["path"]
-            if prefix is None:
-                matches = path != ROBOTS
-            else:
-                matches = path.startswith(prefix)
+            matches = path != ROBOTS if prefix is None else path.startswith(prefix)
             if matches and (best is None or len(prefix or "") > len(best["path"] or "")):
                 best = fault
         if best is None:
@@ -560,8 +558,8 @@ class TestSite:
             "empty": variant == "empty",
         }
         config_json = json.dumps(config).replace("<", "\\u003c")
-        body = render("cgv_detail.html", title=escape(movie.title), plot=escape(movie.plot), config_json=config_json,
-                       script=asset("cgv_detail.js"))
+        body = render("cgv_detail.html", title=escape(movie.title), plot=escape(movie.plot),
+                      config_json=config_json, script=asset("cgv_detail.js"))
         return HTMLResponse(_html_page(f"{movie.title} | CGV", body))
 
     async def _cgv_points(self, request: Request) -> Response:
@@ -607,7 +605,8 @@ class TestSite:
             return JSONResponse({"movieList": []})
         name_key = RENAMED_KEYS["movieNm"] if variant == "renamed" else "movieNm"
         movies = self.movies("megabox")
-        items = [{"movieNo": m["code"], name_key: m["title"], "onairYn": "Y"} for m in _page_of(movies, page, size)]
+        items = [{"movieNo": m["code"], name_key: m["title"], "onairYn": "Y"}
+                 for m in _page_of(movies, page, size)]
         return JSONResponse({"movieList": items, "totCnt": len(movies)})
 
     def _megabox_page(self, code: str, page: int, size: int) -> tuple[_Movie | None, list[_Review], int]:
@@ -621,7 +620,8 @@ class TestSite:
         try:
             data = await _body(request)
             page = max(1, _int(data.get("currentPage"), 1, "currentPage"))
-            size = min(100, max(1, _int(data.get("recordCountPerPage"), MEGABOX_PAGE_SIZE, "recordCountPerPage")))
+            per_page = _int(data.get("recordCountPerPage"), MEGABOX_PAGE_SIZE, "recordCountPerPage")
+            size = min(100, max(1, per_page))
         except ValueError as exc:
             return _bad_request(exc)
         variant = self._variant(request)
@@ -658,8 +658,8 @@ class TestSite:
             reviews, total = [], 0
         txt_cls = RENAMED_CLASSES["story-txt"] if variant == "renamed" else "story-txt"
         items = [
-            render("megabox_review.html", author=escape(r.author), no=r.megabox_no, rating=r.rating, text_class=txt_cls,
-                    text=escape(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
+            render("megabox_review.html", author=escape(r.author), no=r.megabox_no, rating=r.rating,
+                   text_class=txt_cls, text=escape(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
             for r in reviews
         ]
         body = render("megabox_comment.html", title=escape(movie.title), items="\n".join(items),
