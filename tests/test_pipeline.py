@@ -211,3 +211,26 @@ def test_an_unknown_trainer_is_an_error_everywhere(home):
         orchestration.train("no-such-snapshot", "gpt")
     r = cli("train", "--trainer", "gpt")
     assert r.exit_code == 2 and "unknown trainer 'gpt'" in r.stderr
+
+
+def test_mlflow_is_configured_once_per_tracking_uri_and_a_failure_is_not_remembered(home, monkeypatch):
+    from reviewops.errors import ConfigError
+    from reviewops.registry import mlflow_registry
+
+    calls = []
+    configure = mlflow_registry._configure
+    monkeypatch.setattr(mlflow_registry, "_configure", lambda s: calls.append(s.tracking_uri) or configure(s))
+    Registry(Settings())
+    Registry(Settings())
+    assert calls == [Settings().tracking_uri]  # constructing a Registry again asks MLflow nothing
+
+    def down(uri: str) -> None:
+        raise ConfigError(f"cannot reach MLflow at {uri}")
+
+    monkeypatch.setattr(mlflow_registry, "_probe", down)
+    monkeypatch.setenv("REVIEWOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    reset_settings()
+    for _ in range(2):
+        with pytest.raises(ConfigError):
+            Registry(Settings())
+    assert calls[1:] == ["http://127.0.0.1:9"] * 2
