@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reviewops.errors import ModelArtifactError
-from reviewops.models import onnx_export
+from reviewops.errors import InputError, ModelArtifactError
+from reviewops.models import onnx_export, training
 from reviewops.models.onnx_export import (
     OnnxClassifier,
     OnnxExportError,
@@ -200,7 +200,7 @@ def test_length_groups_cover_every_row_once_at_least_cost():
         n = rng.randint(1, 9)
         lengths = [rng.choice([3, 5, 8, 20, 60, 128]) for _ in range(n)]
         max_rows, call_cost = rng.randint(1, 4), rng.choice([0.0, 8.0, 32.0])
-        groups = onnx_export.length_groups(lengths, max_rows, call_cost)
+        groups = training.length_groups(lengths, max_rows, call_cost)
         assert sorted(int(i) for g in groups for i in g) == list(range(n))
         assert all(1 <= len(g) <= max_rows for g in groups)
         # the least cost over every split of the length order into runs of at most max_rows
@@ -214,12 +214,12 @@ def test_length_groups_cover_every_row_once_at_least_cost():
 
 def test_length_groups_keep_short_reviews_away_from_long_ones():
     lengths = [12] * 30 + [120] * 2  # two long reviews among short ones, as in a real micro-batch
-    groups = onnx_export.length_groups(lengths, 64, 32.0)
+    groups = training.length_groups(lengths, 64, 32.0)
     padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
     assert padded == sum(lengths)  # no short review is padded to a long one
     assert len(groups) == 2
     naive = len(lengths) * max(lengths)  # one batch padded to the longest: the old behaviour
     assert padded < naive / 4
-    assert onnx_export.length_groups([], 8, 32.0) == []
-    with pytest.raises(onnx_export.InputError):
-        onnx_export.length_groups([1, 2], 0, 32.0)
+    assert training.length_groups([], 8, 32.0) == []
+    with pytest.raises(InputError):
+        training.length_groups([1, 2], 0, 32.0)

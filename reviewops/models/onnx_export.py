@@ -32,6 +32,7 @@ import numpy as np
 
 from reviewops.errors import InputError, ModelArtifactError
 from reviewops.models.loading import load_classifier, load_tokenizer
+from reviewops.models.training import ONNX_CALL_COST, TORCH_CALL_COST, length_groups
 
 FP32_FILE, INT8_FILE, PARITY_FILE = "model.onnx", "model.int8.onnx", "parity.json"
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -108,36 +109,8 @@ def _pad(tokenizer, enc: dict[str, list[list[int]]], idx: Sequence[int],
     return out
 
 
-def length_groups(lengths: Sequence[int], max_rows: int, call_cost: float) -> list[np.ndarray]:
-    """Row indices split into batches that waste the least on padding.
-
-    Rows are sorted by length and cut where the total cost is lowest, a batch costing `call_cost` (the
-    model's fixed cost of one call, in tokens) plus rows x its longest row (every row is padded to it),
-    with at most `max_rows` rows per batch. A transformer's time is close to linear in padded tokens, so
-    a short review does not pay for a long one beside it, and calls stay big where lengths are alike."""
-    n = len(lengths)
-    if n == 0:
-        return []
-    if max_rows < 1:
-        raise InputError(f"batch_size must be at least 1, not {max_rows}")
-    order = np.argsort(np.asarray(lengths), kind="stable")
-    ordered = np.asarray(lengths, dtype=np.float64)[order]
-    best = np.zeros(n + 1)  # best[j]: the lowest cost of the first j rows in length order
-    cut = np.zeros(n + 1, dtype=np.int64)  # where the last batch of that solution starts
-    for j in range(1, n + 1):
-        lo = max(0, j - max_rows)
-        costs = best[lo:j] + call_cost + (j - np.arange(lo, j)) * ordered[j - 1]
-        k = int(np.argmin(costs))
-        best[j], cut[j] = costs[k], lo + k
-    groups, j = [], n
-    while j > 0:
-        groups.append(order[cut[j]:j])
-        j = int(cut[j])
-    return groups[::-1]
-
-
 def _batches(tokenizer, texts: list[str], batch_size: int, max_length: int, by_length: bool = True,
-             call_cost: float = 32.0) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+             call_cost: float = ONNX_CALL_COST) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """(row indices, padded inputs) per batch of at most `batch_size` rows: grouped by token length
     (`length_groups`) unless `by_length` is False, then in input order."""
     if batch_size < 1:
@@ -187,7 +160,7 @@ class TorchClassifier:
         self.model.eval()
         with torch.inference_mode():
             for idx, batch in _batches(self.tokenizer, texts, batch_size, self.max_length, by_length,
-                                       call_cost=64.0):  # a PyTorch call costs more than an onnxruntime one
+                                       call_cost=TORCH_CALL_COST):
                 types = batch.pop("token_type_ids", None)
                 if types is not None and self.accepts_token_types and types.max() < self.type_vocab_size:
                     batch["token_type_ids"] = types  # else the model's default (zeros), see _input_names

@@ -27,7 +27,15 @@ import numpy as np
 from reviewops.errors import ModelArtifactError
 from reviewops.fsutil import atomic_folder
 from reviewops.models.loading import HF_DIR, META_FILE, load_classifier, load_tokenizer, read_meta
-from reviewops.models.training import adamw, autocast, length_batches, pick_device, warmup_then_linear_decay
+from reviewops.models.training import (
+    TORCH_CALL_COST,
+    adamw,
+    autocast,
+    length_batches,
+    length_groups,
+    pick_device,
+    warmup_then_linear_decay,
+)
 from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
@@ -89,13 +97,12 @@ class TransformerModel:
         import torch
 
         ids = self.encode(list(texts))
-        order = np.argsort([len(x) for x in ids], kind="stable")
         out = np.empty(len(ids), dtype=float)
-        bs = batch_size or self.params.eval_batch_size
+        rows = batch_size or self.params.eval_batch_size
+        groups = length_groups([len(x) for x in ids], rows, TORCH_CALL_COST)  # the least padding
         self.model.eval()
         with torch.inference_mode(), autocast(self.device, self.params.bf16):
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs]
+            for idx in groups:
                 enc = self._pad([ids[j] for j in idx]).to(self.device)
                 logits = self.model(**enc).logits.float()
                 out[idx] = torch.softmax(logits, dim=-1)[:, 1].cpu().numpy()
