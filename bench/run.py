@@ -95,7 +95,7 @@ def main() -> None:
     from reviewops.models.pyfunc import load_predictor
     from reviewops.predict import predict_file
 
-    predictor = load_predictor(f"models:/{settings.model_name}@champion")
+    predictor = load_predictor(f"models:/{settings.model.name}@champion")
     in_process = predict_file(predictor, inp, home / "predict-lib.tsv", settings.predict_batch_size)
     t = time.perf_counter()
     proc = subprocess.run([str(Path(sys.executable).with_name("reviewops")), "predict", "--input", str(inp),

@@ -469,8 +469,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
                     "transformers": transformers.__version__, "onnxruntime": onnxruntime.__version__,
                     "loadavg_at_start": loadavg()},
         "settings": {"threads": threads, "corpus": str(args.corpus),
-                     "serve_batch_max_size": settings.serve_batch_max_size,
-                     "serve_batch_max_wait_ms": settings.serve_batch_max_wait_ms,
+                     "serve_batch_max_size": settings.serve.batch_max_size,
+                     "serve_batch_max_wait_ms": settings.serve.batch_max_wait_ms,
                      "uvicorn_workers": 1, "client": "aiohttp in the benchmark process, keep-alive: one session per "
                                "closed-loop worker, 8 round-robin for the open loop; heap frozen during tests"},
     }
@@ -548,7 +548,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     build_seconds = time.perf_counter() - t
     # its own registered model in the same home; the gate's floor is off: a 50-step fine-tune from random
     # weights is a serving benchmark's model, not one that would pass the accuracy floor
-    bert_settings = Settings(model_name=BERT_NAME, gate_floor=0.0)
+    bert_settings = Settings(model={"name": BERT_NAME}, gate={"floor": 0.0})
     torch.set_num_threads(threads)
     trainer = TransformerTrainer(bert_settings, {"checkpoint": str(ckpt), "max_steps": args.max_steps, "epochs": 1,
                                                  "batch_size": 32, "num_workers": 0, "max_length": 128})

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from reviewops.config import get_settings
+from reviewops.config import PORTS, get_settings
 from reviewops.errors import ReviewOpsError
 
 app = typer.Typer(help="ReviewOps: Korean review sentiment, from corpus to served model.", no_args_is_help=True,
@@ -248,7 +248,7 @@ def predict(
 
     settings = get_settings()
     reviews = read_reviews(input)  # a bad input fails before a model is loaded
-    uri = model_uri or f"models:/{settings.model_name}@champion"
+    uri = model_uri or f"models:/{settings.model.name}@champion"
     if uri.startswith(("models:/", "runs:/")):
         configure(settings)
     predictor = load_predictor(uri)
@@ -300,7 +300,7 @@ def crawl(
 @app.command(rich_help_panel=DEV_TOOLS)
 @_cli
 def testsite(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8800,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = PORTS["testsite"],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the local CGV/Megabox test site (sample reviews, settable clock, fault modes)."""
@@ -372,13 +372,13 @@ def monitor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command(rich_help_panel=DEV_TOOLS)
 @_cli
 def up(
-    proxy_port: Annotated[int, typer.Option(help="nginx: the platform's front door.")] = 8088,
-    api_port: Annotated[int, typer.Option(help="Prediction API.")] = 8000,
-    app_port: Annotated[int, typer.Option(help="Streamlit app.")] = 8501,
-    airflow_port: Annotated[int, typer.Option(help="Airflow UI and API.")] = 8080,
-    mlflow_port: Annotated[int, typer.Option(help="MLflow server.")] = 5000,
-    testsite_port: Annotated[int, typer.Option(help="Local CGV/Megabox test site.")] = 8800,
-    slack_port: Annotated[int, typer.Option(help="Slack stand-in.")] = 8802,
+    proxy_port: Annotated[int, typer.Option(help="nginx: the platform's front door.")] = PORTS["proxy"],
+    api_port: Annotated[int, typer.Option(help="Prediction API.")] = PORTS["api"],
+    app_port: Annotated[int, typer.Option(help="Streamlit app.")] = PORTS["streamlit"],
+    airflow_port: Annotated[int, typer.Option(help="Airflow UI and API.")] = PORTS["airflow"],
+    mlflow_port: Annotated[int, typer.Option(help="MLflow server.")] = PORTS["mlflow"],
+    testsite_port: Annotated[int, typer.Option(help="Local CGV/Megabox test site.")] = PORTS["testsite"],
+    slack_port: Annotated[int, typer.Option(help="Slack stand-in.")] = PORTS["slack"],
     test_site: Annotated[bool, typer.Option(help="Crawl the local test site (the real sites are out of reach "
                                                   "here).")] = True,
     slack_standin: Annotated[bool, typer.Option(help="Send Slack messages to the local stand-in (default when no "
@@ -470,11 +470,11 @@ def airflow(ctx: typer.Context) -> None:
 @app.command()
 @_cli
 def proxy(
-    listen: Annotated[str, typer.Option(help="host:port nginx listens on (or a port on 127.0.0.1).")] = "127.0.0.1:8088",
-    streamlit: Annotated[str, typer.Option(help="host:port of the app (or a port on 127.0.0.1).")] = "8501",
-    api: Annotated[str, typer.Option(help="host:port of the API.")] = "8000",
-    mlflow: Annotated[str, typer.Option(help="host:port of the MLflow server.")] = "5000",
-    airflow: Annotated[str, typer.Option(help="host:port of Airflow's api-server.")] = "8080",
+    listen: Annotated[str, typer.Option(help="host:port nginx listens on (or a port on 127.0.0.1).")] = f"127.0.0.1:{PORTS['proxy']}",
+    streamlit: Annotated[str, typer.Option(help="host:port of the app (or a port on 127.0.0.1).")] = str(PORTS["streamlit"]),
+    api: Annotated[str, typer.Option(help="host:port of the API.")] = str(PORTS["api"]),
+    mlflow: Annotated[str, typer.Option(help="host:port of the MLflow server.")] = str(PORTS["mlflow"]),
+    airflow: Annotated[str, typer.Option(help="host:port of Airflow's api-server.")] = str(PORTS["airflow"]),
     tls_listen: Annotated[str, typer.Option(help="host:port for HTTPS when REVIEWOPS_TLS_CERT and "
                                                  "REVIEWOPS_TLS_KEY are set; --listen then redirects to it.")]
         = "127.0.0.1:8443",
@@ -487,8 +487,8 @@ def proxy(
 
     settings = get_settings()
     tls = {}
-    if settings.tls_cert or settings.tls_key:
-        tls = {"tls_listen": tls_listen, "tls_cert": settings.tls_cert, "tls_key": settings.tls_key,
+    if settings.tls.cert or settings.tls.key:
+        tls = {"tls_listen": tls_listen, "tls_cert": settings.tls.cert, "tls_key": settings.tls.key,
                "tls_public_port": tls_public_port}
     p = front.prepare(settings.home / "nginx", listen,
                       {"streamlit": streamlit, "api": api, "mlflow": mlflow, "airflow": airflow}, **tls)
@@ -501,7 +501,7 @@ def proxy(
 @_cli
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port.")] = PORTS["api"],
     workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
 ) -> None:
     """The prediction API (FastAPI): /v1/predict, /v1/model, /v1/feedback, /v1/movies, /healthz, /metrics."""
@@ -515,7 +515,7 @@ def serve(
 @_cli
 def webapp(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8501,
+    port: Annotated[int, typer.Option(help="Port.")] = PORTS["streamlit"],
 ) -> None:
     """The Korean review-analysis app (Streamlit); it talks only to the API at REVIEWOPS_API_URL."""
     from reviewops.resources import streamlit_app
@@ -529,7 +529,7 @@ def webapp(
 @app.command("slack-standin", rich_help_panel=DEV_TOOLS)
 @_cli
 def slack_standin(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8802,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = PORTS["slack"],
     log_file: Annotated[Path | None, typer.Option(help="Also append each message to this JSONL file.")] = None,
 ) -> None:
     """A local stand-in for Slack's API: shows every message the platform sends (for demos and tests)."""
@@ -542,7 +542,7 @@ def slack_standin(
 @_cli
 def mlflow_server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port.")] = PORTS["mlflow"],
     workers: Annotated[int | None, typer.Option(help="Server worker processes.")] = None,
     static_prefix: Annotated[str | None, typer.Option(help="URL prefix behind a proxy, e.g. /mlflow.")] = None,
     allowed_hosts: Annotated[str | None, typer.Option(help="Host headers accepted besides localhost, e.g. "

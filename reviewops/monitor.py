@@ -15,8 +15,10 @@ The report is a plain, JSON-serialisable dict; each check says whether it crosse
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from reviewops.errors import InputError
 
 log = logging.getLogger(__name__)
 
+REPORTS = "reports/monitor"  # artifact-store folder of the daily reports, one `YYYY-MM-DD.json` each
 PSI_EPSILON = 1e-4  # floor of a bin's share, so an empty bin on one side does not make PSI infinite
 SCORE_EDGES = np.linspace(0.0, 1.0, 11)
 DECILES = np.linspace(0.1, 0.9, 9)
@@ -44,11 +47,11 @@ class Thresholds:
     def from_settings(cls, settings) -> Thresholds:
         """Thresholds from `reviewops.config.Settings` (`monitor_min_reviews`, `drift_*`, `agreement_min`)."""
         return cls(
-            min_reviews=int(settings.monitor_min_reviews),
-            psi=float(settings.drift_psi_threshold),
-            unknown_rate_delta=float(settings.drift_unknown_rate_delta),
-            positive_share_delta=float(settings.drift_positive_share_delta),
-            confidence_drop=float(settings.drift_confidence_drop),
+            min_reviews=int(settings.monitor.min_reviews),
+            psi=float(settings.drift.psi_threshold),
+            unknown_rate_delta=float(settings.drift.unknown_rate_delta),
+            positive_share_delta=float(settings.drift.positive_share_delta),
+            confidence_drop=float(settings.drift.confidence_drop),
             agreement_min=float(settings.agreement_min),
         )
 
@@ -276,3 +279,16 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
         log.info("model monitor: %s (%d recent vs %d reference reviews)%s", status, len(current), len(reference),
                  f"; crossed: {', '.join(alerts)}" if alerts else "")
     return report
+
+
+def store_report(store, report: dict, day: date) -> str:
+    """Write a day's report to the artifact store (replacing that day's earlier one); returns its URI."""
+    key = f"{REPORTS}/{day:%Y-%m-%d}.json"
+    store.put(key, json.dumps(report, ensure_ascii=False, indent=2).encode(), overwrite=True)
+    return store.uri(key)
+
+
+def latest_report(store) -> dict | None:
+    """The newest stored report, or None when there is none."""
+    keys = sorted(k for k in store.list(REPORTS) if k.endswith(".json"))
+    return json.loads(store.get(keys[-1])) if keys else None

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 NEW_REVIEWS = "reviewops://reviews/new"
 CHAMPION = "reviewops://models/champion"
 SCORED_REVIEWS = "reviewops://reviews/scored"
-TIMEZONE = "Asia/Seoul"
 
 
 def settings() -> Settings:
@@ -32,8 +31,8 @@ def default_args() -> dict:
     s = settings()
     return {
         "owner": "reviewops",
-        "retries": s.task_retries,
-        "retry_delay": timedelta(seconds=s.task_retry_delay),
+        "retries": s.task.retries,
+        "retry_delay": timedelta(seconds=s.task.retry_delay),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(hours=1),
         "on_failure_callback": on_task_failure,

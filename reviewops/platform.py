@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reviewops.config import Settings
+from reviewops.config import TIMEZONE, Settings
 from reviewops.errors import ConfigError, ReviewOpsError
 from reviewops.resources import dags_folder, sample_corpus
 
@@ -33,7 +33,7 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__DEFAULT_TIMEZONE": "Asia/Seoul",
+        "AIRFLOW__CORE__DEFAULT_TIMEZONE": TIMEZONE,
         "AIRFLOW__LOGGING__COLORED_CONSOLE_LOG": "False",
         "REVIEWOPS_HOME": str(settings.home),
     }

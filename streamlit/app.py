@@ -16,5 +16,5 @@ pages = [
     st.Page("pages/monitoring.py", title="모니터링", icon="📈", url_path="monitoring"),
 ]
 page = st.navigation(pages)
-st.sidebar.caption(f"API: {get_settings().api_url}")
+st.sidebar.caption(f"API: {get_settings().api.url}")
 page.run()

@@ -144,7 +144,7 @@ def test_kill_during_training_leaves_no_running_run(trained, tmp_path):
 def test_work_on_another_machine_is_abandoned_only_after_its_heartbeat_stops(trained):
     """Another host's process cannot be looked up: its heartbeat decides (here set by hand on real runs)."""
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(trained.settings.mlflow_experiment).experiment_id
+    experiment = client.get_experiment_by_name(trained.settings.mlflow.experiment).experiment_id
     elsewhere = "worker-7/pid:[4026531836]:4242:123456"
     fresh = client.create_run(experiment, tags={OWNER_TAG: elsewhere, HEARTBEAT_TAG: f"{time.time():.0f}"})
     silent = client.create_run(experiment, tags={OWNER_TAG: elsewhere, HEARTBEAT_TAG: f"{time.time() - 700:.0f}"})

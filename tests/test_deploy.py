@@ -22,8 +22,8 @@ import typer.main
 import yaml
 
 from reviewops.cli import app as cli_app
-from reviewops.config import Settings
-from reviewops.devtools.launcher import DEFAULT_PORTS, platform_services
+from reviewops.config import PORTS, Settings
+from reviewops.devtools.launcher import platform_services
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -222,7 +222,7 @@ def test_gpu_profile_reserves_an_nvidia_gpu_and_trains_on_the_transformer_queue(
 def test_compose_runs_what_make_up_runs(compose, settings):
     """Same `reviewops` commands as `make up` (less the local stand-ins for CGV/Megabox and Slack), and
     nginx's upstreams are the services that listen on those ports."""
-    local = platform_services(settings, DEFAULT_PORTS, test_site=True, slack_standin=True)
+    local = platform_services(settings, PORTS, test_site=True, slack_standin=True)
     made_up = {Path(s.argv[0]).name + " " + s.argv[1] for s in local if Path(s.argv[0]).name == "reviewops"}
     assert made_up == {"reviewops mlflow-server", "reviewops testsite", "reviewops slack-standin", "reviewops serve",
                        "reviewops app", "reviewops airflow", "reviewops proxy"}
@@ -312,7 +312,7 @@ def test_every_variable_is_in_env_example(compose):
     documented = _documented()
     code = _variables_the_code_reads()
     assert {"REVIEWOPS_CRAWL_DELAY", "AIRFLOW_HOME"} <= code  # the scan finds reads
-    settings = {f"REVIEWOPS_{name.upper()}" for name in Settings.model_fields}
+    settings = set(Settings.variables())
     interpolated = set(VAR.findall(COMPOSE_FILE.read_text()))
     assert {"POSTGRES_PASSWORD", "AIRFLOW_JWT_SECRET"} <= interpolated
     missing = sorted((code | settings | interpolated) - documented)
@@ -500,8 +500,8 @@ def test_compose_environments_make_valid_settings(compose, monkeypatch):
             monkeypatch.setenv(key, value)
         reset_settings()
         s = Settings(_env_file=None)
-        assert s.tls_cert is None and s.tls_key is None, name
-        assert s.transformer_queue is None and s.admin_token is None, name
+        assert s.tls.cert is None and s.tls.key is None, name
+        assert s.transformer.queue is None and s.admin_token is None, name
         if name != "nginx":
             assert s.db_url.startswith("postgresql+psycopg://reviewops:") and s.db_url.endswith("@postgres:5432/reviews")
             assert s.artifacts == "s3://reviewops/artifacts" and s.s3_endpoint_url == "http://minio:9000"

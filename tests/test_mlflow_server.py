@@ -102,7 +102,7 @@ def train_through(settings: Settings, corpus: Path) -> tuple[CapturingTrainer, o
 def assert_champion_served(settings: Settings, trainer: CapturingTrainer) -> None:
     champion = Registry(settings).by_alias("champion")
     assert champion is not None and champion.version == "1"
-    served = load_predictor(f"models:/{settings.model_name}@champion")
+    served = load_predictor(f"models:/{settings.model.name}@champion")
     np.testing.assert_allclose(served.predict_proba(TEXTS), trainer.model.predict_proba(TEXTS), rtol=1e-6)
 
 
@@ -130,7 +130,8 @@ def test_server_proxies_artifacts_to_s3(tmp_path, moto_server, mlflow_server, cl
 
     s3 = boto3.client("s3", endpoint_url=moto_server)
     s3.create_bucket(Bucket="mlflow-artifacts")
-    server = Settings(home=tmp_path / "server", mlflow_artifacts_destination="s3://mlflow-artifacts/prod",
+    server = Settings(home=tmp_path / "server",
+                      mlflow={"artifacts_destination": "s3://mlflow-artifacts/prod"},
                       s3_endpoint_url=moto_server)
     assert server_env(server)["MLFLOW_S3_ENDPOINT_URL"] == moto_server
     url = mlflow_server(server)
@@ -151,7 +152,7 @@ def test_server_proxies_artifacts_to_s3(tmp_path, moto_server, mlflow_server, cl
 
 def test_command_and_env(home, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_BACKEND_STORE_URI", raising=False)
-    local = Settings(home=tmp_path / "h", mlflow_artifacts_destination="rel/artifacts")
+    local = Settings(home=tmp_path / "h", mlflow={"artifacts_destination": "rel/artifacts"})
     cmd = server_command(local, host="0.0.0.0", port=5001, workers=2, static_prefix="mlflow/",
                          allowed_hosts="mlflow,mlflow:*")
     assert Path(cmd[0]).name == "mlflow" and Path(cmd[0]).is_file() and cmd[1] == "server"
@@ -163,8 +164,9 @@ def test_command_and_env(home, tmp_path, monkeypatch):
     assert args["--allowed-hosts"] == "mlflow,mlflow:*" and args["--host"] == "0.0.0.0" and args["--port"] == "5001"
     assert "--workers" not in server_command(local)
 
-    pg = Settings(home=tmp_path / "h", mlflow_backend_store_uri="postgresql+psycopg://ml:s3cret@db:5432/mlflow",
-                  mlflow_artifacts_destination="s3://bucket/prefix")
+    pg = Settings(home=tmp_path / "h",
+                  mlflow={"backend_store_uri": "postgresql+psycopg://ml:s3cret@db:5432/mlflow",
+                          "artifacts_destination": "s3://bucket/prefix"})
     cmd = server_command(pg)
     assert not any("s3cret" in a for a in cmd) and "--backend-store-uri" not in cmd
     assert cmd[cmd.index("--artifacts-destination") + 1] == "s3://bucket/prefix"

@@ -53,7 +53,7 @@ def settings(platform, monkeypatch):
 
 
 def _cached_skops(settings: Settings, version: str) -> Path:
-    [skops] = (settings.model_cache / settings.model_name / version).rglob("model.skops")
+    [skops] = (settings.model_cache / settings.model.name / version).rglob("model.skops")
     return skops
 
 
@@ -114,7 +114,7 @@ def test_damaged_cache_of_a_new_champion_never_takes_the_old_one_down(settings):
     registry.promote("1", "test")
     assert serving.refresh() and _serves(serving, "1")
     _flip(_cached_skops(settings, "2"))
-    mv = mlflow.MlflowClient().get_model_version(settings.model_name, "2")
+    mv = mlflow.MlflowClient().get_model_version(settings.model.name, "2")
     logged = mlflow.MlflowClient().get_logged_model(mv.source.removeprefix("models:/"))  # models:/m-<id>
     [stored] = Path(logged.artifact_location.removeprefix("file://")).rglob("model.skops")
     original = _flip(stored)
@@ -122,7 +122,7 @@ def test_damaged_cache_of_a_new_champion_never_takes_the_old_one_down(settings):
         registry.promote("2", "test")
         assert serving.refresh() is False
         assert _serves(serving, "1") and "checksum" in serving.last_error
-        assert not (settings.model_cache / settings.model_name / "2").exists()  # nothing broken stays cached
+        assert not (settings.model_cache / settings.model.name / "2").exists()  # nothing broken stays cached
     finally:
         stored.write_bytes(original)
     assert serving.refresh() and _serves(serving, "2")  # repaired in the registry: served at the next check

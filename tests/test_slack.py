@@ -41,7 +41,7 @@ def _settings(monkeypatch, **env) -> Settings:
 def test_training_report_through_the_web_api(home, fake, monkeypatch):
     s = _settings(monkeypatch, SLACK_BOT_TOKEN=TOKEN, SLACK_CHANNEL="#ml", SLACK_API_URL=f"{fake.url}/api/",
                   MLFLOW_UI_URL="http://mlflow.local")
-    text, blocks = training_report(SUMMARY, s.mlflow_ui_url)
+    text, blocks = training_report(SUMMARY, s.mlflow.ui_url)
     assert Notifier(s).send(text, blocks) is True
     (req,) = fake.requests
     assert req["path"] == "/api/chat.postMessage" and req["auth"] == f"Bearer {TOKEN}"

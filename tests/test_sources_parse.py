@@ -5,8 +5,8 @@ from datetime import datetime
 
 import pytest
 
-from reviewops.sources.base import MovieRef, ParseError
-from reviewops.sources.cgv import parse_movie_list, parse_rendered_reviews, parse_reviews_json, parse_time
+from reviewops.sources.base import MovieRef, ParseError, parse_time
+from reviewops.sources.cgv import parse_movie_list, parse_rendered_reviews, parse_reviews_json
 from reviewops.sources.megabox import parse_review_page
 
 CGV_LIST = """<div class="sect-movie-chart"><ol>

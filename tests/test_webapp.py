@@ -303,7 +303,7 @@ def test_monitoring_page_shows_traffic_feedback_and_drift(app, platform):
     from reviewops.monitor import Thresholds, drift_report
     from reviewops.store.objects import open_store
 
-    with ApiClient(platform.api_url) as c:
+    with ApiClient(platform.api.url) as c:
         pred = c.predict([POSITIVE_TEXT, NEGATIVE_TEXT])["predictions"]
         c.feedback(pred[1]["id"], "부정")
     reference = pd.DataFrame({"text": ["좋아요 최고 재밌다"] * 50 + ["별로 최악 지루함"] * 50,
@@ -345,7 +345,7 @@ def test_api_down_or_refusing_gives_korean_messages(platform, monkeypatch):
         with pytest.raises(ApiError) as err:
             c.rollback("wrong")
         assert err.value.status == 401 and "관리자 토큰이 올바르지 않습니다" in err.value.message
-        tight = ApiClient(platform.api_url, Limits(max_text_chars=5000))
+        tight = ApiClient(platform.api.url, Limits(max_text_chars=5000))
         with pytest.raises(ApiError) as err:  # the API's own limit (2000) answers 422
             tight.predict(["가" * 3000])
         assert err.value.status == 422 and err.value.message == "입력이 올바르지 않습니다." and err.value.detail

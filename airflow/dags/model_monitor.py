@@ -6,10 +6,11 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
 from reviewops import orchestration as flow
+from reviewops.config import TIMEZONE
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 6 * * *", timezone=flow.TIMEZONE),
+    schedule=CronTriggerTimetable("0 6 * * *", timezone=TIMEZONE),
     **flow.dag_kwargs(__doc__, "monitor"),
 )
 def model_monitor():

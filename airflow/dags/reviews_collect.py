@@ -10,12 +10,13 @@ from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from reviewops import orchestration as flow
+from reviewops.config import TIMEZONE
 
 NEW_REVIEWS = Asset(flow.NEW_REVIEWS)
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 1 * * *", timezone=flow.TIMEZONE),
+    schedule=CronTriggerTimetable("0 1 * * *", timezone=TIMEZONE),
     **flow.dag_kwargs(__doc__, "collect"),
 )
 def reviews_collect():

@@ -8,13 +8,14 @@ from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from reviewops import orchestration as flow
+from reviewops.config import TIMEZONE
 
-GPU_QUEUE = flow.settings().transformer_queue
+GPU_QUEUE = flow.settings().transformer.queue
 
 
 @dag(
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 0", timezone=flow.TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
+        timetable=CronTriggerTimetable("0 3 * * 0", timezone=TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
     ),
     **flow.dag_kwargs(__doc__, "train"),
 )

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from reviewops.errors import InputError
 
 POSITIVE, NEGATIVE = 1, 0
-LABEL_NAMES_KO = {POSITIVE: "긍정", NEGATIVE: "부정"}
+LABEL_NAMES_KO = {POSITIVE: "긍정", NEGATIVE: "부정"}  # what users of the app and the API read
+LABEL_IDS_KO = {name: label for label, name in LABEL_NAMES_KO.items()}
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class LabelPolicy:
 
     @classmethod
     def from_settings(cls, settings) -> LabelPolicy:
-        return cls(settings.label_negative_max, settings.label_positive_min)
+        return cls(settings.label.negative_max, settings.label.positive_min)
 
     @property
     def version(self) -> str:

@@ -115,7 +115,7 @@ def main() -> None:
         f"The whole platform:     make up   (http://127.0.0.1:8088/: the app, /api/, /airflow/ with the four "
         f"DAGs, /mlflow/)\n"
         f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
-        f"'{settings.mlflow_experiment}', model '{settings.model_name}')\n"
+        f"'{settings.mlflow.experiment}', model '{settings.model.name}')\n"
         "Train on the full corpus: "
         "REVIEWOPS_CORPUS=../shared/data/naver-movie-reviews/reviews.jsonl.gz make demo"
     )

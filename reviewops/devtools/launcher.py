@@ -16,12 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reviewops.config import Settings
+from reviewops.config import PORTS, Settings
 from reviewops.errors import ConfigError
 from reviewops.platform import airflow_env, init_platform
-
-DEFAULT_PORTS = {"proxy": 8088, "api": 8000, "streamlit": 8501, "mlflow": 5000, "airflow": 8080,
-                 "testsite": 8800, "slack": 8802}
 
 
 @dataclass
@@ -142,7 +139,7 @@ def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool 
        slack_standin: bool = True, timeout: float = 180.0, echo=print,
        bootstrap: bool = False) -> list[Service]:
     """Start the platform; return the running services (stop them with `stop`)."""
-    ports = DEFAULT_PORTS | (ports or {})
+    ports = PORTS | (ports or {})
     services = platform_services(settings, ports, test_site, slack_standin)
     init_platform(settings, bootstrap=bootstrap, echo=echo)
     logs = settings.home / "logs"

@@ -4,14 +4,13 @@ alerted when a threshold is crossed."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
 from reviewops.config import Settings
 from reviewops.data.snapshot import read_split
-from reviewops.monitor import Thresholds, drift_report
+from reviewops.monitor import Thresholds, drift_report, store_report
 from reviewops.registry.mlflow_registry import CHAMPION, Registry, VersionInfo
 from reviewops.store import db, queries
 from reviewops.store.objects import open_store
@@ -23,7 +22,7 @@ def monitor(settings: Settings, until: datetime | str | None = None) -> dict:
     from reviewops.models.pyfunc import load_predictor
 
     end = naive_utc(until)
-    start = end - timedelta(hours=settings.monitor_window_hours)
+    start = end - timedelta(hours=settings.monitor.window_hours)
     champion = Registry(settings).by_alias(CHAMPION)
     if champion is None:
         return {"status": "no_champion", "alerts": [], "report": None}
@@ -36,9 +35,9 @@ def monitor(settings: Settings, until: datetime | str | None = None) -> dict:
                               "score": predictor.predict_proba(reference["text"].tolist())})
     current["score"] = predictor.predict_proba(current["text"].tolist()) if len(current) else []
     report = drift_report(reference, current, Thresholds.from_settings(settings))
-    report.update({"model": {"name": settings.model_name, "version": champion.version},
+    report.update({"model": {"name": settings.model.name, "version": champion.version},
                    "window": {"start": start.isoformat(), "end": end.isoformat()}})
-    uri = _store_report(store, report, end)
+    uri = store_report(store, report, end.date())
     if report["alerts"]:
         _alert(settings, report, uri)
     return {"status": report["status"], "alerts": report["alerts"], "report": uri,
@@ -49,15 +48,9 @@ def _reference(settings: Settings, store, champion: VersionInfo) -> pd.DataFrame
     """The snapshot's held-out test split: the champion's scores on it are what unseen reviews of the
     training distribution look like (its scores on the training split would be overconfident)."""
     reference = read_split(store, champion.tags["snapshot_id"], "test")
-    if len(reference) > settings.monitor_reference_rows:
-        reference = reference.sample(settings.monitor_reference_rows, random_state=0)
+    if len(reference) > settings.monitor.reference_rows:
+        reference = reference.sample(settings.monitor.reference_rows, random_state=0)
     return reference
-
-
-def _store_report(store, report: dict, end: datetime) -> str:
-    key = f"reports/monitor/{end:%Y-%m-%d}.json"
-    store.put(key, json.dumps(report, ensure_ascii=False, indent=2).encode(), overwrite=True)
-    return store.uri(key)
 
 
 def _alert(settings: Settings, report: dict, uri: str) -> None:

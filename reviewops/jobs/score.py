@@ -32,7 +32,7 @@ class ScoreSummary:
 
 def _unscored(settings: Settings, version: str):
     scored = select(Prediction.id).where(and_(Prediction.review_id == Review.id,
-                                              Prediction.model_name == settings.model_name,
+                                              Prediction.model_name == settings.model.name,
                                               Prediction.model_version == version))
     return Review.reject_reason.is_(None), ~scored.exists()
 
@@ -66,11 +66,11 @@ def score_new_reviews(settings: Settings, limit: int | None = None) -> ScoreSumm
                 scores = predictor.predict_proba([r.clean_text for r in rows])
                 s.execute(insert(Prediction), [
                     {"review_id": r.id, "text": r.clean_text, "label": int(p >= 0.5), "score": float(p),
-                     "model_name": settings.model_name, "model_version": champion.version}
+                     "model_name": settings.model.name, "model_version": champion.version}
                     for r, p in zip(rows, scores, strict=True)])
             summary.scored += len(rows)
             summary.positive += int((scores >= 0.5).sum())
             bar.advance(len(rows))
-    log.info("scored %d reviews with %s v%s (%d positive)", summary.scored, settings.model_name,
+    log.info("scored %d reviews with %s v%s (%d positive)", summary.scored, settings.model.name,
              champion.version, summary.positive)
     return summary

@@ -103,7 +103,7 @@ def _score_champion(registry: Registry, eval_df: pd.DataFrame) -> tuple[str | No
     try:
         predictor = load_predictor(f"models:/{registry.name}@{CHAMPION}")
         score = predictor.predict_proba(eval_df["text"].tolist())
-        return champion.version, evaluate(eval_df, score)[registry.settings.gate_metric], None
+        return champion.version, evaluate(eval_df, score)[registry.settings.gate.metric], None
     except ReviewOpsError as exc:
         return champion.version, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - a broken champion must not break training
@@ -192,8 +192,8 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
     if eval_df is None:
         eval_df = read_split(open_store(settings.artifacts, settings.s3_endpoint_url), snapshot_id, "eval")
     metrics = run.metrics
-    if settings.gate_metric not in metrics:
-        raise ReviewOpsError(f"run {run_id} has no {settings.gate_metric!r} metric: "
+    if settings.gate.metric not in metrics:
+        raise ReviewOpsError(f"run {run_id} has no {settings.gate.metric!r} metric: "
                              "not a finished training run")
     version: str | None = None
     with registry.keepalive(run_id):  # a crash from here on is found and cleaned up by `Registry.repair`
@@ -202,10 +202,10 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
             registry.tag(version, {"snapshot_id": snapshot_id,
                                    "dataset.fingerprint": run.tags.get("dataset.fingerprint", ""),
                                    "trainer": run.tags.get("trainer", ""),
-                                   settings.gate_metric: f"{metrics[settings.gate_metric]:.6f}"})
+                                   settings.gate.metric: f"{metrics[settings.gate.metric]:.6f}"})
             champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
-            decision = decide(settings.gate_metric, metrics[settings.gate_metric], champ_metric,
-                              settings.gate_margin, settings.gate_floor, champ_error)
+            decision = decide(settings.gate.metric, metrics[settings.gate.metric], champ_metric,
+                              settings.gate.margin, settings.gate.floor, champ_error)
             registry.record_gate(run_id, version, decision, champ_metric)
         except BaseException:
             if version is not None:
@@ -232,7 +232,7 @@ def report_training(settings: Settings, summary: dict) -> None:
     """The training's result to Slack: version, metrics, the gate's decision, a link to MLflow."""
     from reviewops.notify.slack import Notifier, training_report
 
-    Notifier(settings).send(*training_report(summary, settings.mlflow_ui_url))
+    Notifier(settings).send(*training_report(summary, settings.mlflow.ui_url))
 
 
 def run_pipeline(settings: Settings, corpus: str | Path, params: BaselineParams | None = None,

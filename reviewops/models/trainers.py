@@ -26,7 +26,7 @@ class BaselineTrainer:
 
     def __init__(self, settings: Settings, params: BaselineParams | None = None) -> None:
         self.settings = settings
-        self.params = params or BaselineParams.from_dict(settings.model_params)
+        self.params = params or BaselineParams.from_dict(settings.model.params)
 
     def log_params(self) -> dict:
         return {f"model.{k}": v for k, v in asdict(self.params).items()}
@@ -48,7 +48,7 @@ class TransformerTrainer:
         from reviewops.models.transformer import TransformerParams
 
         self.settings = settings
-        self.params = TransformerParams.from_dict({**settings.transformer_params, **(overrides or {})})
+        self.params = TransformerParams.from_dict({**settings.transformer.params, **(overrides or {})})
         self.resume = resume
 
     def log_params(self) -> dict:

@@ -75,9 +75,9 @@ class Notifier:
     @property
     def mode(self) -> str:
         s = self.settings
-        if s.slack_bot_token and s.slack_bot_token.get_secret_value():
+        if s.slack.bot_token and s.slack.bot_token.get_secret_value():
             return "bot"
-        if s.slack_webhook_url and s.slack_webhook_url.get_secret_value():
+        if s.slack.webhook_url and s.slack.webhook_url.get_secret_value():
             return "webhook"
         return "log"
 
@@ -88,14 +88,14 @@ class Notifier:
             if self.mode == "bot":
                 from slack_sdk import WebClient
 
-                client = WebClient(token=s.slack_bot_token.get_secret_value(),
-                                   base_url=s.slack_api_url or "https://slack.com/api/", timeout=10, logger=_sdk_log)
-                resp = client.chat_postMessage(channel=s.slack_channel, text=text, blocks=blocks)
+                client = WebClient(token=s.slack.bot_token.get_secret_value(),
+                                   base_url=s.slack.api_url or "https://slack.com/api/", timeout=10, logger=_sdk_log)
+                resp = client.chat_postMessage(channel=s.slack.channel, text=text, blocks=blocks)
                 return bool(resp.get("ok"))
             if self.mode == "webhook":
                 from slack_sdk.webhook import WebhookClient
 
-                hook = WebhookClient(s.slack_webhook_url.get_secret_value(), timeout=10, logger=_sdk_log)
+                hook = WebhookClient(s.slack.webhook_url.get_secret_value(), timeout=10, logger=_sdk_log)
                 resp = hook.send(text=text, blocks=blocks)
                 if resp.status_code != 200:
                     log.warning("slack webhook refused the message: HTTP %s", resp.status_code)

@@ -63,7 +63,7 @@ def configure(settings: Settings) -> str:
     and process; a configuration that failed is tried again next time."""
     import mlflow
 
-    key = (settings.tracking_uri, settings.mlflow_experiment)
+    key = (settings.tracking_uri, settings.mlflow.experiment)
     with _configure_lock:
         if key not in _configured:
             _configured[key] = _configure(settings)
@@ -94,15 +94,15 @@ def _configure(settings: Settings) -> str:
     mlflow.set_registry_uri(uri)
     try:
         client = mlflow.MlflowClient()
-        exp = client.get_experiment_by_name(settings.mlflow_experiment)
+        exp = client.get_experiment_by_name(settings.mlflow.experiment)
         if exp is None:
             artifact_location = settings.mlflow_artifacts if not uri.startswith("http") else None
             try:
-                client.create_experiment(settings.mlflow_experiment, artifact_location=artifact_location)
+                client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location)
             except MlflowException as exc:  # another task created it a moment ago: fine
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-        return mlflow.set_experiment(settings.mlflow_experiment).experiment_id
+        return mlflow.set_experiment(settings.mlflow.experiment).experiment_id
     except MlflowException as exc:
         raise ConfigError(
             f"MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI) is unusable: {str(exc).splitlines()[0]}"
@@ -178,9 +178,15 @@ class Registry:
 
         self._experiment_id = configure(settings)
         self.settings = settings
-        self.name = settings.model_name
+        self.name = settings.model.name
         uri = settings.tracking_uri
         self._client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def check(self) -> None:
+        """Fail in seconds with a ConfigError when a tracking server is down, rather than after MLflow's
+        minutes of retries (what a long-lived process asks before each use)."""
+        if self.settings.tracking_uri.startswith(("http://", "https://")):
+            _probe(self.settings.tracking_uri)
 
     # --- reading -----------------------------------------------------------------------
     def _info(self, mv) -> VersionInfo:
@@ -278,7 +284,7 @@ class Registry:
         for key, value in {GATE_TAG: outcome, "gate.reason": decision.reason, "registered_version": version}.items():
             self._client.set_tag(run_id, key, value)
         if champion_metric is not None:
-            self._client.log_metric(run_id, f"champion.{self.settings.gate_metric}", champion_metric)
+            self._client.log_metric(run_id, f"champion.{self.settings.gate.metric}", champion_metric)
         if decision.promote:
             return self.promote(version, decision.reason)
         return self.mark_challenger(version, decision.reason)
@@ -409,7 +415,7 @@ class Registry:
         return report
 
     def _abandoned_version(self, v: VersionInfo, max_age: float) -> str | None:
-        if GATE_TAG in v.tags or not set(v.tags) <= _REGISTRATION_TAGS | {self.settings.gate_metric}:
+        if GATE_TAG in v.tags or not set(v.tags) <= _REGISTRATION_TAGS | {self.settings.gate.metric}:
             return None
         from mlflow.exceptions import MlflowException
 
@@ -422,7 +428,7 @@ class Registry:
         return abandonment(v.tags.get(OWNER_TAG), max((s for s in signs if s is not None), default=None), max_age)
 
     def _running_runs(self) -> list:
-        experiment = self._client.get_experiment_by_name(self.settings.mlflow_experiment)
+        experiment = self._client.get_experiment_by_name(self.settings.mlflow.experiment)
         if experiment is None:
             return []
         return list(self._client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'",

@@ -37,8 +37,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     app.state.metrics = Metrics()
 
     app.add_middleware(Observe, on_done=app.state.metrics.observe_request)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes,
-                       timeout=settings.api_body_timeout_seconds)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes,
+                       timeout=settings.api.body_timeout_seconds)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(ReviewOpsError, _library_error)
 
@@ -52,8 +52,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     state.prediction_log = PredictionLog(state.sessions)
-    state.batcher = MicroBatcher(state.manager, state.settings.serve_batch_max_size,
-                                 state.settings.serve_batch_max_wait_ms / 1000, state.metrics.batch.observe)
+    state.batcher = MicroBatcher(state.manager, state.settings.serve.batch_max_size,
+                                 state.settings.serve.batch_max_wait_ms / 1000, state.metrics.batch.observe)
     if state.poll:
         await run_in_threadpool(state.manager.start)
     elif state.manager.current is None:

@@ -58,13 +58,18 @@ class ModelManager:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.cache = settings.model_cache / settings.model_name
+        self._registry_client = None
+        self.cache = settings.model_cache / settings.model.name
 
     # --- loading ------------------------------------------------------------------------------------
     def _registry(self):
+        """The one registry of this manager, made on first success and checked before each use."""
         from reviewops.registry.mlflow_registry import Registry
 
-        return Registry(self.settings)
+        if self._registry_client is None:
+            self._registry_client = Registry(self.settings)
+        self._registry_client.check()
+        return self._registry_client
 
     def refresh(self) -> bool:
         """Load the champion if the alias moved; True when the served model changed. Never raises:
@@ -139,13 +144,13 @@ class ModelManager:
 
     def _load_from(self, target: Path, registry, champion) -> LoadedModel:
         folder = find_model_folder(target)
-        backend, model = load_for_serving(folder, self.settings.serve_prefer_onnx)
+        backend, model = load_for_serving(folder, self.settings.serve.prefer_onnx)
         info = {"aliases": champion.aliases, "trainer": champion.tags.get("trainer", ""),
                 "snapshot_id": champion.tags.get("snapshot_id", ""),
                 "metrics": registry.run_metrics(champion.run_id)}
         (self.cache / POINTER).write_text(json.dumps({"version": champion.version, "folder": str(folder),
                                                       "info": info}))
-        return LoadedModel(self.settings.model_name, champion.version, backend, model, info)
+        return LoadedModel(self.settings.model.name, champion.version, backend, model, info)
 
     def _load_cached(self) -> None:
         pointer = self.cache / POINTER
@@ -153,11 +158,11 @@ class ModelManager:
             return
         try:
             data = json.loads(pointer.read_text())
-            backend, model = load_for_serving(Path(data["folder"]), self.settings.serve_prefer_onnx)
+            backend, model = load_for_serving(Path(data["folder"]), self.settings.serve.prefer_onnx)
         except Exception as exc:  # noqa: BLE001
             log.warning("the cached model cannot be loaded either: %s", exc)
             return
-        self._swap(LoadedModel(self.settings.model_name, data["version"], backend, model,
+        self._swap(LoadedModel(self.settings.model.name, data["version"], backend, model,
                                data.get("info", {}) | {"from_cache": True}))
         log.warning("MLflow unreachable: serving the cached v%s", data["version"])
 
@@ -181,7 +186,7 @@ class ModelManager:
         self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.settings.model_poll_seconds):
+        while not self._stop.wait(self.settings.model.poll_seconds):
             self.refresh()
 
     def stop(self) -> None:

@@ -3,7 +3,6 @@ predictions, agreement of users' feedback with them, latency, and the latest dri
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from sqlalchemy import Integer, String, func, select
@@ -42,12 +41,12 @@ def summary(settings: Settings, session: Session, latency_ms: dict, hours: int =
 
 def latest_drift_report(settings: Settings) -> dict | None:
     from reviewops.errors import StoreError
+    from reviewops.monitor import latest_report
     from reviewops.store.objects import open_store
 
     try:
         store = open_store(settings.artifacts, settings.s3_endpoint_url)
-        keys = sorted(k for k in store.list("reports/monitor") if k.endswith(".json"))
-        return json.loads(store.get(keys[-1])) if keys else None
+        return latest_report(store)
     except (StoreError, ValueError):
         return None
 

@@ -30,7 +30,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         settings = get_settings()
-        self.max_head, self.head_timeout = settings.api_max_header_bytes, settings.api_header_timeout_seconds
+        self.max_head, self.head_timeout = settings.api.max_header_bytes, settings.api.header_timeout_seconds
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None

@@ -1,4 +1,5 @@
-"""The small interface every review source implements, and the raw-response archive.
+"""The small interface every review source implements, the raw-response archive, and the parsing
+helpers (dates, ids, numbers, JSON fields) the adapters share.
 
 A source lists the movies now playing and gives a movie's reviews page by page, newest first,
 each review already in the store's shape (`RawReview`) with a reference to the archived raw
@@ -12,7 +13,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from reviewops.data.ingest import RawReview
 from reviewops.errors import ReviewOpsError
@@ -55,6 +56,35 @@ class Archive:
         key = f"raw/{self.source}/{self.day.isoformat()}/{movie}/{name}-{digest}.{ext}"
         self.store.put(key, body, overwrite=False)
         return self.store.uri(key)
+
+
+# --- parsing helpers every adapter uses --------------------------------------------------------
+
+
+def parse_time(value: object) -> datetime | None:
+    """Dates as the sites write them: 2026-11-20 09:30:00, 2026.11.20 09:30, 2026-11-20."""
+    if not value:
+        return None
+    text = str(value).strip().replace(".", "-")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def stable_id(*parts: object) -> str:
+    """An id for a review the site gives none: a hash of what identifies it."""
+    return "h" + hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
+
+
+def int_or_none(v: object) -> int | None:
+    """A count or score as the sites send it (a number, a numeric string, or nothing)."""
+    try:
+        return int(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 def load_json(body: bytes, what: str) -> object:

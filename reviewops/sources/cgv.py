@@ -4,37 +4,28 @@ fallback for reviews and for movie details (title, plot). URLs, payload and sele
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
-from datetime import datetime
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 from bs4 import BeautifulSoup
 
 from reviewops.data.ingest import RawReview
-from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source, load_json, need
+from reviewops.sources.base import (
+    Archive,
+    MovieRef,
+    Page,
+    ParseError,
+    Source,
+    int_or_none,
+    load_json,
+    need,
+    parse_time,
+    stable_id,
+)
 from reviewops.sources.http import PoliteClient
 
 log = logging.getLogger(__name__)
-
-
-def parse_time(value: object) -> datetime | None:
-    """Dates as the sites write them: 2026-11-20 09:30:00, 2026.11.20 09:30, 2026-11-20."""
-    if not value:
-        return None
-    text = str(value).strip().replace(".", "-")
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-    return None
-
-
-def stable_id(*parts: object) -> str:
-    """An id for a review the site gives none: a hash of what identifies it."""
-    return "h" + hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:20]
 
 
 class CgvSource(Source):
@@ -45,25 +36,25 @@ class CgvSource(Source):
         self.s = self.settings = settings
         self.client, self.archive = client, archive
         self.browser = browser  # a factory of reviewops.sources.browser.Browser, or None
-        self.base = settings.cgv_base_url.rstrip("/")
+        self.base = settings.cgv.base_url.rstrip("/")
 
     # --- now playing ------------------------------------------------------------------------
     def now_playing(self) -> list[MovieRef]:
-        url = self.base + self.s.cgv_list_path
+        url = self.base + self.s.cgv.list_path
         body = self.client.get(url).content
         self.archive.put("_list", "now-playing", body, "html")
-        return parse_movie_list(body.decode("utf-8", "replace"), self.s.cgv_movie_selector, self.s.cgv_title_selector)
+        return parse_movie_list(body.decode("utf-8", "replace"), self.s.cgv.movie_selector, self.s.cgv.title_selector)
 
     # --- reviews ------------------------------------------------------------------------------
     @property
     def page_size(self) -> int:
-        return self.s.cgv_page_size
+        return self.s.cgv.page_size
 
     def _json_page(self, movie: MovieRef, page: int) -> Page:
         payload = {"movieIdx": int(movie.code) if movie.code.isdigit() else movie.code, "pageIndex": page,
-                   "pageSize": self.s.cgv_page_size, "orderType": 0, "filterType": 1, "isTotalCount": True,
+                   "pageSize": self.s.cgv.page_size, "orderType": 0, "filterType": 1, "isTotalCount": True,
                    "isMyPoint": "false"}
-        body = self.client.post_json(self.base + self.s.cgv_reviews_path, payload).content
+        body = self.client.post_json(self.base + self.s.cgv.reviews_path, payload).content
         ref = self.archive.put(movie.code, f"reviews-p{page}", body, "json")
         return parse_reviews_page(body, movie, ref, f"cgv reviews of movie {movie.code} page {page}")
 
@@ -77,16 +68,16 @@ class CgvSource(Source):
         return self.archive.put(code, "rendered", html.encode("utf-8"), "html")
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
-        url = self.base + self.s.cgv_detail_path.format(code=movie.code) + f"&page={page}"
+        url = self.base + self.s.cgv.detail_path.format(code=movie.code) + f"&page={page}"
         html, ref = self._render(url, "#render-done")
-        return parse_rendered_reviews(html, movie, ref, self.s.cgv_review_selector)
+        return parse_rendered_reviews(html, movie, ref, self.s.cgv.review_selector)
 
     def details(self, movie: MovieRef) -> dict[str, str]:
         if not self.browser:
             return {}
-        html, _ = self._render(self.base + self.s.cgv_detail_path.format(code=movie.code), self.s.cgv_plot_selector)
+        html, _ = self._render(self.base + self.s.cgv.detail_path.format(code=movie.code), self.s.cgv.plot_selector)
         soup = BeautifulSoup(html, "lxml")
-        plot = soup.select_one(self.s.cgv_plot_selector)
+        plot = soup.select_one(self.s.cgv.plot_selector)
         title = soup.select_one("div.title strong")
         out = {}
         if plot:
@@ -136,9 +127,9 @@ def parse_reviews_page(body: bytes, movie: MovieRef, ref: str, what: str) -> Pag
         out.append(RawReview(
             source_review_id=str(rid) if rid not in (None, "") else stable_id(movie.code, text, posted),
             source_movie_id=movie.code, movie_title=movie.title, text=str(text),
-            egg=_int_or_none(item.get("EggPoint")), posted_at=posted,
+            egg=int_or_none(item.get("EggPoint")), posted_at=posted,
             author=item.get("WriterNickName") or None, raw_ref=ref, where=where))
-    return Page(out, _int_or_none(inner.get("TotalCount")))  # `need` proved inner a dict
+    return Page(out, int_or_none(inner.get("TotalCount")))  # `need` proved inner a dict
 
 
 def parse_rendered_reviews(html: str, movie: MovieRef, ref: str, selector: str) -> list[RawReview]:
@@ -162,10 +153,3 @@ def parse_rendered_reviews(html: str, movie: MovieRef, ref: str, selector: str) 
                              movie_title=movie.title, text=text, egg=egg, posted_at=posted, raw_ref=ref,
                              where=f"cgv rendered page of movie {movie.code}, review {i}"))
     return out
-
-
-def _int_or_none(v: object) -> int | None:
-    try:
-        return int(v) if v not in (None, "") else None
-    except (TypeError, ValueError):
-        return None

@@ -179,7 +179,7 @@ def open_batch(settings: Settings, name: str, only_movie: str | None = None, tod
     open_session = sessions(settings)
     close_orphaned(open_session)
     with open_session() as s:
-        batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, f"{name}_base_url"),
+        batch = CollectionBatch(kind="crawl", source=name, location=getattr(settings, name).base_url,
                                 cleaning_version=Cleaner.from_settings(settings).version, counts={},
                                 **(owner() if owned else {}))
         s.add(batch)
@@ -212,7 +212,7 @@ def crawl_movie(settings: Settings, name: str, movie: MovieRef, batch_id: int, m
     try:
         source = make_source(name, settings, client, _archive(settings, name, today))
         _crawl_movie(settings, source, movie, sessions(settings), cleaner,
-                     LabelPolicy.from_settings(settings), batch_id, result, max_pages or settings.crawl_max_pages)
+                     LabelPolicy.from_settings(settings), batch_id, result, max_pages or settings.crawl.max_pages)
     except ReviewOpsError as exc:
         result.error = str(exc)
         log.warning("%s movie %s failed: %s", name, movie.code, exc)
@@ -254,7 +254,7 @@ def _crawl_source(settings, name, client, today, only_movie, max_pages) -> Sourc
             done.append(r)
             failures_in_a_row = failures_in_a_row + 1 if r.error else 0
             bar.advance()
-            if failures_in_a_row >= settings.crawl_max_failures:
+            if failures_in_a_row >= settings.crawl.max_failures:
                 errors.append(f"stopped {name} after {failures_in_a_row} failed movies in a row")
                 break
     return close_batch(settings, name, batch_id, done, errors)

@@ -44,7 +44,7 @@ class Politeness:
 
     @classmethod
     def from_settings(cls, s) -> Politeness:
-        return cls(s.user_agent, s.crawl_delay, s.crawl_timeout, s.crawl_retries, s.crawl_backoff, s.crawl_backoff_max,
+        return cls(s.user_agent, s.crawl.delay, s.crawl.timeout, s.crawl.retries, s.crawl.backoff, s.crawl.backoff_max,
                    lock_dir=s.home / "locks")
 
 

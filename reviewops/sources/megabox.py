@@ -10,8 +10,18 @@ from collections.abc import Callable
 from bs4 import BeautifulSoup
 
 from reviewops.data.ingest import RawReview
-from reviewops.sources.base import Archive, MovieRef, Page, ParseError, Source, load_json, need
-from reviewops.sources.cgv import _int_or_none, parse_time, stable_id
+from reviewops.sources.base import (
+    Archive,
+    MovieRef,
+    Page,
+    ParseError,
+    Source,
+    int_or_none,
+    load_json,
+    need,
+    parse_time,
+    stable_id,
+)
 from reviewops.sources.http import PoliteClient
 
 log = logging.getLogger(__name__)
@@ -24,12 +34,12 @@ class MegaboxSource(Source):
                  browser: Callable | None = None) -> None:
         self.s = self.settings = settings
         self.client, self.archive, self.browser = client, archive, browser
-        self.base = settings.megabox_base_url.rstrip("/")
+        self.base = settings.megabox.base_url.rstrip("/")
 
     def now_playing(self) -> list[MovieRef]:
         payload = {"currentPage": "1", "recordCountPerPage": "20", "pageType": "ticketing", "ibxMovieNmSearch": "",
                    "onairYn": "Y", "specialType": "", "specialYn": "N"}
-        body = self.client.post_json(self.base + self.s.megabox_list_path, payload).content
+        body = self.client.post_json(self.base + self.s.megabox.list_path, payload).content
         self.archive.put("_list", "now-playing", body, "json")
         what = "megabox movie list"
         items = need(load_json(body, what), "movieList", what)
@@ -40,12 +50,12 @@ class MegaboxSource(Source):
 
     @property
     def page_size(self) -> int:
-        return self.s.megabox_page_size
+        return self.s.megabox.page_size
 
     def _json_page(self, movie: MovieRef, page: int) -> Page:
-        payload = {"currentPage": str(page), "recordCountPerPage": str(self.s.megabox_page_size),
+        payload = {"currentPage": str(page), "recordCountPerPage": str(self.s.megabox.page_size),
                    "movieNo": movie.code, "onelnEvalDivCd": "", "orderCd": ""}
-        body = self.client.post_json(self.base + self.s.megabox_reviews_path, payload).content
+        body = self.client.post_json(self.base + self.s.megabox.reviews_path, payload).content
         ref = self.archive.put(movie.code, f"reviews-p{page}", body, "json")
         what = f"megabox reviews of movie {movie.code} page {page}"
         doc = load_json(body, what)
@@ -57,19 +67,19 @@ class MegaboxSource(Source):
             where = f"{what}, list[{i}]"
             text = str(need(item, "onelnEvalCn", where))
             posted = parse_time(item.get("fullLstUptDt"))
-            rid = item.get(self.s.megabox_id_field)
+            rid = item.get(self.s.megabox.id_field)
             out.append(RawReview(
                 source_review_id=str(rid) if rid not in (None, "") else stable_id(movie.code, text, posted),
                 source_movie_id=movie.code, movie_title=movie.title, text=text,
-                rating=_rating(item.get(self.s.megabox_score_field)), posted_at=posted, raw_ref=ref, where=where))
-        return Page(out, _int_or_none(doc.get("totCnt")))  # `need` proved doc a dict
+                rating=_rating(item.get(self.s.megabox.score_field)), posted_at=posted, raw_ref=ref, where=where))
+        return Page(out, int_or_none(doc.get("totCnt")))  # `need` proved doc a dict
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
-        url = self.base + self.s.megabox_review_page_path.format(code=movie.code, page=page)
+        url = self.base + self.s.megabox.review_page_path.format(code=movie.code, page=page)
         with self.browser() as browser:
-            html = browser.render(url, ".pagination, " + self.s.megabox_review_selector)
+            html = browser.render(url, ".pagination, " + self.s.megabox.review_selector)
         ref = self.archive.put(movie.code, f"rendered-p{page}", html.encode("utf-8"), "html")
-        return parse_review_page(html, movie, ref, self.s.megabox_review_selector)
+        return parse_review_page(html, movie, ref, self.s.megabox.review_selector)
 
 
 def parse_review_page(html: str, movie: MovieRef, ref: str, selector: str) -> list[RawReview]:
@@ -94,5 +104,5 @@ def parse_review_page(html: str, movie: MovieRef, ref: str, selector: str) -> li
 
 def _rating(value: object) -> int | None:
     """A 1–10 score, or None when the site gives none or something else."""
-    r = _int_or_none(value)
+    r = int_or_none(value)
     return r if r is not None and 1 <= r <= 10 else None

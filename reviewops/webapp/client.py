@@ -17,12 +17,12 @@ from typing import Any, Self
 import httpx
 
 from reviewops.config import Settings
+from reviewops.data.labels import LABEL_NAMES_KO
 
 log = logging.getLogger(__name__)
 
-POSITIVE = "긍정"
-NEGATIVE = "부정"
-LABELS = {1: POSITIVE, 0: NEGATIVE}
+LABELS = LABEL_NAMES_KO
+POSITIVE, NEGATIVE = LABELS[1], LABELS[0]
 
 # The API refuses more texts than this in one request (REVIEWOPS_API_MAX_TEXTS); the app never sends more.
 MAX_TEXTS_PER_REQUEST = 1000
@@ -54,8 +54,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(min(settings.api_max_texts, MAX_TEXTS_PER_REQUEST), settings.api_max_text_chars,
-                   settings.api_max_body_bytes)
+        return cls(min(settings.api.max_texts, MAX_TEXTS_PER_REQUEST), settings.api.max_text_chars,
+                   settings.api.max_body_bytes)
 
 
 def _detail(response: httpx.Response) -> str | None:
@@ -115,7 +115,7 @@ class ApiClient:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ApiClient:
-        return cls(settings.api_url, Limits.from_settings(settings))
+        return cls(settings.api.url, Limits.from_settings(settings))
 
     def close(self) -> None:
         self._http.close()

@@ -27,7 +27,7 @@ def _client(api_url: str, limits: Limits) -> ApiClient:
 def client() -> ApiClient:
     """The API client for the configured `REVIEWOPS_API_URL` (one per URL, shared by sessions)."""
     settings = get_settings()
-    return _client(settings.api_url, Limits.from_settings(settings))
+    return _client(settings.api.url, Limits.from_settings(settings))
 
 
 def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

@@ -57,7 +57,9 @@ SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def get_registry(settings: SettingsDep) -> Registry:
-    return Registry(settings)
+    registry = Registry(settings)
+    registry.check()  # a dead tracking server answers 503 in seconds
+    return registry
 
 
 RegistryDep = Annotated[Registry, Depends(get_registry)]

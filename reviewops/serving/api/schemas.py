@@ -8,8 +8,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import PydanticCustomError
 
 from reviewops.config import Settings
+from reviewops.data.labels import LABEL_NAMES_KO
 
-Label = Literal["긍정", "부정"]
+Label = Literal[*LABEL_NAMES_KO.values()]  # 긍정, 부정
 LabelId = Literal[0, 1]
 
 
@@ -30,9 +31,9 @@ def _not_blank(text: str) -> str:
 
 def predict_request(settings: Settings) -> type[BaseModel]:
     """The body of POST /v1/predict, with the limits of `settings` (REVIEWOPS_API_MAX_TEXTS, ...)."""
-    text = Annotated[str, StringConstraints(min_length=1, max_length=settings.api_max_text_chars),
+    text = Annotated[str, StringConstraints(min_length=1, max_length=settings.api.max_text_chars),
                      AfterValidator(_not_blank)]
-    texts = Field(min_length=1, max_length=settings.api_max_texts)
+    texts = Field(min_length=1, max_length=settings.api.max_texts)
     return create_model("PredictIn", texts=(list[text], texts))
 
 
@@ -58,7 +59,7 @@ class PredictResponse(BaseModel):
 
 class FeedbackIn(BaseModel):
     prediction_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    label: Literal["긍정", "부정", 0, 1]
+    label: Label | LabelId
     comment: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 

@@ -2,20 +2,20 @@
 
 from fastapi import APIRouter, HTTPException
 
+from reviewops.data.labels import LABEL_IDS_KO
 from reviewops.errors import StoreError
 from reviewops.serving.api.deps import PredictionLogDep, SessionDep
 from reviewops.serving.api.schemas import FeedbackIn, FeedbackOut, Problem
 from reviewops.store.feedback import add_feedback
 
 router = APIRouter(tags=["feedback"])
-LABEL_IDS = {"긍정": 1, "부정": 0, 1: 1, 0: 0}
 
 
 @router.post("/v1/feedback", status_code=201,
              responses={404: {"model": Problem, "description": "unknown prediction id"},
                         503: {"model": Problem, "description": "the review database refuses writes"}})
 def feedback(body: FeedbackIn, session: SessionDep, prediction_log: PredictionLogDep) -> FeedbackOut:
-    label = LABEL_IDS[body.label]
+    label = LABEL_IDS_KO.get(body.label, body.label)  # a name or already an id
     feedback_id = add_feedback(session, body.prediction_id, label, body.comment)
     if feedback_id is None:  # the prediction may still be on its way to the database
         prediction_log.flush()

@@ -21,7 +21,7 @@ def movies(session: SessionDep) -> MovieList:
 def movie_summary(movie_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep,
                   settings: SettingsDep, manager: ManagerDep) -> MovieSummary:
     version = manager.current.version if manager.current else None
-    summary = insights.movie_summary(session, movie_id, settings.model_name, version)
+    summary = insights.movie_summary(session, movie_id, settings.model.name, version)
     if summary is None:
         raise HTTPException(404, f"unknown movie {movie_id}")
     return MovieSummary.model_validate(summary)
