@@ -65,7 +65,8 @@ class ConflictError(RegistryError):
 
 
 class SourceError(ReviewOpsError):
-    """No review source could be collected from: every cinema site failed or refused."""
+    """A cinema site failed, refused or answered something unreadable (the sources' fetch, parse and browser
+    errors); as a command's outcome: no review source could be collected from."""
 
     exit_code = 7
     http_status = 502  # an upstream site failed, not this service

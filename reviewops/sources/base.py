@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from reviewops.data.ingest import RawReview
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import SourceError
 from reviewops.store.objects import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
-class ParseError(ReviewOpsError):
+class ParseError(SourceError):
     """A response no longer has the shape the adapter expects; the message names what is missing."""
 
 

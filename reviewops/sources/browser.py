@@ -25,7 +25,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import SourceError
 
 DEFAULT_BINARY = "/usr/bin/chromium"
 DEFAULT_DRIVER = "/usr/bin/chromedriver"
@@ -58,7 +58,7 @@ return (code && code.textContent.trim()) || "the page could not be loaded";
 """
 
 
-class BrowserError(ReviewOpsError):
+class BrowserError(SourceError):
     """Chromium or chromedriver is missing, did not start, or a page did not render."""
 
 

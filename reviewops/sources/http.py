@@ -20,13 +20,13 @@ from urllib.robotparser import RobotFileParser
 
 import httpx
 
-from reviewops.errors import ReviewOpsError
+from reviewops.errors import SourceError
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
-class FetchError(ReviewOpsError):
+class FetchError(SourceError):
     """A request failed for good (after retries), or robots.txt forbids it."""
 
 
