@@ -17,14 +17,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from typing import TYPE_CHECKING
 
 import httpx
 
-from tests.containers.stack import Airflow, Engine, Stack, run, standins, wait
+if TYPE_CHECKING:
+    from tests.containers.stack import Stack
 
+ROOT = Path(__file__).resolve().parents[1]
+# tests/ is imported from the repository root, which a script's own folder (bench/) is not
+sys.path.insert(0, str(ROOT))
 UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "kB": 1e3, "MB": 1e6, "GB": 1e9}
 
 
@@ -35,6 +37,8 @@ def _bytes(text: str) -> float:
 
 def memory(stack: Stack) -> dict[str, float]:
     """MiB of memory each running container of the stack uses now (`docker stats`)."""
+    from tests.containers.stack import run
+
     out = run(["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"]).stdout
     prefix = f"{stack.name}-"
     return {name.removeprefix(prefix).rsplit("-", 1)[0]: round(_bytes(usage.split("/")[0]) / 2**20, 1)
@@ -42,6 +46,8 @@ def memory(stack: Stack) -> dict[str, float]:
 
 
 def main() -> None:
+    from tests.containers.stack import Airflow, Engine, Stack, run, standins, wait
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warm", action="store_true", help="keep the build cache")
     args = parser.parse_args()
@@ -84,7 +90,8 @@ def main() -> None:
             collected = time.monotonic() - start
             train = wait("sentiment_train", lambda: airflow.finished("sentiment_train", trains), 1200)
             versions = httpx.get(f"{stack.url}/api/v1/models", timeout=30).json()["versions"]
-            results["cycle_seconds"] = {"collect": round(collected, 1), "collect_and_train": round(time.monotonic() - start, 1),
+            results["cycle_seconds"] = {"collect": round(collected, 1),
+                                        "collect_and_train": round(time.monotonic() - start, 1),
                                         "states": [airflow.run_state("reviews_collect", collect), train["state"]],
                                         "model_versions_after": len(versions)}
             stop.set()

@@ -437,7 +437,6 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    import numpy as np
     import onnxruntime
     import torch
     import transformers
@@ -446,14 +445,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
     console = Console()
     threads = os.cpu_count() or 1
-    home = work / "home"
-    for var in STORE_VARS:
-        os.environ.pop(var, None)
-    os.environ.update({"REVIEWOPS_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-                       "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
-    transformers.utils.logging.disable_progress_bar()
-    os.chdir(work)  # no .env of the caller's folder is read, here or by the servers
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env = isolate(work, threads)
     logs = work / "logs"
     reviewops_cmd = [str(Path(sys.executable).with_name("reviewops")), "serve"]
 
@@ -484,6 +476,51 @@ def run(args: argparse.Namespace, work: Path) -> None:
     res["cpu_model"] = {"reviews": ingested.read, "train_rows": len(parts["train"]), "version": cpu_result.version,
                         "champion": cpu_result.decision.promote, "eval_accuracy": cpu_result.metrics["accuracy"],
                         "prepare_seconds": time.perf_counter() - t}
+    big_bodies, singles, single_bodies = request_bodies(args, parts, res["settings"])
+
+    port = free_port()
+    with Server("api-cpu", reviewops_cmd + ["--port", str(port)], env, work, logs, port) as api:
+        res["cpu_model"]["server_start_seconds"] = api.start_seconds
+        res["cpu_model"]["backend"] = api.get("/v1/model")["backend"]
+        res["batch_throughput"] = batch_throughput(console, args, api, big_bodies)
+        res["latency"] = open_loop_latency(console, args, api, single_bodies)
+
+    # --- the transformer -----------------------------------------------------------------------------
+    hf_dir, res["transformer_model"] = prepare_transformer(console, args, work, threads, snap, parts)
+    services = transformer_services(hf_dir, threads, env, reviewops_cmd)
+    serving, scores = serve_transformer(console, args, services, work, logs, singles[:200], single_bodies)
+    res["transformer_serving"] = serving
+    best_levels(serving["runs"])
+    compare_with_naive(serving, scores)
+    res["machine"]["loadavg_at_end"] = loadavg()
+
+    out = ROOT / "bench" / "results" / "serve.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str, ensure_ascii=False))
+    report(console, Table, res, args)
+    console.print(f"written to {out}")
+
+
+def isolate(work: Path, threads: int) -> dict[str, str]:
+    """Point this process at a temporary home under `work` (no real store, no download, no progress bars)
+    and make `work` the current folder; return the servers' environment."""
+    import transformers
+
+    home = work / "home"
+    for var in STORE_VARS:
+        os.environ.pop(var, None)
+    os.environ.update({"REVIEWOPS_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                       "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    transformers.utils.logging.disable_progress_bar()
+    os.chdir(work)  # no .env of the caller's folder is read, here or by the servers
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
+def request_bodies(args: argparse.Namespace, parts: dict, settings: dict) -> tuple[list[bytes], list[str], list[bytes]]:
+    """The batch test's bodies (`--batch-texts` test reviews each), the single reviews and their bodies;
+    their sizes go to `settings`."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
     pool = parts["test"]["text"].tolist()
     rng.shuffle(pool)
@@ -492,56 +529,69 @@ def run(args: argparse.Namespace, work: Path) -> None:
     singles = parts["eval"]["text"].tolist()  # NSMC-style: real reviews under 140 characters
     rng.shuffle(singles)
     single_bodies = [body([t]) for t in singles]
-    res["settings"]["batch_body_kb"] = round(float(np.mean([len(b) for b in big_bodies])) / 1024, 1)
-    res["settings"]["single_text_chars_mean"] = round(float(np.mean([len(t) for t in singles])), 1)
+    settings["batch_body_kb"] = round(float(np.mean([len(b) for b in big_bodies])) / 1024, 1)
+    settings["single_text_chars_mean"] = round(float(np.mean([len(t) for t in singles])), 1)
+    return big_bodies, singles, single_bodies
 
-    port = free_port()
-    with Server("api-cpu", reviewops_cmd + ["--port", str(port)], env, work, logs, port) as api:
-        res["cpu_model"]["server_start_seconds"] = api.start_seconds
-        res["cpu_model"]["backend"] = api.get("/v1/model")["backend"]
-        url = api.url + "/v1/predict"
-        console.print(f"batch throughput: {args.batch_clients} clients x {args.batch_texts} reviews per request ...")
+
+def batch_throughput(console, args: argparse.Namespace, api: Server, big_bodies: list[bytes]) -> dict:
+    """Reviews/s of the CPU model with `--batch-clients` clients sending `--batch-texts` reviews per request."""
+    url = api.url + "/v1/predict"
+    console.print(f"batch throughput: {args.batch_clients} clients x {args.batch_texts} reviews per request ...")
+    cpu0, load0 = api.cpu_seconds(), loadavg()
+    batch = drive(closed_loop(url, big_bodies, args.batch_texts, args.batch_clients,
+                              seconds=args.batch_seconds, warmup=2))
+    batch["server_cpu_seconds"] = api.cpu_seconds() - cpu0
+    batch["loadavg_before"] = load0
+    batch["clients"], batch["texts_per_request"] = args.batch_clients, args.batch_texts
+    batch["target_reviews_per_second"] = 5000
+    batch["met"] = batch["texts_per_second"] >= 5000
+    # the prediction log of the batch test is still being written: measure latency on an idle server
+    batch["server_busy_after_seconds"] = api.wait_idle()
+    return batch
+
+
+def open_loop_latency(console, args: argparse.Namespace, api: Server, single_bodies: list[bytes]) -> dict:
+    """Latency of the CPU model, one review per request at `--rate` requests/s, in `--latency-rounds` windows."""
+    url = api.url + "/v1/predict"
+    windows = []
+    for w in range(args.latency_rounds):
+        console.print(f"open-loop latency, window {w + 1}/{args.latency_rounds}: {args.rate:.0f} requests/s "
+                      f"for {args.seconds:.0f} s ...")
+        api.wait_idle()
         cpu0, load0 = api.cpu_seconds(), loadavg()
-        batch = drive(closed_loop(url, big_bodies, args.batch_texts, args.batch_clients,
-                                        seconds=args.batch_seconds, warmup=2))
-        batch["server_cpu_seconds"] = api.cpu_seconds() - cpu0
-        batch["loadavg_before"] = load0
-        batch["clients"], batch["texts_per_request"] = args.batch_clients, args.batch_texts
-        batch["target_reviews_per_second"] = 5000
-        batch["met"] = batch["texts_per_second"] >= 5000
-        res["batch_throughput"] = batch
-        # the prediction log of the batch test is still being written: measure latency on an idle server
-        batch["server_busy_after_seconds"] = api.wait_idle()
+        win = drive(open_loop(url, single_bodies, args.rate, args.seconds))
+        win["server_cpu_seconds"] = api.cpu_seconds() - cpu0
+        win["loadavg_before"] = load0
+        win["met"] = (win["errors"] == 0 and win["latency_from_schedule"]["p99_ms"] <= 20
+                      and win["achieved_rate"] >= 0.97 * args.rate)
+        windows.append(win)
+    pooled = [x for win in windows for x in win.pop("latencies")]
+    return {
+        "target_rate": args.rate, "window_seconds": args.seconds, "windows": windows,
+        "achieved_rate": min(win["achieved_rate"] for win in windows),
+        "errors": sum(win["errors"] for win in windows),
+        "latency_from_schedule": percentiles(pooled),
+        "worst_window_p99_ms": max(win["latency_from_schedule"]["p99_ms"] for win in windows),
+        "server_cpu_ms_per_request": sum(win["server_cpu_seconds"] for win in windows) / len(pooled) * 1000,
+        "target_p99_ms": 20,
+        "met": all(win["met"] for win in windows),  # every window: one lucky window proves nothing
+    }
 
-        windows = []
-        for w in range(args.latency_rounds):
-            console.print(f"open-loop latency, window {w + 1}/{args.latency_rounds}: {args.rate:.0f} requests/s "
-                          f"for {args.seconds:.0f} s ...")
-            api.wait_idle()
-            cpu0, load0 = api.cpu_seconds(), loadavg()
-            win = drive(open_loop(url, single_bodies, args.rate, args.seconds))
-            win["server_cpu_seconds"] = api.cpu_seconds() - cpu0
-            win["loadavg_before"] = load0
-            win["met"] = (win["errors"] == 0 and win["latency_from_schedule"]["p99_ms"] <= 20
-                          and win["achieved_rate"] >= 0.97 * args.rate)
-            windows.append(win)
-        pooled = [x for win in windows for x in win.pop("latencies")]
-        res["latency"] = {
-            "target_rate": args.rate, "window_seconds": args.seconds, "windows": windows,
-            "achieved_rate": min(win["achieved_rate"] for win in windows),
-            "errors": sum(win["errors"] for win in windows),
-            "latency_from_schedule": percentiles(pooled),
-            "worst_window_p99_ms": max(win["latency_from_schedule"]["p99_ms"] for win in windows),
-            "server_cpu_ms_per_request": sum(win["server_cpu_seconds"] for win in windows) / len(pooled) * 1000,
-            "target_p99_ms": 20,
-            "met": all(win["met"] for win in windows),  # every window: one lucky window proves nothing
-        }
 
-    # --- the transformer -----------------------------------------------------------------------------
-    console.print("[bold]transformer[/bold]: build, fine-tune, export, register ...")
+def prepare_transformer(console, args: argparse.Namespace, work: Path, threads: int, snap,
+                        parts: dict) -> tuple[Path, dict]:
+    """Build the BERT-shaped classifier, fine-tune and register it as champion with its ONNX export, and
+    download it: its Hugging Face folder (for the naive service) and its description."""
+    import mlflow
+    import torch
+
+    from reviewops.config import Settings
+    from reviewops.jobs.train import train_and_register
     from reviewops.models.trainers import TransformerTrainer
     from reviewops.registry.mlflow_registry import CHAMPION, Registry
 
+    console.print("[bold]transformer[/bold]: build, fine-tune, export, register ...")
     t = time.perf_counter()
     ckpt = work / "bert-init"
     shape = build_bert(ckpt, args.corpus)
@@ -557,21 +607,24 @@ def run(args: argparse.Namespace, work: Path) -> None:
     bert_result = train_and_register(bert_settings, snap, tparts, trainer=trainer)
     train_seconds = time.perf_counter() - t
     champion = Registry(bert_settings).by_alias(CHAMPION)
-    import mlflow
 
     downloaded = Path(mlflow.artifacts.download_artifacts(artifact_uri=champion.uri, dst_path=str(work / "bert")))
     folder = min(downloaded.rglob("meta.json"), key=lambda p: len(p.parts)).parent
-    hf_dir = folder / "hf"
     onnx_files = {p.name: p.stat().st_size for p in (folder / "onnx").glob("*.onnx")}
-    res["transformer_model"] = {**shape, "build_seconds": build_seconds, "fine_tune_steps": args.max_steps,
-                                "train_register_seconds": train_seconds, "version": bert_result.version,
-                                "champion": bert_result.decision.promote,
-                                "eval_accuracy": bert_result.metrics["accuracy"],
-                                "onnx_int8_agreement": bert_result.metrics.get("onnx.int8.label_agreement"),
-                                "onnx_files_bytes": onnx_files}
+    model = {**shape, "build_seconds": build_seconds, "fine_tune_steps": args.max_steps,
+             "train_register_seconds": train_seconds, "version": bert_result.version,
+             "champion": bert_result.decision.promote,
+             "eval_accuracy": bert_result.metrics["accuracy"],
+             "onnx_int8_agreement": bert_result.metrics.get("onnx.int8.label_agreement"),
+             "onnx_files_bytes": onnx_files}
+    return folder / "hf", model
 
+
+def transformer_services(hf_dir: Path, threads: int, env: dict[str, str],
+                         reviewops_cmd: list[str]) -> list[tuple[str, str, list[str], dict[str, str]]]:
+    """The three services of the transformer test: key, label, command (less its port) and environment."""
     bert_env = {**env, "REVIEWOPS_MODEL_NAME": BERT_NAME}
-    services = [
+    return [
         ("naive", "naive FastAPI + transformers.pipeline, per request (torch fp32)",
          [sys.executable, str(Path(__file__).resolve()), "--naive-hf-dir", str(hf_dir), "--threads", str(threads)],
          env),
@@ -580,10 +633,14 @@ def run(args: argparse.Namespace, work: Path) -> None:
         ("ours-torch", "our API, REVIEWOPS_SERVE_PREFER_ONNX=false: micro-batching + torch fp32", reviewops_cmd,
          {**bert_env, "REVIEWOPS_SERVE_PREFER_ONNX": "false"}),
     ]
-    check_texts = singles[:200]
+
+
+def serve_transformer(console, args: argparse.Namespace, services: list, work: Path, logs: Path,
+                      check_texts: list[str], single_bodies: list[bytes]) -> tuple[dict, dict[str, list[float]]]:
+    """Every service's rounds at every level of `--concurrency`, and its scores of `check_texts`."""
     scores: dict[str, list[float]] = {}
-    res["transformer_serving"] = {"concurrency": args.concurrency, "requests": args.requests, "rounds": args.rounds,
-                                  "texts_per_request": 1, "runs": {}}
+    serving = {"concurrency": args.concurrency, "requests": args.requests, "rounds": args.rounds,
+               "texts_per_request": 1, "runs": {}}
     with contextlib.ExitStack() as stack:
         servers = {}
         for key, label, cmd, senv in services:  # all three up at once, measured in turns, round after round
@@ -591,60 +648,70 @@ def run(args: argparse.Namespace, work: Path) -> None:
             servers[key] = stack.enter_context(Server(key, cmd + ["--port", str(port)], senv, work, logs, port))
             scores[key] = scores_of(servers[key], check_texts, naive=key == "naive")
             backend = "transformers.pipeline" if key == "naive" else servers[key].get("/v1/model")["backend"]
-            res["transformer_serving"]["runs"][key] = {
+            serving["runs"][key] = {
                 "label": label, "backend": backend, "server_start_seconds": servers[key].start_seconds,
                 "by_concurrency": {str(c): {"rounds": []} for c in args.concurrency}}
         for rnd in range(args.rounds):
             for clients in args.concurrency:
                 for key, label, _, _ in services:
-                    srv = servers[key]
                     console.print(f"round {rnd + 1}/{args.rounds}, {label}: {clients} clients, "
                                   f"{args.requests:,} requests ...")
-                    srv.wait_idle()
-                    before = srv.mean_batch() if key != "naive" else None
-                    cpu0, load0 = srv.cpu_seconds(), loadavg()
-                    r = drive(closed_loop(srv.url + "/v1/predict", single_bodies, 1, clients,
-                                          requests=args.requests, warmup=2))
-                    r["server_cpu_seconds"] = srv.cpu_seconds() - cpu0
-                    r["server_cpu_ms_per_request"] = r["server_cpu_seconds"] / r["requests"] * 1000
-                    r["client_cpu_ms_per_request"] = r["client_cpu_seconds"] / r["requests"] * 1000
-                    r["loadavg_before"] = load0
-                    if before is not None:
-                        after = srv.mean_batch()
-                        calls = after["calls"] - before["calls"]
-                        r["model_calls"] = calls
-                        r["mean_texts_per_model_call"] = (after["texts"] - before["texts"]) / calls if calls else None
-                    res["transformer_serving"]["runs"][key]["by_concurrency"][str(clients)]["rounds"].append(r)
-    for run_ in res["transformer_serving"]["runs"].values():
-        for level in run_["by_concurrency"].values():  # the best round at each level (least disturbed)
+                    r = service_round(servers[key], key == "naive", clients, args.requests, single_bodies)
+                    serving["runs"][key]["by_concurrency"][str(clients)]["rounds"].append(r)
+    return serving, scores
+
+
+def service_round(srv: Server, naive: bool, clients: int, requests: int, single_bodies: list[bytes]) -> dict:
+    """One round of one service: `requests` single-review requests from `clients` concurrent clients."""
+    srv.wait_idle()
+    before = srv.mean_batch() if not naive else None
+    cpu0, load0 = srv.cpu_seconds(), loadavg()
+    r = drive(closed_loop(srv.url + "/v1/predict", single_bodies, 1, clients, requests=requests, warmup=2))
+    r["server_cpu_seconds"] = srv.cpu_seconds() - cpu0
+    r["server_cpu_ms_per_request"] = r["server_cpu_seconds"] / r["requests"] * 1000
+    r["client_cpu_ms_per_request"] = r["client_cpu_seconds"] / r["requests"] * 1000
+    r["loadavg_before"] = load0
+    if before is not None:
+        after = srv.mean_batch()
+        calls = after["calls"] - before["calls"]
+        r["model_calls"] = calls
+        r["mean_texts_per_model_call"] = (after["texts"] - before["texts"]) / calls if calls else None
+    return r
+
+
+def best_levels(runs: dict) -> None:
+    """Each service's best round at each level (the least disturbed), and its throughput: its best level
+    (the load that saturates it)."""
+    for run_ in runs.values():
+        for level in run_["by_concurrency"].values():
             level.update(max(level["rounds"], key=lambda r: r["requests_per_second"]))
-        # a service's throughput: its best level (the load that saturates it)
         best = max(run_["by_concurrency"], key=lambda c: run_["by_concurrency"][c]["requests_per_second"])
         run_["best_concurrency"] = int(best)
         run_.update({k: v for k, v in run_["by_concurrency"][best].items() if k != "rounds"})
-    runs = res["transformer_serving"]["runs"]
+
+
+def compare_with_naive(serving: dict, scores: dict[str, list[float]]) -> None:
+    """Each service's throughput as a multiple of the naive service's (best levels and level by level), and
+    how far its scores are from the naive service's."""
+    import numpy as np
+
+    runs = serving["runs"]
     base = runs["naive"]["requests_per_second"]
     for r in runs.values():
         r["x_naive"] = r["requests_per_second"] / base
         for c, level in r["by_concurrency"].items():
             level["x_naive_same_clients"] = (level["requests_per_second"]
                                              / runs["naive"]["by_concurrency"][c]["requests_per_second"])
+    naive = np.asarray(scores["naive"])
     ratio = runs["ours-onnx"]["x_naive"]
-    res["transformer_serving"].update({
+    serving.update({
         "ratio_ours_onnx_vs_naive": ratio, "ratio_ours_torch_vs_naive": runs["ours-torch"]["x_naive"],
         "target_ratio": 10, "met": ratio >= 10,
-        "agreement": {f"{k} vs naive": float(np.mean((np.asarray(v) >= 0.5) == (np.asarray(scores["naive"]) >= 0.5)))
+        "agreement": {f"{k} vs naive": float(np.mean((np.asarray(v) >= 0.5) == (naive >= 0.5)))
                       for k, v in scores.items() if k != "naive"},
-        "max_abs_score_diff": {f"{k} vs naive": float(np.abs(np.asarray(v) - np.asarray(scores["naive"])).max())
+        "max_abs_score_diff": {f"{k} vs naive": float(np.abs(np.asarray(v) - naive).max())
                                for k, v in scores.items() if k != "naive"},
     })
-    res["machine"]["loadavg_at_end"] = loadavg()
-
-    out = ROOT / "bench" / "results" / "serve.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2, default=str, ensure_ascii=False))
-    report(console, Table, res, args)
-    console.print(f"written to {out}")
 
 
 SHORT = {"naive": "(a) naive pipeline", "ours-onnx": "(b) ours, ONNX int8", "ours-torch": "(c) ours, torch"}
@@ -664,7 +731,8 @@ def report(console, Table, res: dict, args: argparse.Namespace) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_row(f"CPU model, batch: {b['clients']} clients x {b['texts_per_request']:,} reviews",
                   f"{b['texts_per_second']:,.0f} reviews/s", ">= 5,000", ok(b["met"]))
-    table.add_row(f"CPU model, 1 review at {lat['target_rate']:.0f}/s open loop: achieved", f"{lat['achieved_rate']:.1f} req/s", "", "")
+    table.add_row(f"CPU model, 1 review at {lat['target_rate']:.0f}/s open loop: achieved",
+                  f"{lat['achieved_rate']:.1f} req/s", "", "")
     for i, win in enumerate(lat["windows"], 1):
         wf = win["latency_from_schedule"]
         table.add_row(f"  window {i} ({win['seconds']:.0f} s): p50 / p95 / p99",

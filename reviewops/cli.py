@@ -329,7 +329,8 @@ def dag_test(
         for col in ("task", "mapped over", "state", "tries"):
             table.add_column(col)
         for t in result["tasks"]:
-            colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(t["state"].split(".")[-1].lower(), "")
+            state = t["state"].split(".")[-1].lower()
+            colour = {"success": "green", "failed": "red", "skipped": "yellow"}.get(state, "")
             table.add_row(t["task"], "" if t["map_index"] < 0 else (t.get("label") or str(t["map_index"])),
                           f"[{colour}]{t['state']}" if colour else t["state"], str(t["tries"]))
         out.print(table)
@@ -470,8 +471,10 @@ def airflow(ctx: typer.Context) -> None:
 @app.command()
 @_cli
 def proxy(
-    listen: Annotated[str, typer.Option(help="host:port nginx listens on (or a port on 127.0.0.1).")] = f"127.0.0.1:{PORTS['proxy']}",
-    streamlit: Annotated[str, typer.Option(help="host:port of the app (or a port on 127.0.0.1).")] = str(PORTS["streamlit"]),
+    listen: Annotated[str, typer.Option(help="host:port nginx listens on (or a port on 127.0.0.1).")]
+        = f"127.0.0.1:{PORTS['proxy']}",
+    streamlit: Annotated[str, typer.Option(help="host:port of the app (or a port on 127.0.0.1).")]
+        = str(PORTS["streamlit"]),
     api: Annotated[str, typer.Option(help="host:port of the API.")] = str(PORTS["api"]),
     mlflow: Annotated[str, typer.Option(help="host:port of the MLflow server.")] = str(PORTS["mlflow"]),
     airflow: Annotated[str, typer.Option(help="host:port of Airflow's api-server.")] = str(PORTS["airflow"]),

@@ -29,7 +29,8 @@ from reviewops.store.models import Feedback, Prediction
 from tests.conftest import sample_records, write_jsonl
 
 TOKEN = "admin-token-for-tests-" + "x" * 16
-TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요", "시간 아깝다 진짜 최악의 영화", "OST가 너무 좋아서 계속 생각나네요"]
+TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요", "시간 아깝다 진짜 최악의 영화",
+         "OST가 너무 좋아서 계속 생각나네요"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def platform(tmp_path_factory):
     from reviewops.registry.mlflow_registry import Registry
 
     home = tmp_path_factory.mktemp("api") / "home"
-    env = {k: v for k, v in os.environ.items() if not (k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"))}
+    env = {k: v for k, v in os.environ.items()
+           if not (k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"))}
     env |= {"REVIEWOPS_HOME": str(home), "REVIEWOPS_ADMIN_TOKEN": TOKEN, "REVIEWOPS_MODEL_POLL_SECONDS": "0.5",
             "REVIEWOPS_GATE_MARGIN": "0.9"}  # the second version stays challenger
     with pytest.MonkeyPatch.context() as mp:

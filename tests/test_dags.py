@@ -60,7 +60,8 @@ def test_dagbag_has_the_four_dags_with_their_schedules(home, monkeypatch):
         "    out['dags'][dag_id] = {'tasks': sorted(dag.task_ids), 'timetable': type(dag.timetable).__name__,\n"
         "        'summary': str(getattr(getattr(dag.timetable, 'timetable', dag.timetable), 'expression', '')),\n"
         "        'tags': sorted(dag.tags),\n"
-        "        'retries': dag.default_args.get('retries'), 'callback': bool(dag.default_args.get('on_failure_callback')),\n"
+        "        'retries': dag.default_args.get('retries'),\n"
+        "        'callback': bool(dag.default_args.get('on_failure_callback')),\n"
         "        'tz': str(getattr(getattr(dag.timetable, 'timetable', dag.timetable), 'timezone', ''))}\n"
         "print(json.dumps(out))\n"
     )
@@ -128,9 +129,9 @@ def _airflow_env() -> dict[str, str]:
 
 
 def _platform(monkeypatch, site, slack, **extra) -> None:
-    env = {"CGV_BASE_URL": site.base_url, "MEGABOX_BASE_URL": site.base_url, "CRAWL_DELAY": "0", "SELENIUM_FALLBACK": "false",
-           "TASK_RETRIES": "0", "SLACK_BOT_TOKEN": TOKEN, "SLACK_API_URL": f"{slack.url}/api/",
-           "MONITOR_MIN_REVIEWS": "10", "RETRAIN_MIN_NEW_LABELS": "1", **extra}
+    env = {"CGV_BASE_URL": site.base_url, "MEGABOX_BASE_URL": site.base_url, "CRAWL_DELAY": "0",
+           "SELENIUM_FALLBACK": "false", "TASK_RETRIES": "0", "SLACK_BOT_TOKEN": TOKEN,
+           "SLACK_API_URL": f"{slack.url}/api/", "MONITOR_MIN_REVIEWS": "10", "RETRAIN_MIN_NEW_LABELS": "1", **extra}
     for k, v in env.items():
         monkeypatch.setenv(f"REVIEWOPS_{k}", v)
     reset_settings()

@@ -160,7 +160,8 @@ def test_every_airflow_command_it_runs_exists(compose):
                 seen.add(tuple(group))
     assert {("api-server",), ("scheduler",), ("dag-processor",), ("triggerer",), ("celery", "worker"),
             ("jobs", "check")} <= seen
-    env = {**os.environ, "AIRFLOW_HOME": str(ROOT / "var" / "test-airflow-cli"), "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
+    env = {**os.environ, "AIRFLOW_HOME": str(ROOT / "var" / "test-airflow-cli"),
+           "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
     for group in sorted(seen):
         proc = _run([str(BIN / "airflow"), *group, "--help"], capture_output=True, text=True, timeout=120,
                               env=env)
@@ -215,7 +216,8 @@ def test_gpu_profile_reserves_an_nvidia_gpu_and_trains_on_the_transformer_queue(
     argv = _argv(svc["command"])
     assert argv[:5] == ["reviewops", "airflow", "celery", "worker", "--queues"]
     assert "REVIEWOPS_TRANSFORMER_QUEUE" in argv[5]
-    base = next(other for other in compose["services"].values() if other.get("image") == svc["build"]["args"]["BASE_IMAGE"])
+    base = next(other for other in compose["services"].values()
+                if other.get("image") == svc["build"]["args"]["BASE_IMAGE"])
     assert "cu1" in base["build"]["args"]["TORCH_INDEX"]  # a CUDA build of torch
 
 
@@ -266,7 +268,8 @@ def test_images_run_as_a_non_root_user_and_copy_what_exists():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", "var", ".venv", ".git"} <= set(ignored)
     for dockerfile in DOCKERFILES:
-        lines = [line.strip() for line in dockerfile.read_text().splitlines() if line.strip() and not line.startswith("#")]
+        lines = [line.strip() for line in dockerfile.read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
         users = [line.split()[1] for line in lines if line.startswith("USER ")]
         if dockerfile.name == "base.Dockerfile":
             assert users, "the base image must switch to its non-root user"
@@ -503,7 +506,8 @@ def test_compose_environments_make_valid_settings(compose, monkeypatch):
         assert s.tls.cert is None and s.tls.key is None, name
         assert s.transformer.queue is None and s.admin_token is None, name
         if name != "nginx":
-            assert s.db_url.startswith("postgresql+psycopg://reviewops:") and s.db_url.endswith("@postgres:5432/reviews")
+            assert s.db_url.startswith("postgresql+psycopg://reviewops:")
+            assert s.db_url.endswith("@postgres:5432/reviews")
             assert s.artifacts == "s3://reviewops/artifacts" and s.s3_endpoint_url == "http://minio:9000"
     reset_settings()
 
@@ -530,7 +534,8 @@ class Stack:
             s.close()
         # container port -> local port, per service (what its command listens on and its healthcheck asks)
         self.listen = {"mlflow": {"5000": self.ports["mlflow"]}, "api": {"8000": self.ports["api"]},
-                       "app": {"8501": self.ports["app"]}, "airflow-apiserver": {"8080": self.ports["airflow-apiserver"]},
+                       "app": {"8501": self.ports["app"]},
+                       "airflow-apiserver": {"8080": self.ports["airflow-apiserver"]},
                        "nginx": {"8080": self.ports["nginx"]}}
         self.names = {"@postgres:5432": "@" + pg_host, "http://minio:9000": s3,
                       "http://mlflow:5000": f"http://localhost:{self.ports['mlflow']}",
@@ -547,7 +552,8 @@ class Stack:
         return text.replace("/var/lib/reviewops", str(home))
 
     def argv(self, service: str, argv: list[str] | None = None) -> list[str]:
-        args = [self._map(_interpolate(a, self.values), service) for a in (argv or _argv(self.compose["services"][service]["command"]))]
+        command = argv or _argv(self.compose["services"][service]["command"])
+        args = [self._map(_interpolate(a, self.values), service) for a in command]
         out = []
         for i, a in enumerate(args):
             prev = args[i - 1] if i else ""
@@ -592,7 +598,8 @@ class Stack:
         deadline = time.monotonic() + timeout
         while True:
             for p in self.procs:
-                assert p.poll() is None, f"{p.name} exited: {(self.tmp / 'logs' / (p.name + '.log')).read_text()[-3000:]}"
+                log = (self.tmp / "logs" / (p.name + ".log")).read_text()
+                assert p.poll() is None, f"{p.name} exited: {log[-3000:]}"
             result = _run(check, env=self.env(service, extra), capture_output=True, text=True, timeout=60)
             if result.returncode == 0:
                 return
@@ -633,7 +640,8 @@ def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, 
     import boto3
     import httpx
 
-    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="reviewops")  # minio-init
+    # minio-init
+    boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1").create_bucket(Bucket="reviewops")
     stack = Stack(compose, tmp_path, moto_server, compose_postgres["host"], executor)
     workers = ["airflow-worker"] if executor == "CeleryExecutor" else []
     if workers:
@@ -672,7 +680,8 @@ def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, 
 
         airflow = f"http://127.0.0.1:{stack.ports['airflow-apiserver']}/airflow"
         password = json.loads((tmp_path / "home" / "airflow" / "passwords.json").read_text())["admin"]
-        token = httpx.post(f"{airflow}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
+        token = httpx.post(f"{airflow}/auth/token",
+                           json={"username": "admin", "password": password}).json()["access_token"]
         client = httpx.Client(base_url=f"{airflow}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         dags = client.get("/dags").json()["dags"]
         assert len(dags) == 4 and not any(d["is_paused"] for d in dags)
@@ -697,7 +706,8 @@ def test_the_compose_stack_runs_a_cycle(compose, compose_postgres, moto_server, 
 
         front = f"http://127.0.0.1:{stack.ports['nginx']}"
         wait(lambda: httpx.get(f"{front}/api/readyz").status_code == 200, 120, "the API to load the champion")
-        r = httpx.post(f"{front}/api/v1/predict", json={"texts": ["정말 재밌어요 최고의 영화", "돈 아까운 최악의 영화"]})
+        r = httpx.post(f"{front}/api/v1/predict",
+                       json={"texts": ["정말 재밌어요 최고의 영화", "돈 아까운 최악의 영화"]})
         assert [p["label"] for p in r.json()["predictions"]] == ["긍정", "부정"]
         assert "<title>Streamlit</title>" in httpx.get(f"{front}/").text
         proxy_password = (tmp_path / "proxy-home" / "nginx" / "proxy-password").read_text().strip()

@@ -65,8 +65,8 @@ def test_duplicates_within_a_movie(db_url, settings, tmp_path):
     s = run_ingest(settings, write_jsonl(tmp_path / "d.jsonl", recs, gz=False))
     assert s.cleaning["duplicate"] == 1 and s.cleaning["kept"] == 2
     # a later batch sees the stored review too
-    s2 = run_ingest(settings, write_jsonl(tmp_path / "d2.jsonl",
-                                          [{"review_id": 4, "movie_id": 8, "rating": 1, "text": "정말 재밌어요."}], gz=False))
+    later = [{"review_id": 4, "movie_id": 8, "rating": 1, "text": "정말 재밌어요."}]
+    s2 = run_ingest(settings, write_jsonl(tmp_path / "d2.jsonl", later, gz=False))
     assert s2.cleaning["duplicate"] == 1
     with db.session_scope(db_url) as sess:
         assert sess.scalar(sa.select(sa.func.count(Movie.id))) == 2
@@ -128,8 +128,8 @@ def test_non_utf8_bytes_name_the_line(db_url, settings, tmp_path):
         ("label.tsv", "id\tdocument\tlabel\n1\t좋다\t7\n".encode(), ":2: unknown label '7'"),
         ("corpus.csv", b"id,document\n", "unknown corpus format"),
         ("trunc.jsonl.gz", gzip.compress(b"".join(
-            b'{"review_id": %d, "movie_id": 1, "rating": 9, "text": "%d"}\n' % (i, i * 7919) for i in range(4000)))[:9000],
-         "unreadable"),
+            b'{"review_id": %d, "movie_id": 1, "rating": 9, "text": "%d"}\n' % (i, i * 7919) for i in range(4000)
+         ))[:9000], "unreadable"),
     ],
 )
 def test_bad_files(db_url, settings, tmp_path, name, content, message):

@@ -39,7 +39,8 @@ def own_label(rating: int) -> int | None:
 
 
 def reference_frame(recs: list[dict], seed: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"text": [r["text"] for r in recs], "score": champion_scores(recs, np.random.default_rng(seed))})
+    return pd.DataFrame({"text": [r["text"] for r in recs],
+                         "score": champion_scores(recs, np.random.default_rng(seed))})
 
 
 def current_frame(recs: list[dict], seed: int = 1, scores: np.ndarray | None = None) -> pd.DataFrame:

@@ -111,7 +111,8 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
     # a CSV, and an explicit model URI
     csv = tmp_path / "in.csv"
     pd.read_csv(inp, sep="\t").to_csv(csv, index=False)
-    r = cli("predict", "--input", str(csv), "--output", str(tmp_path / "p2.tsv"), "--model-uri", "models:/review-sentiment/2")
+    r = cli("predict", "--input", str(csv), "--output", str(tmp_path / "p2.tsv"),
+            "--model-uri", "models:/review-sentiment/2")
     assert r.exit_code == 0, r.stderr
     assert len(pd.read_csv(tmp_path / "p2.tsv", sep="\t")) == 6
 

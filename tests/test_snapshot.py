@@ -106,9 +106,11 @@ def test_users_feedback_joins_the_training_data(db_url, settings, small_corpus):
     with db.session_scope(db_url) as s:
         review = s.scalars(sa.select(Review).where(Review.label == 1, Review.reject_reason.is_(None))
                            .order_by(Review.id)).first()
-        scored = Prediction(review_id=review.id, text=review.text, label=1, score=0.9, model_name="m", model_version="1")
+        scored = Prediction(review_id=review.id, text=review.text, label=1, score=0.9, model_name="m",
+                            model_version="1")
+        texts = ["이게 영화냐 돈이 아깝다 정말로", "반어법으로 최고라고 했지만 최악이었음", "ok"]
         served = [Prediction(public_id=f"{i:032x}", text=text, label=1, score=0.8, model_name="m", model_version="1")
-                  for i, text in enumerate(["이게 영화냐 돈이 아깝다 정말로", "반어법으로 최고라고 했지만 최악이었음", "ok"])]
+                  for i, text in enumerate(texts)]
         s.add_all([scored, *served])
         s.flush()
         s.add_all([Feedback(prediction_id=scored.id, label=0),

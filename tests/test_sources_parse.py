@@ -18,7 +18,8 @@ CGV_LIST = """<div class="sect-movie-chart"><ol>
 
 
 def cgv_json(items, **extra):
-    return json.dumps({"d": json.dumps({"List": items, "TotalCount": len(items), **extra}, ensure_ascii=False)}).encode()
+    inner = json.dumps({"List": items, "TotalCount": len(items), **extra}, ensure_ascii=False)
+    return json.dumps({"d": inner}).encode()
 
 
 MOVIE = MovieRef("cgv", "88381", "글래디에이터 Ⅱ")
@@ -39,7 +40,8 @@ def test_cgv_reviews_unwrap_the_d_string():
                       "RegistDate": "2026-11-20 09:30:00", "WriterNickName": "영화광"},
                      {"CommentIdx": 502, "CommentText": "지루했다", "EggPoint": 1, "RegistDate": "2026-11-20"}])
     reviews = parse_reviews_json(body, MOVIE, "raw/ref", "cgv page 1")
-    assert [(r.source_review_id, r.text, r.egg) for r in reviews] == [("501", "배우들 연기 최고", 2), ("502", "지루했다", 1)]
+    assert [(r.source_review_id, r.text, r.egg) for r in reviews] == [("501", "배우들 연기 최고", 2),
+                                                                      ("502", "지루했다", 1)]
     assert reviews[0].posted_at == datetime(2026, 11, 20, 9, 30) and reviews[0].raw_ref == "raw/ref"
     assert reviews[0].source_movie_id == "88381" and reviews[0].movie_title == "글래디에이터 Ⅱ"
 
@@ -82,7 +84,8 @@ def test_megabox_review_page():
       <div class="story-point"><span>9</span></div><div class="story-txt">음악이 좋아요</div></div></div></div>
       <div class="story-date"><span>2026.11.18 12:05</span></div></div></li></ul>"""
     (r,) = parse_review_page(html, MovieRef("megabox", "24036800"), "ref", ".story-box .story-wrap.review")
-    assert (r.source_review_id, r.text, r.rating, r.posted_at) == ("ML1", "음악이 좋아요", 9, datetime(2026, 11, 18, 12, 5))
+    assert (r.source_review_id, r.text, r.rating, r.posted_at) == (
+        "ML1", "음악이 좋아요", 9, datetime(2026, 11, 18, 12, 5))
 
 
 def test_time_formats():

@@ -93,8 +93,10 @@ def test_a_review_is_scored_once_per_model_version(db_url):
         review = _review(batch, movie)
         s.add(review)
         s.flush()
-        s.add_all([Prediction(review_id=review.id, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1"),
-                   Prediction(review_id=review.id, text="재밌어요", label=1, score=0.8, model_name="m", model_version="2"),
+        s.add_all([Prediction(review_id=review.id, text="재밌어요", label=1, score=0.9, model_name="m",
+                              model_version="1"),
+                   Prediction(review_id=review.id, text="재밌어요", label=1, score=0.8, model_name="m",
+                              model_version="2"),
                    # the API's predictions have no review: they may repeat
                    Prediction(review_id=None, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1"),
                    Prediction(review_id=None, text="재밌어요", label=1, score=0.9, model_name="m", model_version="1")])

@@ -95,7 +95,8 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
 
     def finished(dag_id: str, run_type: str | None = None):
         runs = client.get(f"/dags/{dag_id}/dagRuns").json()["dag_runs"]
-        done = [r for r in runs if r["state"] in ("success", "failed") and (run_type is None or r["run_type"] == run_type)]
+        done = [r for r in runs
+                if r["state"] in ("success", "failed") and (run_type is None or r["run_type"] == run_type)]
         return done[-1] if done else None
 
     collect = _wait(lambda: finished("reviews_collect"), 300, "reviews_collect", platform["proc"])
@@ -121,7 +122,8 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
     # the front door: the app, the API with the new champion, and the admin UIs behind basic auth
     front = f"http://127.0.0.1:{ports['proxy']}"
     assert "<title>Streamlit</title>" in httpx.get(f"{front}/").text
-    ready = _wait(lambda: httpx.get(f"{front}/api/readyz").status_code == 200 or None, 60, "the API to load the champion")
+    ready = _wait(lambda: httpx.get(f"{front}/api/readyz").status_code == 200 or None, 60,
+                  "the API to load the champion")
     assert ready
     r = httpx.post(f"{front}/api/v1/predict", json={"texts": ["정말 재밌어요 최고의 영화", "돈 아까운 최악의 영화"]})
     assert [p["label"] for p in r.json()["predictions"]] == ["긍정", "부정"]

@@ -31,7 +31,7 @@ from reviewops.progress import progress
 from reviewops.store.batches import close_orphaned
 from reviewops.store.db import insert_new
 from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
-from reviewops.text.clean import Cleaner, dedup_key
+from reviewops.text.clean import Cleaner, CleanResult, dedup_key
 
 CHUNK = 5_000
 UNKNOWN_MOVIE = "unknown"
@@ -272,17 +272,31 @@ class ReviewWriter:
                 [{"source": source, "source_movie_id": m, "title": wanted[m], "created_at": utcnow()} for m in missing],
             )
             rows = self.session.execute(
-                select(Movie.source_movie_id, Movie.id).where(Movie.source == source, Movie.source_movie_id.in_(missing))
+                select(Movie.source_movie_id, Movie.id).where(
+                    Movie.source == source, Movie.source_movie_id.in_(missing)
+                )
             )
             self._movies.update(dict(rows.all()))
 
     def _flush(self, recs: list[RawReview]) -> None:
-        source = self.batch.source
         self.read += len(recs)
-        ids = [r.source_review_id for r in recs]
+        fresh = self._fresh(recs)
+        if not fresh:
+            return
+        self._movie_ids(fresh)
+        cleaned = self._clean(fresh)
+        self._load_seen_keys(cleaned)
+        now = utcnow()
+        self._insert([self._row(r, res, movie, key, now) for r, res, movie, key in cleaned])
+
+    def _fresh(self, recs: list[RawReview]) -> list[RawReview]:
+        """The reviews of `recs` not in the store yet, each id once; the others count as already stored."""
         stored = set(
             self.session.scalars(
-                select(Review.source_review_id).where(Review.source == source, Review.source_review_id.in_(ids))
+                select(Review.source_review_id).where(
+                    Review.source == self.batch.source,
+                    Review.source_review_id.in_([r.source_review_id for r in recs]),
+                )
             )
         )
         fresh: dict[str, RawReview] = {}
@@ -291,58 +305,70 @@ class ReviewWriter:
                 self.already_stored += 1
             else:
                 fresh[r.source_review_id] = r
-        if not fresh:
-            return
-        self._movie_ids(list(fresh.values()))
+        return list(fresh.values())
 
+    def _clean(self, recs: list[RawReview]) -> list[tuple[RawReview, CleanResult, int, str]]:
+        """Each review with its cleaning, its movie's row id and its dedup key ("" when rejected)."""
         cleaned = []
-        for r in fresh.values():
+        for r in recs:
             res = self.cleaner.clean(r.text)
             movie = self._movies[r.source_movie_id]
             cleaned.append((r, res, movie, dedup_key(res.text) if not res.rejected else ""))
-        # duplicates: the same normalised text already kept for the same movie
+        return cleaned
+
+    def _load_seen_keys(self, cleaned: list[tuple[RawReview, CleanResult, int, str]]) -> None:
+        """Remember the stored (movie, key) pairs of these reviews' keys: a duplicate is the same normalised
+        text already kept for the same movie."""
         keys = {k for *_, k in cleaned if k}
         movies = {m for _, _, m, k in cleaned if k}
-        if keys:  # filter movies here: an IN on both columns makes SQLite probe every pair
-            for movie, key in self.session.execute(
-                select(Review.movie_id, Review.text_key).where(Review.text_key.in_(keys), Review.reject_reason.is_(None))
-            ):
-                if movie in movies:
-                    self._seen_keys.add((movie, key))
-
-        now = utcnow()
-        rows = []
-        for r, res, movie, key in cleaned:
-            reject = res.rejected
-            if not reject and (movie, key) in self._seen_keys:
-                reject = "duplicate"
-                self.cleaner.count_duplicate()
-            elif not reject:
-                self._seen_keys.add((movie, key))
-            label = self._label(r)
-            if not reject:
-                self.labels[{1: "positive", 0: "negative", None: "unlabelled"}[label]] += 1
-            rows.append(
-                {
-                    "source": source,
-                    "source_review_id": r.source_review_id,
-                    "movie_id": movie,
-                    "text": r.text,
-                    "clean_text": res.text,
-                    "text_key": key or dedup_key(res.text),
-                    "rating": r.rating,
-                    "egg": r.egg,
-                    "label": label,
-                    "reject_reason": reject,
-                    "cleaning_version": self.cleaner.version,
-                    "author": r.author,
-                    "raw_ref": r.raw_ref,
-                    "posted_at": r.posted_at,
-                    "collected_at": now,
-                    "batch_id": self.batch.id,
-                }
+        if not keys:
+            return
+        # filter movies here: an IN on both columns makes SQLite probe every pair
+        for movie, key in self.session.execute(
+            select(Review.movie_id, Review.text_key).where(
+                Review.text_key.in_(keys), Review.reject_reason.is_(None)
             )
-        # a review another run stored since the check above is skipped, not an error
+        ):
+            if movie in movies:
+                self._seen_keys.add((movie, key))
+
+    def _row(self, r: RawReview, res: CleanResult, movie: int, key: str, now: datetime) -> dict:
+        """The review's row; counts its label when it is kept."""
+        reject = self._reject(res, movie, key)
+        label = self._label(r)
+        if not reject:
+            self.labels[{1: "positive", 0: "negative", None: "unlabelled"}[label]] += 1
+        return {
+            "source": self.batch.source,
+            "source_review_id": r.source_review_id,
+            "movie_id": movie,
+            "text": r.text,
+            "clean_text": res.text,
+            "text_key": key or dedup_key(res.text),
+            "rating": r.rating,
+            "egg": r.egg,
+            "label": label,
+            "reject_reason": reject,
+            "cleaning_version": self.cleaner.version,
+            "author": r.author,
+            "raw_ref": r.raw_ref,
+            "posted_at": r.posted_at,
+            "collected_at": now,
+            "batch_id": self.batch.id,
+        }
+
+    def _reject(self, res: CleanResult, movie: int, key: str) -> str | None:
+        """The cleaner's rejection, else "duplicate" when the movie already has this text (else it has it now)."""
+        if res.rejected:
+            return res.rejected
+        if (movie, key) in self._seen_keys:
+            self.cleaner.count_duplicate()
+            return "duplicate"
+        self._seen_keys.add((movie, key))
+        return None
+
+    def _insert(self, rows: list[dict]) -> None:
+        # a review another run stored since the check in _fresh is skipped, not an error
         inserted = len(self.session.execute(
             insert_new(self.session, Review.__table__, ("source", "source_review_id")).returning(Review.id), rows
         ).all())

@@ -155,34 +155,11 @@ def build_snapshot(
         raise InputError("no labelled reviews match the snapshot's sources and dates: ingest a corpus first")
     df["bucket"] = [split_bucket(s, r) for s, r in zip(df["source"], df["source_review_id"], strict=True)]
     df["split"] = assign_split(df["bucket"].to_numpy(), spec.test_percent, spec.valid_percent)
+    parts = _parts(df, spec)
+    _require_both_labels(parts)
 
-    parts: dict[str, pd.DataFrame] = {}
-    for name in ("train", "valid", "test"):
-        part = df[df["split"] == name]
-        if spec.balance == "downsample" and name != "test":
-            part = _balanced(part)
-        part = part.sort_values(["bucket", "review_id"])
-        if name == "train" and spec.max_rows:
-            part = part.head(spec.max_rows)
-        parts[name] = part
-    test = parts["test"]
-    parts["eval"] = _balanced(test[test["text"].str.len() < spec.eval_max_chars])
-    for name in ("train", "eval"):
-        if parts[name]["label"].nunique() < 2:
-            raise InputError(
-                f"the {name} split has {len(parts[name])} reviews and not both labels: ingest more labelled reviews"
-            )
-
-    h = hashlib.sha256()
     versions = sorted(df["cleaning_version"].unique().tolist())
-    h.update(json.dumps({"spec": asdict(spec), "cleaning": versions, "labels": label_policy}, default=str).encode())
-    for name in SPLITS:
-        p = parts[name]
-        h.update(name.encode())
-        h.update(p["source"].str.cat(p["source_review_id"], sep=":").str.cat(sep="\n").encode())
-        h.update(p["label"].to_numpy().tobytes())
-        h.update(pd.util.hash_pandas_object(p["text"], index=False).to_numpy().tobytes())
-    fingerprint = h.hexdigest()
+    fingerprint = _fingerprint(parts, spec, versions, label_policy)
     snap = Snapshot(
         id=fingerprint[:12],
         fingerprint=fingerprint,
@@ -195,6 +172,50 @@ def build_snapshot(
         },
         created_at=datetime.now().astimezone().isoformat(timespec="seconds"),
     )
+    _write(store, snap, parts)
+    return snap, {name: p[COLUMNS].reset_index(drop=True) for name, p in parts.items()}
+
+
+def _parts(df: pd.DataFrame, spec: SnapshotSpec) -> dict[str, pd.DataFrame]:
+    """The train, valid and test splits of `df` (balanced, ordered and capped as `spec` says) and eval:
+    the test split's short reviews, balanced."""
+    parts: dict[str, pd.DataFrame] = {}
+    for name in ("train", "valid", "test"):
+        part = df[df["split"] == name]
+        if spec.balance == "downsample" and name != "test":
+            part = _balanced(part)
+        part = part.sort_values(["bucket", "review_id"])
+        if name == "train" and spec.max_rows:
+            part = part.head(spec.max_rows)
+        parts[name] = part
+    test = parts["test"]
+    parts["eval"] = _balanced(test[test["text"].str.len() < spec.eval_max_chars])
+    return parts
+
+
+def _require_both_labels(parts: dict[str, pd.DataFrame]) -> None:
+    for name in ("train", "eval"):
+        if parts[name]["label"].nunique() < 2:
+            raise InputError(
+                f"the {name} split has {len(parts[name])} reviews and not both labels: ingest more labelled reviews"
+            )
+
+
+def _fingerprint(parts: dict[str, pd.DataFrame], spec: SnapshotSpec, versions: list[str], label_policy: str) -> str:
+    """A hash of the spec, the cleaning and label versions and every split's reviews, labels and texts."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"spec": asdict(spec), "cleaning": versions, "labels": label_policy}, default=str).encode())
+    for name in SPLITS:
+        p = parts[name]
+        h.update(name.encode())
+        h.update(p["source"].str.cat(p["source_review_id"], sep=":").str.cat(sep="\n").encode())
+        h.update(p["label"].to_numpy().tobytes())
+        h.update(pd.util.hash_pandas_object(p["text"], index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write(store: ObjectStore, snap: Snapshot, parts: dict[str, pd.DataFrame]) -> None:
+    """Write the splits and the manifest that are not in the store yet, and record their URIs in `snap`."""
     prefix = f"snapshots/{snap.id}"
     for name, p in parts.items():
         key = f"{prefix}/{name}.parquet"
@@ -209,7 +230,6 @@ def build_snapshot(
     else:
         store.put(manifest_key, json.dumps(snap.manifest(), ensure_ascii=False, indent=2).encode())
     snap.uris["manifest"] = store.uri(manifest_key)
-    return snap, {name: p[COLUMNS].reset_index(drop=True) for name, p in parts.items()}
 
 
 def read_split(store: ObjectStore, snapshot_id: str, split: str) -> pd.DataFrame:

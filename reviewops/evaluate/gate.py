@@ -28,7 +28,8 @@ def decide(
     scored (`champion_error`), nothing is promoted automatically: promote by hand once checked.
     """
     if candidate < floor:
-        return GateDecision(False, f"{metric} {candidate:.4f} is below the floor {floor:.4f}", metric, candidate, champion)
+        return GateDecision(False, f"{metric} {candidate:.4f} is below the floor {floor:.4f}", metric, candidate,
+                            champion)
     if champion_error:
         return GateDecision(
             False, f"the champion could not be evaluated ({champion_error}); not promoted automatically",

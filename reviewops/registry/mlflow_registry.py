@@ -190,8 +190,8 @@ class Registry:
 
     # --- reading -----------------------------------------------------------------------
     def _info(self, mv) -> VersionInfo:
-        return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []), dict(mv.tags or {}),
-                           getattr(mv, "creation_timestamp", None))
+        return VersionInfo(mv.name, str(mv.version), mv.run_id, list(getattr(mv, "aliases", []) or []),
+                           dict(mv.tags or {}), getattr(mv, "creation_timestamp", None))
 
     def run(self, run_id: str) -> RunInfo:
         """A tracking run's tags and metrics; NotFoundError when there is no such run."""
@@ -329,7 +329,8 @@ class Registry:
         while history and history[-1] == current.version:
             history.pop()
         if not history:
-            raise ConflictError(f"version {current.version} is the first champion of {self.name!r}: nothing to roll back to")
+            raise ConflictError(f"version {current.version} is the first champion of {self.name!r}: "
+                                "nothing to roll back to")
         previous = self.get(history[-1])
         self._client.set_registered_model_alias(self.name, CHAMPION, previous.version)
         self._client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
@@ -401,10 +402,12 @@ class Registry:
                 self.delete_version(v.version)
                 report.versions[v.version] = why
                 if v.run_id:
-                    self._client.set_tag(v.run_id, ABANDONED_TAG, f"registration of version {v.version} interrupted: {why}")
+                    self._client.set_tag(v.run_id, ABANDONED_TAG,
+                                         f"registration of version {v.version} interrupted: {why}")
         for run in self._running_runs():
             run_id = run.info.run_id
-            why = abandonment(run.data.tags.get(OWNER_TAG), _heartbeat_ms(run.data.tags) or run.info.start_time, max_age)
+            why = abandonment(run.data.tags.get(OWNER_TAG), _heartbeat_ms(run.data.tags) or run.info.start_time,
+                              max_age)
             if why:
                 self._client.set_tag(run_id, ABANDONED_TAG, f"found abandoned while RUNNING: {why}")
                 self.discard_partial_models(run_id)

@@ -11,7 +11,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -93,10 +93,8 @@ class PoliteClient:
             fh = open(self.rules.lock_dir / (re.sub(r"[^A-Za-z0-9.-]+", "_", origin) + ".lock"), "a+")  # noqa: SIM115
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.seek(0)
-            try:
+            with suppress(ValueError):  # a torn or foreign file: only this process's own record counts
                 last = max(last, float(fh.read().strip() or "-inf"))
-            except ValueError:
-                pass  # a torn or foreign file: only this process's own record counts
         try:
             gap = last + self.rules.delay - time.time()
             if gap > 0:

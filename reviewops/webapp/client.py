@@ -142,7 +142,8 @@ class ApiClient:
                                           timeout=timeout or self.timeout)
         except httpx.TimeoutException as exc:
             log.warning("API %s %s timed out: %s", method, path, exc)
-            raise ApiError(f"API 서버가 제시간에 응답하지 않습니다 ({self.base_url}). 잠시 후 다시 시도하세요.") from None
+            raise ApiError(f"API 서버가 제시간에 응답하지 않습니다 ({self.base_url}). "
+                           "잠시 후 다시 시도하세요.") from None
         except httpx.TransportError as exc:
             log.warning("API %s %s unreachable: %s", method, path, exc)
             raise ApiError(f"API 서버에 연결할 수 없습니다 ({self.base_url}). 서버가 실행 중인지 확인하세요.") from None

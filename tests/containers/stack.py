@@ -77,7 +77,8 @@ def standins() -> None:
             tar = Path(tmp) / "rootfs.tar"
             run(["mmdebstrap", "--variant=minbase", "--include=ca-certificates", "bookworm", str(tar)])
             run(["docker", "import", str(tar), DEBIAN_IMAGE])
-    env = {**os.environ, "DEBIAN_IMAGE": DEBIAN_IMAGE, "BUILD_CA_FILE": pip_ca_file() or str(ROOT / "compose/no-ca.pem")}
+    env = {**os.environ, "DEBIAN_IMAGE": DEBIAN_IMAGE,
+           "BUILD_CA_FILE": pip_ca_file() or str(ROOT / "compose/no-ca.pem")}
     run(["docker", "compose", "-p", "reviewops-standins", "-f", str(HERE / "compose.standins.yml"), "build"], env=env)
 
 
