@@ -71,6 +71,13 @@ class GateSettings(Group):
     metric: str = "accuracy"
     margin: float = Field(0.002, ge=0.0, description="A challenger must beat the champion by this.")
     floor: float = Field(0.75, ge=0.0, le=1.0, description="A first model must reach this.")
+    # the serving budget: the serving targets on 2 cores; a candidate outside it stays challenger
+    min_batch_reviews_per_second: float = Field(
+        5000.0, ge=0.0, description="A candidate must score batches at least this fast on CPU (0: no minimum).")
+    max_single_p99_ms: float = Field(
+        20.0, ge=0.0, description="A candidate's single-review p99 latency on CPU must stay under this (0: no limit).")
+    cost_seconds: float = Field(
+        4.0, gt=0.0, description="Seconds at most spent measuring a candidate's serving cost at gate time.")
 
 
 class MlflowSettings(Group):

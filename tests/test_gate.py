@@ -1,4 +1,9 @@
-from reviewops.evaluate.gate import decide
+import time
+
+import pytest
+
+from reviewops.evaluate.cost import ServingCost, measure
+from reviewops.evaluate.gate import ServingBudget, decide
 
 
 def test_first_model_must_clear_the_floor():
@@ -18,3 +23,55 @@ def test_challenger_must_beat_the_champion_by_the_margin():
 def test_unscorable_champion_blocks_automatic_promotion():
     d = decide("accuracy", 0.95, None, 0.002, 0.75, champion_error="checksum mismatch")
     assert not d.promote and "checksum mismatch" in d.reason
+
+
+def _cost(batch_rps: float, p99_ms: float) -> ServingCost:
+    return ServingCost(batch_rps, p99_ms / 2, p99_ms, 500, 10, 200)
+
+
+BUDGET = ServingBudget(min_batch_rps=5000, max_single_p99_ms=20)
+
+
+def test_a_candidate_over_the_serving_budget_is_not_promoted_and_the_reason_says_which_limit():
+    slow = decide("accuracy", 0.95, 0.88, 0.002, 0.75, cost=_cost(1234, 5.0), budget=BUDGET)
+    assert not slow.promote and slow.reason == "serving cost over budget: 1,234 reviews/s < 5,000 (batches)"
+    assert slow.cost.batch_rps == 1234
+    laggy = decide("accuracy", 0.95, None, 0.002, 0.75, cost=_cost(20000, 23.4), budget=BUDGET)
+    assert not laggy.promote and "single-review p99 23.4 ms > 20.0 ms" in laggy.reason
+    # within the budget the accuracy rules decide, and a limit of 0 is no limit
+    assert decide("accuracy", 0.95, 0.88, 0.002, 0.75, cost=_cost(20000, 5.0), budget=BUDGET).promote
+    assert decide("accuracy", 0.95, 0.88, 0.002, 0.75, cost=_cost(1, 500.0), budget=ServingBudget()).promote
+    assert not decide("accuracy", 0.881, 0.88, 0.002, 0.75, cost=_cost(20000, 5.0), budget=BUDGET).promote
+    # an unmeasured candidate is judged on accuracy alone
+    assert decide("accuracy", 0.95, 0.88, 0.002, 0.75, budget=BUDGET).promote
+
+
+def test_cost_measures_a_slow_predictor_and_stays_within_its_time_budget():
+    calls: list[int] = []
+
+    def slow(texts):  # 5 ms a call plus 0.1 ms a text
+        calls.append(len(texts))
+        time.sleep(0.005 + 0.0001 * len(texts))
+        return [0.5] * len(texts)
+
+    t0 = time.perf_counter()
+    cost = measure(slow, [f"리뷰 {i}" for i in range(1000)], seconds=1.0, single_calls=50)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 2.0
+    assert 5.0 <= cost.single_p50_ms <= cost.single_p99_ms
+    assert cost.batch_size == 500 and calls[0] == 32 and 500 in calls  # warm-up, then full batches
+    assert 1000 < cost.batch_rps <= 500 / 0.055 * 1.01  # a batch of 500 takes at least 55 ms
+    assert cost.single_calls == 50 and cost.batches >= 2
+    assert ServingCost.from_tags(cost.tags()).batch_rps == pytest.approx(cost.batch_rps, abs=0.1)
+    assert ServingCost.from_tags({"trainer": "baseline"}) is None
+
+
+def test_cost_shrinks_the_batch_of_a_model_too_slow_for_its_time_budget():
+    def very_slow(texts):  # 2 ms a text: a batch of 500 would take a second
+        time.sleep(0.002 * len(texts))
+        return [0.5] * len(texts)
+
+    t0 = time.perf_counter()
+    cost = measure(very_slow, ["재밌어요"] * 600, seconds=0.6, single_calls=200)
+    assert time.perf_counter() - t0 < 1.5
+    assert cost.batch_size < 500 and 300 < cost.batch_rps <= 500 and cost.single_calls < 200

@@ -133,6 +133,24 @@ def test_failure_after_registration_leaves_no_half_registered_version(db_url, fa
     assert reg.by_alias("champion").version == "1"
 
 
+def test_a_candidate_over_the_serving_budget_stays_challenger_with_its_cost(db_url, fast, small_corpus, monkeypatch):
+    monkeypatch.setenv("REVIEWOPS_GATE_MIN_BATCH_REVIEWS_PER_SECOND", str(10**9))
+    monkeypatch.setenv("REVIEWOPS_GATE_COST_SECONDS", "0.5")
+    t = run_json("pipeline", "run", "--corpus", str(small_corpus))["train"]
+    d = t["decision"]
+    assert t["version"] == "1" and d["promote"] is False
+    assert d["reason"].startswith("serving cost over budget: ") and "< 1,000,000,000 (batches)" in d["reason"]
+    assert 0 < d["cost"]["batch_rps"] < 10**9 and 0 < d["cost"]["single_p50_ms"] <= d["cost"]["single_p99_ms"]
+
+    reg = Registry(Settings())
+    v1 = reg.get("1")
+    assert v1.tags["gate.decision"] == "challenger" and v1.tags["gate.reason"] == d["reason"]
+    assert float(v1.tags["cost.batch_rps"]) == pytest.approx(d["cost"]["batch_rps"], abs=0.1)
+    assert {"cost.single_p50_ms", "cost.single_p99_ms"} <= set(v1.tags)
+    assert reg.by_alias("champion") is None and reg.by_alias("challenger").version == "1"
+    assert reg.run_metrics(t["run_id"])["cost.batch_rps"] == pytest.approx(d["cost"]["batch_rps"])
+
+
 def _champion_skops(home: Path) -> Path:
     found = sorted(home.rglob("model.skops"))
     assert found, "no model artifact under the MLflow artifact root"

@@ -20,7 +20,8 @@ from reviewops.data.ingest import IngestSummary, ingest
 from reviewops.data.labels import LabelPolicy
 from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot, read_split
 from reviewops.errors import ReviewOpsError
-from reviewops.evaluate.gate import GateDecision, decide
+from reviewops.evaluate.cost import ServingCost, measure
+from reviewops.evaluate.gate import GateDecision, ServingBudget, decide
 from reviewops.evaluate.metrics import confusion_png, evaluate
 from reviewops.models.baseline import BaselineParams
 from reviewops.registry.mlflow_registry import CHAMPION, Registry
@@ -204,8 +205,10 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
                                    "trainer": run.tags.get("trainer", ""),
                                    settings.gate.metric: f"{metrics[settings.gate.metric]:.6f}"})
             champ_version, champ_metric, champ_error = _score_champion(registry, eval_df)
+            cost = _serving_cost(registry, version, eval_df)
+            budget = ServingBudget(settings.gate.min_batch_reviews_per_second, settings.gate.max_single_p99_ms)
             decision = decide(settings.gate.metric, metrics[settings.gate.metric], champ_metric,
-                              settings.gate.margin, settings.gate.floor, champ_error)
+                              settings.gate.margin, settings.gate.floor, champ_error, cost, budget)
             registry.record_gate(run_id, version, decision, champ_metric)
         except BaseException:
             if version is not None:
@@ -213,6 +216,19 @@ def register_and_gate(settings: Settings, run_id: str, eval_df: pd.DataFrame | N
             raise
     return TrainResult(run_id, version, metrics, decision, snapshot_id, metrics.get("train_seconds", 0.0),
                        champion_version=version if decision.promote else champ_version)
+
+
+def _serving_cost(registry: Registry, version: str, eval_df: pd.DataFrame) -> ServingCost:
+    """The new version's CPU cost on the evaluation texts, loaded exactly as the API would serve it (the
+    registry's copy, the backend `load_for_serving` picks: a transformer's ONNX int8 export on CPU)."""
+    from reviewops.models.loading import find_model_folder, load_for_serving
+
+    with tempfile.TemporaryDirectory(prefix="reviewops-cost-") as tmpdir:
+        registry.download(registry.get(version).uri, tmpdir)
+        backend, model = load_for_serving(find_model_folder(Path(tmpdir)), registry.settings.serve.prefer_onnx)
+        cost = measure(model.predict_proba, eval_df["text"].tolist(), seconds=registry.settings.gate.cost_seconds)
+    log.info("version %s (%s) serving cost: %s", version, backend, cost.as_dict())
+    return cost
 
 
 def train_and_register(

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 
 from reviewops.config import Settings, redact_url
 from reviewops.errors import ConfigError, ConflictError, NotFoundError
+from reviewops.evaluate.cost import COST_TAGS
 from reviewops.liveness import abandonment, process_id
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 600.0
 # the tags a version gets from `register_and_gate` before its gate decision: a version without a
 # decision and with only these is an interrupted registration; any other is someone's own and kept
-_REGISTRATION_TAGS = frozenset({OWNER_TAG, "snapshot_id", "dataset.fingerprint", "trainer"})
+_REGISTRATION_TAGS = frozenset({OWNER_TAG, "snapshot_id", "dataset.fingerprint", "trainer"}) | COST_TAGS
 
 
 # (tracking URI, experiment) → experiment id, for each configuration that succeeded in this process
@@ -278,9 +279,13 @@ class Registry:
 
     def record_gate(self, run_id: str, version: str, decision, champion_metric: float | None) -> VersionInfo:
         """Record the gate's `decision` (an `evaluate.gate.GateDecision`) on the training run (decision,
-        reason, registered version, the champion's metric when it was scored) and act on it: `version`
-        becomes champion or challenger."""
+        reason, registered version, the champion's metric when it was scored, the candidate's serving cost
+        as run metrics and version tags) and act on it: `version` becomes champion or challenger."""
         outcome = "champion" if decision.promote else "challenger"
+        if decision.cost is not None:
+            self.tag(version, decision.cost.tags())
+            for key, value in decision.cost.metrics().items():
+                self._client.log_metric(run_id, key, value)
         for key, value in {GATE_TAG: outcome, "gate.reason": decision.reason, "registered_version": version}.items():
             self._client.set_tag(run_id, key, value)
         if champion_metric is not None:
