@@ -89,6 +89,8 @@ def _hash_chunk(blocks: list[tuple[str, HashingVectorizer]], texts: list[str]) -
 class BaselineModel:
     """Normalise → hash → TF-IDF → linear model → Platt-calibrated P(positive)."""
 
+    format = FORMAT  # what meta.json says; a subclass with other features (stack.MorphemeModel) has its own
+
     def __init__(self, params: BaselineParams | None = None, cleaner: Cleaner | None = None) -> None:
         self.params = params or BaselineParams()
         self.cleaner = cleaner or Cleaner()
@@ -165,7 +167,7 @@ class BaselineModel:
                              compression=zipfile.ZIP_DEFLATED, compresslevel=1)
             (tmp / MODEL_FILE).write_bytes(blob)
             meta = {
-                "format": FORMAT,
+                "format": self.format,
                 "sha256": hashlib.sha256(blob).hexdigest(),
                 "params": asdict(self.params),
                 "cleaner": {
@@ -193,9 +195,9 @@ class BaselineModel:
                                      f"{Path(exc.filename).name} is missing") from None
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise ModelArtifactError(f"model artifact {folder}: {META_FILE} is not valid JSON") from None
-        if meta.get("format") != FORMAT:
+        if meta.get("format") != cls.format:
             raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} "
-                                     f"(expected {FORMAT})")
+                                     f"(expected {cls.format})")
         if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
             raise ModelArtifactError(f"model artifact {folder}: {MODEL_FILE} does not match its checksum "
                                      "(broken or tampered)")

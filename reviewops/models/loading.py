@@ -3,6 +3,7 @@
 A model folder holds `meta.json`, whose `format` says which trainer made it:
 
 - the CPU model (`baseline.FORMAT`): `model.skops`, loaded by `BaselineModel.load`;
+- the stacked CPU model (`stack.FORMAT`): `baseline/` and `morphemes/`, loaded by `StackModel.load`;
 - a transformer (`transformer.FORMAT`): `hf/`, the fine-tuned Hugging Face checkpoint and its
   tokenizer, loaded by `TransformerModel.load`; and, once exported, `onnx/model.int8.onnx`, which
   serving prefers on a CPU machine.
@@ -99,21 +100,23 @@ def find_model_folder(root: Path) -> Path:
 def load_model_folder(folder: str | Path):
     """A trained model from its folder, whatever trainer made it, in its own framework (torch for a
     transformer): what the MLflow pyfunc and batch prediction run."""
-    from reviewops.models import baseline, transformer
+    from reviewops.models import baseline, stack, transformer
 
     folder = Path(folder)
     fmt = read_meta(folder).get("format")
     if fmt == baseline.FORMAT:
         return baseline.BaselineModel.load(folder)
+    if fmt == stack.FORMAT:
+        return stack.StackModel.load(folder)
     if fmt == transformer.FORMAT:
         return transformer.TransformerModel.load(folder)
     raise ModelArtifactError(f"model artifact {folder}: unknown model format {fmt!r}")
 
 
 def load_for_serving(folder: Path, prefer_onnx: bool = True) -> tuple[str, object]:
-    """(backend, model) for serving a model folder: `baseline`, `transformer` (torch), or `onnx-int8`,
+    """(backend, model) for serving a model folder: `baseline`, `stack`, `transformer` (torch), or `onnx-int8`,
     a transformer's int8 export, chosen when it exists, `prefer_onnx` is set and there is no GPU."""
-    from reviewops.models import transformer
+    from reviewops.models import stack, transformer
 
     meta = read_meta(folder)
     is_transformer = meta.get("format") == transformer.FORMAT
@@ -123,7 +126,8 @@ def load_for_serving(folder: Path, prefer_onnx: bool = True) -> tuple[str, objec
 
         max_length = int(meta.get("params", {}).get("max_length", 128))
         return "onnx-int8", _Normalised(OnnxClassifier(int8, folder / HF_DIR, max_length=max_length))
-    return ("transformer" if is_transformer else "baseline"), load_model_folder(folder)
+    backend = "transformer" if is_transformer else "stack" if meta.get("format") == stack.FORMAT else "baseline"
+    return backend, load_model_folder(folder)
 
 
 class _Normalised:

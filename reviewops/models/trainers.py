@@ -15,6 +15,7 @@ import pandas as pd
 from reviewops.config import Settings
 from reviewops.errors import InputError
 from reviewops.models.baseline import BaselineModel, BaselineParams
+from reviewops.models.stack import StackModel, StackParams
 from reviewops.text.clean import Cleaner
 
 LogMetric = Callable[[str, float, int | None], None]
@@ -36,6 +37,25 @@ class BaselineTrainer:
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
         return BaselineModel(self.params, Cleaner.from_settings(self.settings)).fit(
+            train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
+
+
+class StackTrainer(BaselineTrainer):
+    """The baseline (with the configured parameters) and the Kiwi morpheme model, stacked on validation."""
+
+    name = "stack"
+    packages = (*BaselineTrainer.packages, "kiwipiepy", "kiwipiepy-model")
+
+    def __init__(self, settings: Settings, params: StackParams | None = None) -> None:
+        self.settings = settings
+        self.params = params or StackParams(BaselineParams.from_dict(settings.model.params))
+
+    def log_params(self) -> dict:
+        return {f"model.{part}.{k}": v for part in ("baseline", "morphemes")
+                for k, v in asdict(getattr(self.params, part)).items()}
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
+        return StackModel(self.params, Cleaner.from_settings(self.settings)).fit(
             train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
 
 
@@ -87,17 +107,19 @@ class TransformerTrainer:
                          on_step=on_step, on_epoch=on_epoch)
 
 
-TRAINERS = {"baseline": BaselineTrainer, "transformer": TransformerTrainer}
+TRAINERS = {"baseline": BaselineTrainer, "transformer": TransformerTrainer, "stack": StackTrainer}
 
 
 def trainer_for(name: str, settings: Settings, params=None,
-                resume: bool = False) -> BaselineTrainer | TransformerTrainer:
+                resume: bool = False) -> BaselineTrainer | StackTrainer | TransformerTrainer:
     """The trainer called `name`, its parameters from the settings; `params` overrides them (the baseline
-    takes `BaselineParams`, the transformer a dict of `TransformerParams` fields), `resume` continues a
-    transformer run after its last epoch checkpoint. An unknown name is an InputError naming the known
-    ones."""
+    takes `BaselineParams`, the stack `StackParams`, the transformer a dict of `TransformerParams` fields),
+    `resume` continues a transformer run after its last epoch checkpoint. An unknown name is an InputError
+    naming the known ones."""
     if name == "baseline":
         return BaselineTrainer(settings, params)
+    if name == "stack":
+        return StackTrainer(settings, params)
     if name == "transformer":
         return TransformerTrainer(settings, params, resume=resume)
     raise InputError(f"unknown trainer {name!r}: use {' or '.join(TRAINERS)}")

@@ -1,0 +1,109 @@
+"""The stacked CPU model: Kiwi morphemes, a validation-fitted combiner, an exact save/load, a trainer option."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reviewops.config import Settings
+from reviewops.errors import InputError, ModelArtifactError
+from reviewops.models.baseline import BaselineParams
+from reviewops.models.loading import load_for_serving, load_model_folder
+from reviewops.models.stack import MORPHEME_DEFAULTS, StackModel, StackParams
+from reviewops.models.trainers import StackTrainer, trainer_for
+from reviewops.text import morphemes
+from tests.conftest import sample_records
+
+SMALL = StackParams(BaselineParams(word_features=2**16, nospace_features=2**17, n_jobs=1),
+                    BaselineParams.from_dict({**MORPHEME_DEFAULTS, "word_features": 2**17, "n_jobs": 1}))
+
+
+@pytest.fixture(scope="module")
+def data():
+    recs = [r for r in sample_records(8000) if r["rating"] <= 4 or r["rating"] >= 9]
+    texts = [r["text"] for r in recs]
+    y = np.array([1 if r["rating"] >= 9 else 0 for r in recs])
+    return texts[:-1500], y[:-1500], texts[-1500:-700], y[-1500:-700], texts[-700:], y[-700:]
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    tr_x, tr_y, va_x, va_y, _, _ = data
+    return StackModel(SMALL).fit(tr_x, tr_y, va_x, va_y)
+
+
+def test_morphemes_split_stems_from_endings_and_come_back_from_the_cache(monkeypatch):
+    morphemes.clear_cache()
+    first = morphemes.tokenise(["정말 재밌어요", "시간 아까운 영화"])
+    assert "재밌/VA" in first[0].split() and "어요/EF" in first[0].split()
+
+    def no_kiwi(texts):
+        raise AssertionError(f"tokenised again: {texts}")
+
+    monkeypatch.setattr(morphemes, "_tokenise_chunk", no_kiwi)
+    assert morphemes.tokenise(["시간 아까운 영화", "정말 재밌어요"]) == first[::-1]
+
+
+def test_worker_processes_tokenise_exactly_as_one_process(monkeypatch, data):
+    texts = data[0][:400]
+    morphemes.clear_cache()
+    alone = morphemes.tokenise(texts)
+    morphemes.clear_cache()
+    monkeypatch.setattr(morphemes, "PARALLEL_MIN_TEXTS", 100)
+    monkeypatch.setattr(morphemes, "CHUNK_TEXTS", 150)
+    assert morphemes.tokenise(texts, n_jobs=2) == alone
+
+
+def test_the_combiner_is_fitted_on_validation_and_trusts_both_models(model, data):
+    *_, te_x, te_y = data
+    w_baseline, w_morphemes = model.weights
+    assert w_baseline > 0 and w_morphemes > 0
+    accuracy = ((model.predict_proba(te_x) >= 0.5) == te_y).mean()
+    assert accuracy > 0.75
+    p = model.predict_proba(["정말 재밌고 감동적인 영화 강추합니다", "최악의 영화 돈 아깝고 시간 아까움"])
+    assert p[0] > 0.7 and p[1] < 0.3
+
+
+def test_saved_and_loaded_it_predicts_exactly_as_trained(model, data, tmp_path):
+    *_, te_x, _ = data
+    folder = model.save(tmp_path / "stack")
+    loaded = load_model_folder(folder)
+    assert isinstance(loaded, StackModel)
+    np.testing.assert_array_equal(loaded.predict_proba(te_x), model.predict_proba(te_x))
+    backend, served = load_for_serving(folder)
+    assert backend == "stack"
+    np.testing.assert_array_equal(served.predict_proba(te_x[:50]), model.predict_proba(te_x[:50]))
+
+
+def test_a_tampered_part_is_refused(model, tmp_path):
+    folder = model.save(tmp_path / "stack")
+    path = folder / "morphemes" / "model.skops"
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ModelArtifactError, match="checksum"):
+        load_model_folder(folder)
+
+
+def test_a_part_of_another_kind_is_refused(model, tmp_path):
+    folder = model.save(tmp_path / "stack")
+    meta = json.loads((folder / "morphemes" / "meta.json").read_text())
+    meta["format"] = "reviewops-tfidf-linear/2"  # a morpheme model passed off as the baseline
+    (folder / "morphemes" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelArtifactError, match="unknown format"):
+        load_model_folder(folder)
+
+
+def test_no_validation_split_is_an_input_error(data):
+    tr_x, tr_y, *_ = data
+    with pytest.raises(InputError, match="validation"):
+        StackModel(SMALL).fit(tr_x[:200], tr_y[:200], [], np.array([]))
+
+
+def test_the_trainer_is_picked_by_name(data):
+    chosen = trainer_for("stack", Settings())
+    assert isinstance(chosen, StackTrainer) and chosen.name == "stack"
+    assert chosen.params.morphemes.word_ngrams == (1, 3)
+    assert "kiwipiepy" in chosen.packages and "model.morphemes.word_ngrams" in chosen.log_params()
+    with pytest.raises(InputError, match="unknown trainer 'gpt'"):
+        trainer_for("gpt", Settings())
