@@ -7,6 +7,7 @@ import pytest
 
 from reviewops.config import Settings
 from reviewops.errors import InputError, ModelArtifactError
+from reviewops.evaluate.metrics import accuracy_interval
 from reviewops.models.baseline import BaselineParams
 from reviewops.models.loading import load_for_serving, load_model_folder
 from reviewops.models.stack import MORPHEME_DEFAULTS, StackModel, StackParams
@@ -107,3 +108,9 @@ def test_the_trainer_is_picked_by_name(data):
     assert "kiwipiepy" in chosen.packages and "model.morphemes.word_ngrams" in chosen.log_params()
     with pytest.raises(InputError, match="unknown trainer 'gpt'"):
         trainer_for("gpt", Settings())
+
+
+def test_the_accuracy_interval_is_wilsons():
+    low, high = accuracy_interval(81, 100)
+    assert low == pytest.approx(0.7222, abs=1e-4) and high == pytest.approx(0.8749, abs=1e-4)
+    assert accuracy_interval(0, 10)[0] == 0.0 and accuracy_interval(10, 10)[1] == 1.0

@@ -27,6 +27,17 @@ def core_metrics(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> di
     return out
 
 
+def accuracy_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy of `correct` out of `n` (95% for z = 1.96): unlike the
+    normal approximation it stays inside [0, 1] and is right near 100%."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
 def evaluate(df: pd.DataFrame, score: np.ndarray) -> dict[str, float]:
     """Overall metrics plus `slice.<name>.<metric>` for text lengths and sources."""
     y = df["label"].to_numpy()

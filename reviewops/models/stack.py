@@ -87,10 +87,11 @@ class StackModel:
             raise InputError("the stacked model fits its combiner on the validation split, "
                              "which needs reviews of both labels")
         start = time.perf_counter()
-        y = np.asarray(labels).astype(int)
-        self.baseline.fit(texts, y)
-        self.morphemes.fit(texts, y)
-        yv = np.asarray(valid_labels).astype(int)
+        y, yv = np.asarray(labels).astype(int), np.asarray(valid_labels).astype(int)
+        # Each part is calibrated on validation too, so it can be judged (and served) on its own; the
+        # morphemes of the validation texts are cached, so the combiner below does not analyse them again.
+        self.baseline.fit(texts, y, valid_texts, yv)
+        self.morphemes.fit(texts, y, valid_texts, yv)
         weight = np.where(yv == 1, 0.5 / (yv == 1).mean(), 0.5 / (yv == 0).mean())  # a 50/50 prior
         combiner = LogisticRegression(C=1e4).fit(self.margins(valid_texts), yv, sample_weight=weight)
         self.weights = tuple(float(w) for w in combiner.coef_[0])

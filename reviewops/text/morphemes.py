@@ -43,10 +43,11 @@ def _tokenise_chunk(texts: list[str]) -> list[str]:
     return [" ".join(f"{t.form}/{t.tag}" for t in tokens) for tokens in _analyser().tokenize(texts)]
 
 
-def tokenise(texts: list[str], n_jobs: int = 1, cache: bool = True) -> list[str]:
+def tokenise(texts: list[str], n_jobs: int = 1) -> list[str]:
     """Each text's morphemes as one string of `form/TAG` tokens. `n_jobs` > 1 splits a large batch over
-    that many worker processes; `cache` looks texts up in (and adds them to) the process's cache; the
-    training set, tokenised once, is better left out of it."""
+    that many worker processes. A batch that fits the cache is looked up in it and added to it (emptied
+    first when full); a larger one, a training set analysed once, passes it by."""
+    cache = len(texts) <= CACHE_LIMIT
     out: list[str | None] = [_cache.get(t) for t in texts] if cache else [None] * len(texts)
     missing = [i for i, tokens in enumerate(out) if tokens is None]
     if not missing:
@@ -62,9 +63,9 @@ def tokenise(texts: list[str], n_jobs: int = 1, cache: bool = True) -> list[str]
     for i, tokens in zip(missing, done, strict=True):
         out[i] = tokens
     if cache:
-        room = CACHE_LIMIT - len(_cache)
-        if room > 0:
-            _cache.update(zip(todo[:room], done[:room], strict=True))
+        if len(_cache) + len(todo) > CACHE_LIMIT:
+            _cache.clear()
+        _cache.update(zip(todo, done, strict=True))
     return out  # type: ignore[return-value]
 
 
