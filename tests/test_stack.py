@@ -95,6 +95,15 @@ def test_a_part_of_another_kind_is_refused(model, tmp_path):
         load_model_folder(folder)
 
 
+def test_a_model_whose_morphemes_this_install_would_analyse_differently_is_refused(model, tmp_path):
+    folder = model.save(tmp_path / "stack")
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["analyser"]["load_typo_dict"] = not meta["analyser"].get("load_typo_dict", True)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelArtifactError, match="Kiwi options"):
+        load_model_folder(folder)
+
+
 def test_no_validation_split_is_an_input_error(data):
     tr_x, tr_y, *_ = data
     with pytest.raises(InputError, match="validation"):

@@ -16,6 +16,7 @@ Saved as a folder: `meta.json` (format, combiner, parameters) with the two model
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +30,9 @@ from reviewops.errors import InputError, ModelArtifactError
 from reviewops.fsutil import atomic_folder
 from reviewops.models.baseline import BaselineModel, BaselineParams
 from reviewops.text.clean import Cleaner
-from reviewops.text.morphemes import tokenise
+from reviewops.text.morphemes import analyser, tokenise
+
+log = logging.getLogger(__name__)
 
 FORMAT = "reviewops-stack/1"
 MORPHEME_FORMAT = "reviewops-morpheme-linear/1"
@@ -115,7 +118,7 @@ class StackModel:
         with atomic_folder(folder) as tmp:
             self.baseline.save(tmp / "baseline")
             self.morphemes.save(tmp / "morphemes")
-            meta = {"format": self.format, "weights": list(self.weights), "bias": self.bias,
+            meta = {"format": self.format, "weights": list(self.weights), "bias": self.bias, "analyser": analyser(),
                     "params": {"baseline": asdict(self.params.baseline), "morphemes": asdict(self.params.morphemes)},
                     "train_seconds": self.train_seconds}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -130,6 +133,7 @@ class StackModel:
         if meta.get("format") != cls.format:
             raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} "
                                      f"(expected {cls.format})")
+        _check_analyser(folder, meta.get("analyser", {}))
         baseline = BaselineModel.load(folder / "baseline")
         morphemes = MorphemeModel.load(folder / "morphemes")
         model = cls(StackParams(baseline.params, morphemes.params), baseline.cleaner)
@@ -142,3 +146,16 @@ class StackModel:
                                      f"({type(exc).__name__}: {exc})") from None
         model.train_seconds = meta.get("train_seconds", 0.0)
         return model
+
+
+def _check_analyser(folder: Path, trained: dict) -> None:
+    """Refuse a model whose morphemes this install would analyse differently: its Kiwi options must match
+    (a different kiwipiepy version is logged, not refused: its morphemes rarely change)."""
+    here = analyser()
+    options = {k for k in {*trained, *here} if not k.startswith("kiwipiepy")}
+    if any(trained.get(k) != here.get(k) for k in options):
+        raise ModelArtifactError(f"model artifact {folder}: trained with Kiwi options {trained}, "
+                                 f"this install uses {here}")
+    if trained.get("kiwipiepy") != here["kiwipiepy"]:
+        log.warning("model %s was trained with kiwipiepy %s; this install has %s", folder,
+                    trained.get("kiwipiepy"), here["kiwipiepy"])

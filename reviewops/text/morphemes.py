@@ -6,20 +6,24 @@ so the work is shaped around it:
 - one Kiwi per process, made on first use (loading its model takes about a second): single-review
   predictions in a serving process pay that once, not per call;
 - large batches (training sets) are split into chunks tokenised in a pool of worker processes,
-  each with its own Kiwi, so every core analyses at once;
+  each with its own Kiwi made once, so every core analyses at once;
 - a bounded in-process cache keyed by the text: training scores the validation and evaluation
   texts more than once (fitting, then metrics, then the gate), and scoring jobs see repeated texts.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
-
-from joblib import Parallel, delayed
+from concurrent.futures import ProcessPoolExecutor
 
 PARALLEL_MIN_TEXTS = 20_000  # below this a pool's start-up (a Kiwi per worker) costs more than it saves
 CHUNK_TEXTS = 10_000
 CACHE_LIMIT = 200_000  # texts; about 60 MB of short reviews and their tokens
+
+# Kiwi's options: part of a trained model (`analyser()` goes into its metadata), since other options
+# give other morphemes.
+KIWI_OPTIONS: dict[str, object] = {}
 
 _kiwi = None
 _kiwi_lock = threading.Lock()
@@ -34,8 +38,15 @@ def _analyser():
             if _kiwi is None:
                 from kiwipiepy import Kiwi
 
-                _kiwi = Kiwi(num_workers=1)
+                _kiwi = Kiwi(num_workers=1, **KIWI_OPTIONS)
     return _kiwi
+
+
+def analyser() -> dict:
+    """What makes the morphemes: the analyser, its version and options (a model records it)."""
+    from importlib.metadata import version
+
+    return {"kiwipiepy": version("kiwipiepy"), "kiwipiepy-model": version("kiwipiepy-model"), **KIWI_OPTIONS}
 
 
 def _tokenise_chunk(texts: list[str]) -> list[str]:
@@ -53,13 +64,8 @@ def tokenise(texts: list[str], n_jobs: int = 1) -> list[str]:
     if not missing:
         return out  # type: ignore[return-value]
     todo = [texts[i] for i in missing]
-    if n_jobs > 1 and len(todo) >= PARALLEL_MIN_TEXTS:
-        step = min(CHUNK_TEXTS, -(-len(todo) // n_jobs))
-        parts = Parallel(n_jobs=n_jobs)(delayed(_tokenise_chunk)(todo[i : i + step])
-                                        for i in range(0, len(todo), step))
-        done = [tokens for part in parts for tokens in part]
-    else:
-        done = _tokenise_chunk(todo)
+    parallel = n_jobs > 1 and len(todo) >= PARALLEL_MIN_TEXTS
+    done = _in_workers(todo, n_jobs) if parallel else _tokenise_chunk(todo)
     for i, tokens in zip(missing, done, strict=True):
         out[i] = tokens
     if cache:
@@ -67,6 +73,17 @@ def tokenise(texts: list[str], n_jobs: int = 1) -> list[str]:
             _cache.clear()
         _cache.update(zip(todo, done, strict=True))
     return out  # type: ignore[return-value]
+
+
+def _in_workers(texts: list[str], n_jobs: int) -> list[str]:
+    """A pool of its own for one large batch, each worker with its Kiwi made once at start. Not joblib's
+    shared pool: it takes a worker holding Kiwi's model (hundreds of MB) for a leak and restarts it, which
+    loads the model again. forkserver, not fork: a process with threads (MLflow, serving) may fork locked."""
+    step = min(CHUNK_TEXTS, -(-len(texts) // n_jobs))
+    chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+    with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=_analyser) as pool:
+        return [tokens for part in pool.map(_tokenise_chunk, chunks) for tokens in part]
 
 
 def clear_cache() -> None:
