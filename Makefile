@@ -19,7 +19,7 @@ export REVIEWOPS_HOME ?= $(CURDIR)/var
 # The project's machines reach no model hub: fail fast instead of retrying (HF_HUB_OFFLINE=0 to download).
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: help setup setup-dev system-deps container-tools test-containers bench-containers lock migrate demo up mlflow-ui test bench bench-transformer lint clean
+.PHONY: help setup setup-dev system-deps container-tools test-containers bench-containers lock migrate demo up mlflow-ui test bench bench-transformer gpu-run lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -105,6 +105,12 @@ bench: setup-dev  ## training time, held-out accuracy, predict and crawl through
 bench-transformer: setup-dev  ## transformer fine-tuning (ours vs a plain HF Trainer) and CPU inference (torch vs ONNX)
 	$(BIN)/python bench/transformer_cpu.py
 	$(BIN)/python bench/onnx_cpu.py --shape base --n 256
+
+# The device machine has no .venv (and no internet): its image's python3 holds torch.
+GPU_PY := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+
+gpu-run:  ## the GPU run (bench/README.md, "GPU run"): here GPU_RUN_ARGS=--prepare-only builds its bundle; no GPU: tiny
+	$(GPU_PY) bench/gpu_run.py $(GPU_RUN_ARGS)
 
 lint: setup-dev
 	$(BIN)/ruff check reviewops tests bench airflow streamlit
