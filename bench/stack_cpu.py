@@ -66,7 +66,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=SHARED if SHARED.exists() else SAMPLE)
     ap.add_argument("--max-rows", type=int, default=None, help="cap on training rows (hash order)")
+    ap.add_argument("--kiwi-options", type=json.loads, default=None,
+                    help='Kiwi options instead of the library\'s, e.g. \'{"load_typo_dict": false}\'')
     args = ap.parse_args()
+    if args.kiwi_options is not None:
+        from reviewops.text import morphemes
+
+        morphemes.KIWI_OPTIONS = args.kiwi_options
 
     os.environ["REVIEWOPS_HOME"] = tempfile.mkdtemp(prefix="reviewops-bench-")
     from reviewops.config import get_settings, reset_settings
@@ -78,7 +84,9 @@ def main() -> None:
 
     reset_settings()
     settings = get_settings()
-    res: dict = {"corpus": str(args.corpus), "max_rows": args.max_rows,
+    from reviewops.text.morphemes import analyser
+
+    res: dict = {"corpus": str(args.corpus), "max_rows": args.max_rows, "analyser": analyser(),
                  "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "load_average": os.getloadavg()}}
     t = time.perf_counter()

@@ -82,8 +82,14 @@ def _in_workers(texts: list[str], n_jobs: int) -> list[str]:
     step = min(CHUNK_TEXTS, -(-len(texts) // n_jobs))
     chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
     with ProcessPoolExecutor(n_jobs, mp_context=multiprocessing.get_context("forkserver"),
-                             initializer=_analyser) as pool:
+                             initializer=_start_worker, initargs=(KIWI_OPTIONS,)) as pool:
         return [tokens for part in pool.map(_tokenise_chunk, chunks) for tokens in part]
+
+
+def _start_worker(options: dict) -> None:
+    global KIWI_OPTIONS
+    KIWI_OPTIONS = dict(options)  # the parent's, which a fresh import would not see if it was changed
+    _analyser()
 
 
 def clear_cache() -> None:
