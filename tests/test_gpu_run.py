@@ -82,7 +82,7 @@ def test_onnx_exports_exist_and_load(run):
         assert onnx["parity"]["n"] > 0
         for fmt in ("fp32", "int8"):
             assert onnx[fmt]["cpu_reviews_per_second"] > 0
-            graph = OnnxClassifier(onnx[fmt]["file"], out / "models" / name / "hf", max_length=64)
+            graph = OnnxClassifier(onnx[fmt]["file"], Path(res["steps"][name]["folder"]) / "hf", max_length=64)
             p = graph.predict_proba(["정말 재밌어요", "최악의 영화"])
             assert p.shape == (2,) and ((p >= 0) & (p <= 1)).all()
         _sane_accuracy(onnx["int8"]["heldout"])
