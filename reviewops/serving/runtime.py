@@ -105,7 +105,9 @@ class PredictionLog:
     def __init__(self, session_factory, flush_every: float = 0.5, max_rows: int = 2000) -> None:
         self.sessions = session_factory
         self.flush_every, self.max_rows = flush_every, max_rows
-        self._queue: queue.Queue = queue.Queue(maxsize=100_000)
+        # one item per request (its list of rows): a put per row cost more than the insert itself
+        self._queue: queue.Queue = queue.Queue()
+        self.max_pending = 100_000  # rows; beyond that the database is far behind and rows are dropped
         self._written = threading.Condition()
         self._pending = 0
         self.dropped = 0
@@ -117,14 +119,11 @@ class PredictionLog:
 
     def add(self, rows: list[dict]) -> None:
         with self._written:
+            if self._pending + len(rows) > self.max_pending:  # serving matters more than the log
+                self.dropped += len(rows)
+                return
             self._pending += len(rows)
-        for row in rows:
-            try:
-                self._queue.put_nowait(row)
-            except queue.Full:  # the database is far behind: serving matters more than the log
-                self.dropped += 1
-                with self._written:
-                    self._pending -= 1
+        self._queue.put_nowait(rows)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is written."""
@@ -144,14 +143,14 @@ class PredictionLog:
     def _run(self) -> None:
         while not self._stop.is_set() or not self._queue.empty():
             batch = []
-            try:  # the first row, then whatever else arrives within flush_every: one insert, not one per row
-                batch.append(self._queue.get(timeout=self.flush_every))
+            try:  # the first rows, then whatever else arrives within flush_every: one insert, not one per request
+                batch.extend(self._queue.get(timeout=self.flush_every))
                 deadline = time.monotonic() + self.flush_every
                 while len(batch) < self.max_rows:
                     left = deadline - time.monotonic()
                     if left <= 0 or self._flush_now.is_set():
                         break
-                    batch.append(self._queue.get(timeout=min(left, 0.05)))
+                    batch.extend(self._queue.get(timeout=min(left, 0.05)))
             except queue.Empty:
                 pass
             if not batch:
