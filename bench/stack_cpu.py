@@ -108,7 +108,7 @@ def main() -> None:
     res["models"] = {}
     for name, model in models.items():
         res["models"][name] = {"train_seconds": model.train_seconds, **_accuracy(model, eval_df),
-                               **_speed(model, texts)}
+                               "valid_accuracy": _accuracy(model, valid)["accuracy"], **_speed(model, texts)}
         print(name, json.dumps(res["models"][name]), flush=True)
     res["stack_weights"] = {"baseline": stack.weights[0], "morphemes": stack.weights[1], "bias": stack.bias}
 

@@ -6,7 +6,8 @@ so the work is shaped around it:
 - one Kiwi per process, made on first use (loading its model takes about a second): single-review
   predictions in a serving process pay that once, not per call;
 - large batches (training sets) are split into chunks tokenised in a pool of worker processes,
-  each with its own Kiwi made once, so every core analyses at once;
+  each with its own Kiwi made once, so every core analyses at once (the workers start as
+  multiprocessing's forkserver does: a script that trains needs the `if __name__ == "__main__":` guard);
 - a bounded in-process cache keyed by the text: training scores the validation and evaluation
   texts more than once (fitting, then metrics, then the gate), and scoring jobs see repeated texts.
 """
