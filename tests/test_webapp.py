@@ -274,7 +274,9 @@ def test_model_page_admin_login_promote_and_rollback(app, platform):
 
     page(app, "model")
     assert metric(app, "버전") == "v1"
-    assert list(app.dataframe[0].value["버전"]) and charts_on(app) == 1
+    table = app.dataframe[0].value
+    assert list(table["버전"]) and (table["배치 처리량 (리뷰/초)"] > 0).all()
+    assert charts_on(app) == 2  # accuracy by version; accuracy against serving cost
     assert not [b for b in app.button if b.key in ("promote", "rollback")]  # admins only
 
     login(app, "not-the-token")
@@ -380,3 +382,21 @@ def test_word_cloud_renders_hangul_with_the_packaged_font():
     assert dark > 0.03, f"only {dark:.1%} of the word cloud is ink"
     assert charts.wordcloud_png({}, "부정") is None
     assert "koreanize_matplotlib" not in sys.modules  # found by path: matplotlib's global style is untouched
+
+
+def test_cost_chart_plots_accuracy_against_serving_cost_with_korean_titles():
+    def version(n: str, accuracy, rps: float | None) -> dict:
+        cost = {"batch_reviews_per_second": rps, "single_p50_ms": 3.0, "single_p99_ms": 9.5} if rps else None
+        return {"version": n, "aliases": [], "trainer": "baseline", "accuracy": accuracy, "decision": "challenger",
+                "reason": "", "created_at": None, "metrics": {}, "cost": cost}
+
+    versions = [version("1", 0.886, 21000.0), version("2", 0.897, 2300.0), version("3", 0.9, None)]
+    spec = charts.cost_chart(versions, "1").to_dict()
+    points, labels = spec["layer"]
+    assert spec["title"] == "버전별 정확도와 서빙 비용"
+    assert points["encoding"]["x"]["title"] == "배치 처리량 (리뷰/초, CPU)"
+    assert points["encoding"]["y"]["title"] == "정확도"
+    assert {t.get("title", t["field"]) for t in points["encoding"]["tooltip"]} >= {
+        "버전", "배치 처리량 (리뷰/초)", "단건 지연 p99 (ms)"}
+    rows = next(iter(spec["datasets"].values()))
+    assert [(r["버전"], r["역할"], r["처리량"]) for r in rows] == [("v1", "챔피언", 21000.0), ("v2", "기타", 2300.0)]

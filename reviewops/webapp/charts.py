@@ -181,6 +181,30 @@ def versions_chart(versions: Sequence[Mapping], champion: str | None, metric: st
         color=alt.Color("역할:N", scale=alt.Scale(domain=["챔피언", "기타"], range=["#f59e0b", "#64748b"])))
 
 
+def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerChart:
+    """Accuracy against serving cost (batch reviews/s on CPU, measured at gate time) for every version
+    with both; the champion is highlighted. Up and to the right is better."""
+    rows = [{"버전": f"v{v['version']}", "정확도": float(v["accuracy"]),
+             "처리량": float(v["cost"]["batch_reviews_per_second"]),
+             "p99": float(v["cost"]["single_p99_ms"]), "p50": float(v["cost"]["single_p50_ms"]),
+             "역할": "챔피언" if v["version"] == str(champion) else "기타", "학습기": v["trainer"]}
+            for v in versions if v.get("cost") and v.get("accuracy") is not None]
+    frame = pd.DataFrame(rows, columns=["버전", "정확도", "처리량", "p99", "p50", "역할", "학습기"])
+    base = alt.Chart(frame).encode(
+        x=alt.X("처리량:Q", title="배치 처리량 (리뷰/초, CPU)", scale=alt.Scale(zero=False)),
+        y=alt.Y("정확도:Q", title="정확도", scale=alt.Scale(zero=False)),
+        tooltip=["버전", "학습기", "역할", alt.Tooltip("정확도:Q", format=".4f"),
+                 alt.Tooltip("처리량:Q", title="배치 처리량 (리뷰/초)", format=",.0f"),
+                 alt.Tooltip("p50:Q", title="단건 지연 p50 (ms)", format=".1f"),
+                 alt.Tooltip("p99:Q", title="단건 지연 p99 (ms)", format=".1f")],
+    )
+    points = base.mark_point(size=140, filled=True).encode(
+        color=alt.Color("역할:N", title="역할", scale=alt.Scale(domain=["챔피언", "기타"],
+                                                              range=["#f59e0b", "#64748b"])))
+    labels = base.mark_text(dy=-12, fontSize=11).encode(text="버전:N")
+    return (points + labels).properties(title="버전별 정확도와 서빙 비용")
+
+
 def _hours(values: pd.Series) -> pd.Series:
     """Hour stamps as the API gives them ("2026-11-21 03", "2026-11-21T03:00:00Z", ...) as datetimes."""
     text = values.astype(str)

@@ -41,13 +41,20 @@ else:
         "별칭": ", ".join(v["aliases"]),
         "학습기": v["trainer"],
         "정확도": v["accuracy"],
+        "배치 처리량 (리뷰/초)": (v.get("cost") or {}).get("batch_reviews_per_second"),
+        "단건 p99 (ms)": (v.get("cost") or {}).get("single_p99_ms"),
         "게이트 결정": {"champion": "챔피언", "challenger": "도전자"}.get(v["decision"], v["decision"]),
         "사유": v["reason"],
         "등록 시각 (UTC)": v["created_at"] or "",
     } for v in versions])
     st.dataframe(table, hide_index=True,
-                 column_config={"정확도": st.column_config.NumberColumn(format="%.4f")})
+                 column_config={"정확도": st.column_config.NumberColumn(format="%.4f"),
+                                "배치 처리량 (리뷰/초)": st.column_config.NumberColumn(format="%,.0f"),
+                                "단건 p99 (ms)": st.column_config.NumberColumn(format="%.1f")})
     st.altair_chart(charts.versions_chart(versions, registry_champion), width="stretch")
+    if any(v.get("cost") for v in versions):
+        st.altair_chart(charts.cost_chart(versions, registry_champion), width="stretch")
+        st.caption("서빙 비용은 게이트 시점에 평가 리뷰로 CPU에서 잰 값입니다 (오른쪽 위일수록 좋습니다).")
 
 # --- admin ------------------------------------------------------------------------------------------
 st.subheader("관리자")

@@ -87,6 +87,12 @@ class ServedModel(BaseModel):
     from_cache: bool = False
 
 
+class ServingCostOut(BaseModel):
+    batch_reviews_per_second: float = Field(description="the best batch of 500 evaluation texts, on CPU")
+    single_p50_ms: float = Field(description="one review a call, median latency")
+    single_p99_ms: float
+
+
 class ModelVersion(BaseModel):
     version: str
     aliases: list[str]
@@ -96,6 +102,8 @@ class ModelVersion(BaseModel):
     reason: str
     created_at: str | None = Field(description="UTC, ISO 8601")
     metrics: dict[str, float]
+    cost: ServingCostOut | None = Field(
+        None, description="the serving cost measured at gate time; null for a version gated before it was")
 
 
 class ModelHistory(BaseModel):

@@ -4,9 +4,10 @@ import time
 
 from fastapi import APIRouter, HTTPException
 
+from reviewops.evaluate.cost import ServingCost
 from reviewops.registry.mlflow_registry import CHAMPION, VersionInfo
 from reviewops.serving.api.deps import ManagerDep, RegistryDep
-from reviewops.serving.api.schemas import ModelHistory, ModelVersion, Problem, ServedModel
+from reviewops.serving.api.schemas import ModelHistory, ModelVersion, Problem, ServedModel, ServingCostOut
 
 router = APIRouter(tags=["models"])
 
@@ -28,8 +29,11 @@ def model_history(registry: RegistryDep) -> ModelHistory:
 
 def _version(v: VersionInfo, run_metrics: dict[str, float]) -> ModelVersion:
     created = time.gmtime(v.created_ms / 1000) if v.created_ms is not None else None
+    cost = ServingCost.from_tags(v.tags)
     return ModelVersion(version=v.version, aliases=v.aliases, trainer=v.tags.get("trainer", ""),
                         accuracy=run_metrics.get("accuracy"), decision=v.tags.get("gate.decision", ""),
                         reason=v.tags.get("gate.reason", ""),
                         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", created) if created else None,
-                        metrics=run_metrics)
+                        metrics=run_metrics,
+                        cost=ServingCostOut(batch_reviews_per_second=cost.batch_rps, single_p50_ms=cost.single_p50_ms,
+                                            single_p99_ms=cost.single_p99_ms) if cost else None)
