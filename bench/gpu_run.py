@@ -123,7 +123,7 @@ def build_bundle(corpus: Path, bundle: Path, sizes: Sizes, e5_checkpoint: Path |
         manifest = {
             "tiny": sizes is TINY, "corpus": str(corpus), "snapshot": snapshot,
             "rows": frame["split"].value_counts().to_dict(),
-            "e5": _bundle_e5(out, frame, scratch, e5_checkpoint),
+            "e5": _bundle_e5(out, frame, scratch, e5_checkpoint, compress=sizes is not TINY),
             "wheels": _download_wheels(out / "wheels") if wheels else [],
         }
         manifest["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -204,9 +204,9 @@ def _write_texts(texts: list[str], path: Path) -> Path:
     return path
 
 
-def _bundle_e5(out: Path, frame, scratch: Path, e5_checkpoint: Path | None) -> dict:
-    """The imported e5 as `e5.tar.xz` (xz: the dequantised 4-bit weights compress ~5x, losslessly), or
-    why there is none."""
+def _bundle_e5(out: Path, frame, scratch: Path, e5_checkpoint: Path | None, compress: bool) -> dict:
+    """The imported e5 as `e5.tar.xz` (xz: the dequantised 4-bit weights compress ~5x, losslessly; a plain
+    tar when not `compress`), or why there is none."""
     from reviewops.errors import ReviewOpsError
 
     if e5_checkpoint is not None:
@@ -224,9 +224,11 @@ def _bundle_e5(out: Path, frame, scratch: Path, e5_checkpoint: Path | None) -> d
             return {"status": "skipped", "reason": f"the e5 import failed: {exc}"}
         info = {"status": "imported", "import": result.as_dict()}
     t = time.perf_counter()
-    with tarfile.open(out / E5_FILE, "w:xz", preset=6) as tar:
+    name = E5_FILE if compress else E5_FILE.removesuffix(".xz")  # a tiny run's bundle travels nowhere
+    with tarfile.open(out / name, "w:xz" if compress else "w", **({"preset": 6} if compress else {})) as tar:
         tar.add(folder, arcname="e5")
-    return {**info, "bytes": (out / E5_FILE).stat().st_size, "pack_seconds": round(time.perf_counter() - t, 1)}
+    return {**info, "file": name, "bytes": (out / name).stat().st_size,
+            "pack_seconds": round(time.perf_counter() - t, 1)}
 
 
 def _download_wheels(dest: Path) -> list[str]:
@@ -288,10 +290,11 @@ def open_bundle(bundle: Path, work: Path, sizes: Sizes) -> Data:
     by_split = {name: frame[frame["split"] == name].reset_index(drop=True) for name in ("train", "valid", "eval")}
     texts = _pretraining_texts(frame)
     e5 = None
-    if (bundle / E5_FILE).is_file():
-        with tarfile.open(bundle / E5_FILE) as tar:
-            tar.extractall(work / "checkpoint", filter="data")
-        e5 = work / "checkpoint" / "e5"
+    for name in (E5_FILE, E5_FILE.removesuffix(".xz")):  # xz, or plain in a tiny run's bundle
+        if (bundle / name).is_file():
+            with tarfile.open(bundle / name) as tar:
+                tar.extractall(work / "checkpoint", filter="data")
+            e5 = work / "checkpoint" / "e5"
     return Data(manifest=manifest,
                 train=by_split["train"].head(sizes.train_rows) if sizes.train_rows else by_split["train"],
                 valid=by_split["valid"].head(sizes.valid_rows),
@@ -453,7 +456,8 @@ def step_pretrain(run: Run, data: Data, smoke: dict) -> dict:
         seconds = run.training_seconds("pretrain", ("pretrain", "ours"))
         measured = smoke["pretrain"]
         per_text = measured["overhead_seconds"] / max(1, measured["texts"])
-        texts = min(data.pretrain_texts, int(0.35 * seconds / per_text)) if per_text else data.pretrain_texts
+        texts = data.pretrain_texts if not per_text else int(0.35 * seconds / per_text)
+        texts = min(data.pretrain_texts, max(sizes.smoke_texts, texts))
         steps_per_second = measured["steps"] / measured["seconds"]
         steps = max(sizes.smoke_steps, int((seconds - texts * per_text) * steps_per_second * 0.9))
         overrides = {"max_texts": texts, "max_steps": steps}
