@@ -100,11 +100,12 @@ def free_port() -> int:
 
 
 class Server:
-    """A server process on a free port, ready (GET /readyz is 200) when the `with` block starts."""
+    """A server process on a free port, ready (GET `health` is 200) when the `with` block starts."""
 
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path, logs: Path,
-                 port: int, timeout: float = 240.0) -> None:
+                 port: int, timeout: float = 240.0, health: str = "/readyz") -> None:
         self.name, self.cmd, self.env, self.cwd, self.port, self.timeout = name, cmd, env, cwd, port, timeout
+        self.health = health
         self.log_path = logs / f"{name}.log"
         self.url = f"http://127.0.0.1:{port}"
         self.proc: subprocess.Popen | None = None
@@ -124,7 +125,7 @@ class Server:
                 raise SystemExit(f"{self.name} exited with {self.proc.returncode} before it was ready:\n"
                                  + self.log_tail())
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.health, timeout=2).status_code == 200:
                     self.start_seconds = time.perf_counter() - t
                     return self
             except httpx.HTTPError:
@@ -150,11 +151,17 @@ class Server:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.is_file() else ""
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server process has used so far."""
+        """User + system CPU time the server process and its worker processes have used so far."""
         import psutil
 
-        t = psutil.Process(self.proc.pid).cpu_times()
-        return t.user + t.system
+        procs = [psutil.Process(self.proc.pid)]
+        procs += procs[0].children(recursive=True)
+        total = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
 
     def wait_idle(self, limit: float = 120.0, below: float = 0.1) -> float:
         """Seconds until the server uses less than `below` of a core over half a second (background work
@@ -415,6 +422,16 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000, help="requests per service in the transformer test")
     ap.add_argument("--rounds", type=int, default=2, help="turns of the three transformer services (best is kept)")
     ap.add_argument("--max-steps", type=int, default=50, help="fine-tuning steps of the transformer")
+    ap.add_argument("--mlflow", action=argparse.BooleanOptionalAction, default=True,
+                    help="compare the CPU champion served by our API with `mlflow models serve`")
+    ap.add_argument("--mlflow-rounds", type=int, default=4, help="alternating rounds of the MLflow comparison")
+    ap.add_argument("--mlflow-batch-texts", type=int, default=500, help="reviews per batch of the MLflow comparison")
+    ap.add_argument("--mlflow-seconds", type=float, default=8.0, help="batch duration per service and round")
+    ap.add_argument("--mlflow-singles", type=int, default=500, help="single-review requests per service and round")
+    ap.add_argument("--mlflow-workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes of each service (MLflow's default: one per core)")
+    ap.add_argument("--transformer", action=argparse.BooleanOptionalAction, default=True,
+                    help="the transformer test (step 3)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary home (its path is printed)")
     ap.add_argument("--naive-hf-dir", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -451,9 +468,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
     from reviewops.config import Settings, reset_settings
     from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
+    from reviewops.store import db
 
     reset_settings()
     settings = Settings()
+    db.upgrade(settings.db_url)  # the temporary home's empty review store, as `reviewops init` does
     res: dict = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
@@ -485,13 +504,18 @@ def run(args: argparse.Namespace, work: Path) -> None:
         res["batch_throughput"] = batch_throughput(console, args, api, big_bodies)
         res["latency"] = open_loop_latency(console, args, api, single_bodies)
 
+    if args.mlflow:
+        peers = peer_services(settings, env, reviewops_cmd, args.mlflow_workers)
+        res["vs_mlflow"] = serve_vs_mlflow(console, args, peers, work, logs, singles, singles)
+
     # --- the transformer -----------------------------------------------------------------------------
-    hf_dir, res["transformer_model"] = prepare_transformer(console, args, work, threads, snap, parts)
-    services = transformer_services(hf_dir, threads, env, reviewops_cmd)
-    serving, scores = serve_transformer(console, args, services, work, logs, singles[:200], single_bodies)
-    res["transformer_serving"] = serving
-    best_levels(serving["runs"])
-    compare_with_naive(serving, scores)
+    if args.transformer:
+        hf_dir, res["transformer_model"] = prepare_transformer(console, args, work, threads, snap, parts)
+        services = transformer_services(hf_dir, threads, env, reviewops_cmd)
+        serving, scores = serve_transformer(console, args, services, work, logs, singles[:200], single_bodies)
+        res["transformer_serving"] = serving
+        best_levels(serving["runs"])
+        compare_with_naive(serving, scores)
     res["machine"]["loadavg_at_end"] = loadavg()
 
     out = ROOT / "bench" / "results" / "serve.json"
@@ -714,6 +738,135 @@ def compare_with_naive(serving: dict, scores: dict[str, list[float]]) -> None:
     })
 
 
+# --- ours against MLflow's own model server ------------------------------------------------------------
+
+
+def mlflow_body(texts: list[str]) -> bytes:
+    """MLflow's scoring-server input for `texts`: a one-column DataFrame, split orient."""
+    return json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}},
+                      ensure_ascii=False).encode()
+
+
+def peer_services(settings, env: dict[str, str], reviewops_cmd: list[str], workers: int) -> list[dict]:
+    """Our API and `mlflow models serve` for the same champion, each with `workers` processes (MLflow's
+    default is one per core; ours gets the same, `reviewops serve --workers`)."""
+    venv_bin = str(Path(sys.executable).parent)
+    mlflow_env = {**env, "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_MODELS_WORKERS": str(workers),
+                  "PATH": venv_bin + os.pathsep + env.get("PATH", "")}  # it starts `uvicorn` by name
+    mlflow_cmd = [str(Path(venv_bin) / "mlflow"), "models", "serve", "-m",
+                  f"models:/{settings.model.name}@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p"]
+    return [
+        {"key": "ours", "label": f"our API (reviewops serve --workers {workers})",
+         "cmd": reviewops_cmd + ["--workers", str(workers), "--port"], "env": env, "health": "/readyz",
+         "path": "/v1/predict", "body": body},
+        {"key": "mlflow", "label": f"mlflow models serve ({workers} workers)", "cmd": mlflow_cmd,
+         "env": mlflow_env, "health": "/ping", "path": "/invocations", "body": mlflow_body},
+    ]
+
+
+def serve_vs_mlflow(console, args: argparse.Namespace, services: list[dict], work: Path, logs: Path,
+                    pool: list[str], singles: list[str]) -> dict:
+    """Both services up at once, measured in alternating rounds (who goes first alternates too): batches
+    of `--mlflow-batch-texts` reviews from `--batch-clients` clients, then single reviews one at a time."""
+    n = args.mlflow_batch_texts
+    batches = [pool[(b * n + i) % len(pool)] for b in range(8) for i in range(n)]
+    for svc in services:
+        svc["batch_bodies"] = [svc["body"](batches[b * n:(b + 1) * n]) for b in range(8)]
+        svc["single_bodies"] = [svc["body"]([t]) for t in singles]
+    res = {"workers": args.mlflow_workers, "batch_texts": n, "batch_clients": args.batch_clients,
+           "batch_seconds": args.mlflow_seconds, "single_requests": args.mlflow_singles,
+           "services": {svc["key"]: svc["label"] for svc in services}, "rounds": []}
+    with contextlib.ExitStack() as stack:
+        servers = {}
+        for svc in services:
+            port = free_port()
+            servers[svc["key"]] = stack.enter_context(Server(svc["key"], svc["cmd"] + [str(port)], svc["env"], work,
+                                                             logs, port, health=svc["health"]))
+        res["max_abs_score_diff"] = peer_score_diff(servers, singles[:200])
+        for rnd in range(args.mlflow_rounds):
+            row = {}
+            for svc in services if rnd % 2 == 0 else services[::-1]:
+                console.print(f"vs MLflow, round {rnd + 1}/{args.mlflow_rounds}: {svc['label']} ...")
+                row[svc["key"]] = peer_round(servers[svc["key"]], svc, args)
+            res["rounds"].append(row)
+    summarise_peer(res)
+    return res
+
+
+def peer_round(srv: Server, svc: dict, args: argparse.Namespace) -> dict:
+    """One service's round: reviews/s on batches (and server CPU per 1,000 reviews, which the other
+    helpers' load on the cores disturbs less), then single-review latency on the idle server."""
+    url = srv.url + svc["path"]
+    srv.wait_idle()
+    cpu0, load0 = srv.cpu_seconds(), loadavg()
+    batch = drive(closed_loop(url, svc["batch_bodies"], args.mlflow_batch_texts, args.batch_clients,
+                              seconds=args.mlflow_seconds, warmup=2))
+    cpu = srv.cpu_seconds() - cpu0
+    srv.wait_idle()  # ours is still writing the batch's prediction log
+    single = drive(closed_loop(url, svc["single_bodies"], 1, 1, requests=args.mlflow_singles, warmup=5))
+    return {"reviews_per_second": batch["texts_per_second"], "batch_requests": batch["requests"],
+            "server_cpu_ms_per_1000_reviews": cpu / batch["texts"] * 1e6,
+            "batch_latency_p50_ms": batch["latency"]["p50_ms"],
+            "single_p50_ms": single["latency"]["p50_ms"], "single_p99_ms": single["latency"]["p99_ms"],
+            "loadavg_before": load0}
+
+
+def peer_score_diff(servers: dict[str, Server], texts: list[str]) -> float:
+    """Largest |P(positive) difference| between the two services on `texts` (the same model: ~0)."""
+    import httpx
+
+    ours = httpx.post(servers["ours"].url + "/v1/predict", content=body(texts), timeout=60,
+                      headers={"content-type": "application/json"}).json()["predictions"]
+    theirs = httpx.post(servers["mlflow"].url + "/invocations", content=mlflow_body(texts), timeout=60,
+                        headers={"content-type": "application/json"}).json()["predictions"]
+    return max(abs(a["score"] - b["score"]) for a, b in zip(ours, theirs, strict=True))
+
+
+def summarise_peer(res: dict) -> None:
+    """Per round: ours / MLflow reviews/s, and MLflow / ours CPU per review; then the medians, the worst
+    round, and whether ours is >= 1.5x on batches with single-review p50 and p99 ahead."""
+    import numpy as np
+
+    for row in res["rounds"]:
+        row["ratio_reviews_per_second"] = row["ours"]["reviews_per_second"] / row["mlflow"]["reviews_per_second"]
+        row["ratio_cpu_per_review"] = (row["mlflow"]["server_cpu_ms_per_1000_reviews"]
+                                       / row["ours"]["server_cpu_ms_per_1000_reviews"])
+    ratios = [row["ratio_reviews_per_second"] for row in res["rounds"]]
+
+    def median(key: str, measure: str) -> float:
+        return float(np.median([row[key][measure] for row in res["rounds"]]))
+
+    res["summary"] = {
+        "ratio_median": float(np.median(ratios)), "ratio_min": min(ratios),
+        "ratio_cpu_median": float(np.median([row["ratio_cpu_per_review"] for row in res["rounds"]])),
+        **{f"{k}_{m}_median": median(k, m) for k in ("ours", "mlflow")
+           for m in ("reviews_per_second", "single_p50_ms", "single_p99_ms")},
+        "target_ratio": 1.5,
+    }
+    sm = res["summary"]
+    sm["single_ahead"] = (sm["ours_single_p50_ms_median"] < sm["mlflow_single_p50_ms_median"]
+                          and sm["ours_single_p99_ms_median"] < sm["mlflow_single_p99_ms_median"])
+    sm["met"] = sm["ratio_median"] >= 1.5 and sm["single_ahead"]
+
+
+def report_peer(console, peer: dict) -> None:
+    sm = peer["summary"]
+    console.print(f"vs MLflow's server ({peer['workers']} workers each, {peer['batch_clients']} clients x "
+                  f"{peer['batch_texts']} reviews; singles one at a time), round by round:")
+    for i, row in enumerate(peer["rounds"], 1):
+        o, m = row["ours"], row["mlflow"]
+        console.print(f"  round {i} (load {o['loadavg_before'][0]}): ours {o['reviews_per_second']:,.0f} vs MLflow "
+                      f"{m['reviews_per_second']:,.0f} reviews/s = {row['ratio_reviews_per_second']:.2f}x; CPU per "
+                      f"1,000 reviews {o['server_cpu_ms_per_1000_reviews']:.0f} vs "
+                      f"{m['server_cpu_ms_per_1000_reviews']:.0f} ms; single p50/p99 ours "
+                      f"{o['single_p50_ms']:.1f}/{o['single_p99_ms']:.1f} vs MLflow "
+                      f"{m['single_p50_ms']:.1f}/{m['single_p99_ms']:.1f} ms")
+    verdict = "[green]met[/green]" if sm["met"] else "[red]NOT met[/red]"
+    console.print(f"  median ratio {sm['ratio_median']:.2f}x (worst round {sm['ratio_min']:.2f}x, CPU per review "
+                  f"{sm['ratio_cpu_median']:.2f}x), single-review latency ahead: {sm['single_ahead']}; "
+                  f">= 1.5x target {verdict}; largest |score difference| {peer['max_abs_score_diff']:.1e}")
+
+
 SHORT = {"naive": "(a) naive pipeline", "ours-onnx": "(b) ours, ONNX int8", "ours-torch": "(c) ours, torch"}
 
 
@@ -721,7 +874,7 @@ def report(console, Table, res: dict, args: argparse.Namespace) -> None:
     def ok(met: bool) -> str:
         return "[green]met[/green]" if met else "[red]NOT met[/red]"
 
-    b, lat, ts = res["batch_throughput"], res["latency"], res["transformer_serving"]
+    b, lat = res["batch_throughput"], res["latency"]
     lf = lat["latency_from_schedule"]
     m = res["machine"]
     table = Table(title=f"serving: {m['cpus']} cores ({m['cpu']}), load avg {m['loadavg_at_start'][0]} at start, "
@@ -738,12 +891,27 @@ def report(console, Table, res: dict, args: argparse.Namespace) -> None:
         table.add_row(f"  window {i} ({win['seconds']:.0f} s): p50 / p95 / p99",
                       f"{wf['p50_ms']:.1f} / {wf['p95_ms']:.1f} / {wf['p99_ms']:.1f} ms",
                       "p99 <= 20 ms", ok(win["met"]))
+    ts = res.get("transformer_serving", {"runs": {}})
     for key, r in ts["runs"].items():
         table.add_row(f"BERT throughput, {SHORT[key]} (best of {', '.join(map(str, ts['concurrency']))} clients: "
                       f"{r['best_concurrency']})",
                       f"{r['requests_per_second']:,.0f} req/s ({r['x_naive']:.1f}x)",
                       ">= 10x" if key == "ours-onnx" else "", ok(ts["met"]) if key == "ours-onnx" else "")
     console.print(table)
+    if "vs_mlflow" in res:
+        report_peer(console, res["vs_mlflow"])
+    if "transformer_model" in res:
+        report_transformer(console, res)
+    lag = max(win["send_lag_ms"]["max"] for win in lat["windows"])
+    gc_max = max(win["client_gc"]["max_ms"] for win in lat["windows"])
+    console.print(f"CPU model latency test: server CPU {lat['server_cpu_ms_per_request']:.1f} ms per request; "
+                  f"pooled p50 / p99 {lf['p50_ms']:.1f} / {lf['p99_ms']:.1f} ms; sends late by up to {lag:.0f} ms; "
+                  f"longest load-generator GC pause {gc_max:.1f} ms")
+
+
+def report_transformer(console, res: dict) -> None:
+    """The transformer test, level by level, and its model."""
+    ts = res["transformer_serving"]
     for key, r in ts["runs"].items():
         for c, level in r["by_concurrency"].items():
             batching = (f", {level['mean_texts_per_model_call']:.1f} texts per model call"
@@ -758,11 +926,6 @@ def report(console, Table, res: dict, args: argparse.Namespace) -> None:
                   f"{tm['fine_tune_steps']} fine-tuning steps, eval accuracy {tm['eval_accuracy']:.3f}; "
                   "largest |score difference| from the naive service on 200 texts: "
                   + ", ".join(f"{k} {v:.1e}" for k, v in ts["max_abs_score_diff"].items()))
-    lag = max(win["send_lag_ms"]["max"] for win in lat["windows"])
-    gc_max = max(win["client_gc"]["max_ms"] for win in lat["windows"])
-    console.print(f"CPU model latency test: server CPU {lat['server_cpu_ms_per_request']:.1f} ms per request; "
-                  f"pooled p50 / p99 {lf['p50_ms']:.1f} / {lf['p99_ms']:.1f} ms; sends late by up to {lag:.0f} ms; "
-                  f"longest load-generator GC pause {gc_max:.1f} ms")
 
 
 if __name__ == "__main__":
