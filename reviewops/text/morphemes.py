@@ -23,8 +23,9 @@ CHUNK_TEXTS = 10_000
 CACHE_LIMIT = 200_000  # texts; about 60 MB of short reviews and their tokens
 
 # Kiwi's options: part of a trained model (`analyser()` goes into its metadata), since other options
-# give other morphemes.
-KIWI_OPTIONS: dict[str, object] = {}
+# give other morphemes. Without the typo and multi-word dictionaries Kiwi analysed reviews about 1.5× as
+# fast, and the stack's held-out accuracy moved by 6 of 20,178 reviews (bench/stack_cpu.py).
+KIWI_OPTIONS: dict[str, object] = {"load_typo_dict": False, "load_multi_dict": False}
 
 _kiwi = None
 _kiwi_lock = threading.Lock()
