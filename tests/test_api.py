@@ -402,6 +402,29 @@ def test_a_row_the_database_refuses_takes_no_other_row_with_it(store_env):
     assert _stored(store_env, [a, b, c]) == {x: "리뷰 \ufffd" for x in (a, b, c)}  # a lone surrogate: U+FFFD
 
 
+def test_the_prediction_log_drops_whole_requests_only_beyond_its_backlog(store_env):
+    """A request's rows are queued as one item; past `max_pending` rows a request's rows are dropped and
+    counted, and the rows already queued are still written."""
+    from reviewops.serving.runtime import PredictionLog
+    from reviewops.store.db import sessions
+
+    def rows(n: int) -> list[dict]:
+        return [{"public_id": uuid.uuid4().hex, "text": "리뷰", "label": 0, "score": 0.1, "model_name": "m",
+                 "model_version": "1"} for _ in range(n)]
+
+    log = PredictionLog(sessions(store_env), flush_every=0.05)
+    log.max_pending = 3
+    kept, refused = rows(3), rows(2)
+    try:
+        with log._written:  # hold the writer back so the backlog is what add() sees
+            log.add(kept)
+            log.add(refused)
+        assert log.flush() and log.dropped == 2
+    finally:
+        log.close()
+    assert set(_stored(store_env, [r["public_id"] for r in kept + refused])) == {r["public_id"] for r in kept}
+
+
 @contextlib.contextmanager
 def _read_only(url: str):
     """The review database refusing writes, as a read-only replica or a full disk would."""
