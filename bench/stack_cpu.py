@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from datetime import datetime
@@ -89,7 +90,15 @@ def main() -> None:
 
         morphemes.KIWI_OPTIONS = args.kiwi_options
 
-    os.environ["REVIEWOPS_HOME"] = tempfile.mkdtemp(prefix="reviewops-bench-")
+    home = tempfile.mkdtemp(prefix="reviewops-bench-")
+    os.environ["REVIEWOPS_HOME"] = home
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # the full corpus's review store is about 300 MB
+
+
+def run(args: argparse.Namespace) -> None:
     from reviewops.config import get_settings, reset_settings
     from reviewops.data.snapshot import SnapshotSpec
     from reviewops.jobs.train import run_ingest, run_snapshot
