@@ -143,7 +143,8 @@ def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt
 @_cli
 def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
           balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None,
-          trainer: Annotated[str, typer.Option(help="baseline (CPU model), stack (baseline + Kiwi morpheme model, stacked) or transformer.")] = "baseline",
+          trainer: Annotated[str, typer.Option(
+              help="baseline (CPU model), stack (baseline + Kiwi morpheme model) or transformer.")] = "baseline",
           checkpoint: Annotated[str | None, typer.Option(
               help="Transformer checkpoint: a Hugging Face id or local folder (default skt/kobert-base-v1).")] = None,
           epochs: Annotated[int | None, typer.Option(help="Transformer epochs.")] = None,
