@@ -17,6 +17,10 @@
 
    The three services are up at once and measured in turns, `--rounds` times; the best round of each
    service at each level is kept (all are in the JSON).
+4. (before 3 in the run) CPU model against MLflow's own scoring server (`mlflow models serve -m
+   models:/review-sentiment@champion --env-manager local`), both with `--mlflow-workers` processes (MLflow's
+   default, one per core), up at once, in alternating rounds: reviews/s on batches of `--mlflow-batch-texts`
+   reviews, server CPU per 1,000 reviews, single-review p50/p99, and ours / MLflow (target >= 1.5x).
 
 Every server runs with the same thread settings (OMP_NUM_THREADS = torch threads = onnxruntime intra-op
 threads = the machine's core count) on the same cores as the load generator, whose CPU time per request
@@ -25,6 +29,7 @@ is reported beside the server's. Everything lives in a temporary REVIEWOPS_HOME,
 
 Usage: python bench/serve.py [--corpus PATH] [--batch-clients 4] [--rate 200] [--seconds 15]
                              [--concurrency 16,64] [--requests 2000] [--rounds 2] [--max-steps 50] [--keep]
+                             [--no-mlflow] [--mlflow-rounds 4] [--mlflow-seconds 8] [--no-transformer]
 Writes bench/results/serve.json and prints a table.
 """
 
