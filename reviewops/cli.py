@@ -618,16 +618,20 @@ def rollback() -> None:
 @app.command()
 @_cli
 def models() -> None:
-    """List the registered versions with their aliases and gate decisions."""
+    """List the registered versions with their aliases, gate decisions and serving cost (measured at gate time)."""
+    from reviewops.evaluate.cost import ServingCost
     from reviewops.registry.mlflow_registry import Registry
 
     reg = Registry(get_settings())
     table = Table(title=f"registered model {reg.name}")
-    for col in ("version", "aliases", "accuracy", "snapshot", "decision", "reason"):
-        table.add_column(col)
+    for col in ("version", "aliases", "accuracy", "reviews/s", "p99 ms", "snapshot", "decision", "reason"):
+        table.add_column(col, justify="right" if col in ("reviews/s", "p99 ms") else "left",
+                         no_wrap=col not in ("snapshot", "reason"))
     for v in reg.versions():
-        table.add_row(v.version, ",".join(v.aliases), v.tags.get("accuracy", ""), v.tags.get("snapshot_id", ""),
-                      v.tags.get("gate.decision", ""), v.tags.get("gate.reason", ""))
+        cost = ServingCost.from_tags(v.tags)
+        table.add_row(v.version, ",".join(v.aliases), v.tags.get("accuracy", ""),
+                      f"{cost.batch_rps:,.0f}" if cost else "", f"{cost.single_p99_ms:.1f}" if cost else "",
+                      v.tags.get("snapshot_id", ""), v.tags.get("gate.decision", ""), v.tags.get("gate.reason", ""))
     out.print(table)
 
 

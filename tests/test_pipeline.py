@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from reviewops.cli import app
 from reviewops.config import Settings, reset_settings
 from reviewops.errors import InputError
+from reviewops.evaluate.cost import ServingCost
 from reviewops.models.trainers import trainer_for
 from reviewops.registry.mlflow_registry import Registry
 from tests.conftest import ROOT
@@ -96,6 +97,8 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
     assert cli("promote", "9").exit_code == 6
     listing = cli("models")
     assert listing.exit_code == 0 and "champion" in listing.stdout and "rolled_back" in listing.stdout
+    cost = ServingCost.from_tags(reg.get("1").tags)  # measured by the gate, shown by the listing
+    assert cost and f"{cost.batch_rps:,.0f}" in listing.stdout and "reviews/s" in listing.stdout
 
     # predict with the champion: one row per input, same order
     inp, outp = reviews_tsv(tmp_path / "in.tsv"), tmp_path / "out" / "pred.tsv"
