@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+REVIEW, EXPECTATION = "review", "expectation"  # Review.kind
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
@@ -123,6 +125,9 @@ class Review(Base):
     posted_at: Mapped[datetime | None] = mapped_column(DateTime)
     collected_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     batch_id: Mapped[int] = mapped_column(ForeignKey("collection_batches.id"))
+    # "review", or "expectation": a Megabox 기대평 (onelnEvalDivCd EXPE), written before seeing the film
+    kind: Mapped[str] = mapped_column(StoredString(16), default=REVIEW, server_default=REVIEW)
+    aspects: Mapped[list[str] | None] = mapped_column(JSON)  # points the reviewer ticked, e.g. ["연출", "OST"]
 
 
 class Prediction(Base):
