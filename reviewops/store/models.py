@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 REVIEW, EXPECTATION = "review", "expectation"  # Review.kind
+ASPECTS = ("연출", "스토리", "영상미", "배우", "OST")  # Review.aspects: Megabox's points, in the site's order
 
 
 def utcnow() -> datetime:
