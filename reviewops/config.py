@@ -189,7 +189,8 @@ class MonitorSettings(Group):
         24, ge=1, description="model_monitor compares reviews collected in this window."
     )
     reference_rows: int = Field(20_000, ge=100, description="Rows sampled from the champion's snapshot.")
-    min_reviews: int = Field(30, ge=1, description="Fewer recent reviews than this: no drift verdict.")
+    # PSI over ten bins drifts by about 9/n on chance alone: from 100 reviews that noise stays well under 0.2
+    min_reviews: int = Field(100, ge=1, description="Fewer recent reviews than this: no drift verdict.")
 
 
 class DriftSettings(Group):
@@ -201,6 +202,9 @@ class DriftSettings(Group):
         0.15, gt=0.0, description="Change in the positive share that is drift."
     )
     confidence_drop: float = Field(0.05, gt=0.0, description="Fall in mean confidence that is drift.")
+    significance: float = Field(
+        0.01, gt=0.0, lt=1.0, description="A check past its threshold is drift only with a p-value below this."
+    )
 
 
 class Settings(BaseSettings):

@@ -11,18 +11,28 @@ champion's training snapshot (scored by the same champion):
   where they have one.
 
 The report is a plain, JSON-serialisable dict; each check says whether it crossed its threshold.
+
+A check counts as drift only when its effect is past the threshold *and* a test says the difference is
+unlikely to be chance (`p_value` below `Thresholds.significance`; KS for distributions, chi-square for
+shares, Welch's t for the mean confidence, a one-sided binomial test for agreement), and only from
+`min_reviews` recent reviews on: PSI over ten bins has a noise floor of about 9/n, so 30 reviews of the
+very same distribution cross a 0.2 threshold by chance alone. Each check carries its `verdict`
+(`crossed`, `within`, `not_significant`, `too_few`, `unavailable`) and its numbers; `finding_ko` renders
+them in Korean for the app, while `detail` stays English for logs and Slack.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from reviewops.errors import InputError
 
@@ -36,7 +46,8 @@ DECILES = np.linspace(0.1, 0.9, 9)
 
 @dataclass(frozen=True)
 class Thresholds:
-    min_reviews: int = 30
+    min_reviews: int = 100
+    significance: float = 0.01
     psi: float = 0.2
     unknown_rate_delta: float = 0.10
     positive_share_delta: float = 0.15
@@ -48,6 +59,7 @@ class Thresholds:
         """Thresholds from `reviewops.config.Settings` (`monitor_min_reviews`, `drift_*`, `agreement_min`)."""
         return cls(
             min_reviews=int(settings.monitor.min_reviews),
+            significance=float(settings.drift.significance),
             psi=float(settings.drift.psi_threshold),
             unknown_rate_delta=float(settings.drift.unknown_rate_delta),
             positive_share_delta=float(settings.drift.positive_share_delta),
@@ -131,9 +143,28 @@ def _f(x: float | None) -> float | None:
 
 
 def _check(name: str, value: float | None, reference: float | None, threshold: float, crossed: bool,
-           detail: str, **extra: Any) -> dict:
+           detail: str, p_value: float | None = None, n: int = 0, **extra: Any) -> dict:
+    """A check's record; `crossed` here means "past the threshold", `_judge` adds the significance."""
     return {"name": name, "value": _f(value), "reference": _f(reference), "threshold": float(threshold),
-            "crossed": bool(crossed), "detail": detail, **extra}
+            "crossed": bool(crossed), "detail": detail, "p_value": _f(p_value), "n": int(n), **extra}
+
+
+def _judge(check: dict, t: Thresholds) -> None:
+    """Set the check's `verdict` and make `crossed` mean drift: past the threshold, significant, enough reviews."""
+    past = check["crossed"]
+    p = check["p_value"]
+    if check["n"] < t.min_reviews:
+        verdict = "too_few"
+    elif check["value"] is None:
+        verdict = "unavailable"
+    elif not past:
+        verdict = "within"
+    elif p is not None and p >= t.significance:
+        verdict = "not_significant"
+    else:
+        verdict = "crossed"
+    check["verdict"], check["crossed"] = verdict, verdict == "crossed"
+    check["min_n"], check["significance"] = t.min_reviews, t.significance
 
 
 def _tokens(texts: list[str]) -> list[str]:
@@ -169,9 +200,10 @@ def _length_check(ref_texts: list[str], cur_texts: list[str], t: Thresholds) -> 
     value = psi(ref_len, cur_len, edges)
     cur_median = float(np.median(cur_len))
     crossed = value > t.psi
+    p = stats.ks_2samp(ref_len, cur_len).pvalue
     detail = (f"Text length PSI {value:.3f} (median {cur_median:.0f} vs {ref_median:.0f} characters) "
-              f"{'exceeds' if crossed else 'is within'} the threshold {t.psi:.2f}.")
-    return _check("length_psi", value, 0.0, t.psi, crossed, detail,
+              f"{'exceeds' if crossed else 'is within'} the threshold {t.psi:.2f} (KS p={p:.2g}).")
+    return _check("length_psi", value, 0.0, t.psi, crossed, detail, p, cur_len.size,
                   median_chars=cur_median, reference_median_chars=ref_median)
 
 
@@ -185,14 +217,24 @@ def _unknown_token_check(ref_texts: list[str], cur_texts: list[str], t: Threshol
     if cur_rate is None or ref_rate is None:
         missing = "recent reviews" if cur_rate is None else "held-out reference reviews"
         return _check("unknown_token_rate", cur_rate, ref_rate, t.unknown_rate_delta, False,
-                      f"No tokens in the {missing}; the unknown-token rate cannot be compared.",
-                      vocabulary_size=len(vocabulary), n_tokens=len(cur_tokens))
+                      f"No tokens in the {missing}; the unknown-token rate cannot be compared.", None,
+                      len(cur_texts), vocabulary_size=len(vocabulary), n_tokens=len(cur_tokens))
     delta = cur_rate - ref_rate
     crossed = delta > t.unknown_rate_delta
+    ref_tokens = len(_tokens(ref_texts[1::2]))
+    p = _share_p(cur_rate, len(cur_tokens), ref_rate, ref_tokens)
     detail = (f"{cur_rate:.1%} of recent tokens are outside the reference vocabulary vs {ref_rate:.1%} held out "
-              f"({delta:+.1%}, threshold +{t.unknown_rate_delta:.1%}).")
-    return _check("unknown_token_rate", cur_rate, ref_rate, t.unknown_rate_delta, crossed, detail,
-                  vocabulary_size=len(vocabulary), n_tokens=len(cur_tokens))
+              f"({delta:+.1%}, threshold +{t.unknown_rate_delta:.1%}, chi-square p={p:.2g}).")
+    return _check("unknown_token_rate", cur_rate, ref_rate, t.unknown_rate_delta, crossed, detail, p,
+                  len(cur_texts), vocabulary_size=len(vocabulary), n_tokens=len(cur_tokens))
+
+
+def _share_p(cur: float, n_cur: int, ref: float, n_ref: int) -> float:
+    """Chi-square p-value of two shares (of n_cur and n_ref items) being the same."""
+    table = np.array([[cur * n_cur, (1 - cur) * n_cur], [ref * n_ref, (1 - ref) * n_ref]])
+    if (table.sum(axis=0) == 0).any():  # everything on one side in both samples: nothing differs
+        return 1.0
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
 def _score_checks(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> list[dict]:
@@ -200,25 +242,36 @@ def _score_checks(ref: np.ndarray, cur: np.ndarray, t: Thresholds) -> list[dict]
     ref_conf, cur_conf = _confidence(ref), _confidence(cur)
     if cur.size == 0 or ref.size == 0:
         why = "No scored recent reviews." if cur.size == 0 else "No scored reference reviews."
-        return [_check("score_psi", None, 0.0, t.psi, False, why),
-                _check("positive_share", cur_pos, ref_pos, t.positive_share_delta, False, why),
-                _check("mean_confidence", cur_conf, ref_conf, t.confidence_drop, False, why)]
+        return [_check("score_psi", None, 0.0, t.psi, False, why, n=cur.size),
+                _check("positive_share", cur_pos, ref_pos, t.positive_share_delta, False, why, n=cur.size),
+                _check("mean_confidence", cur_conf, ref_conf, t.confidence_drop, False, why, n=cur.size)]
     value = psi(ref, cur, SCORE_EDGES)
     crossed = value > t.psi
+    p = stats.ks_2samp(ref, cur).pvalue
     out = [_check("score_psi", value, 0.0, t.psi, crossed,
                   f"Score distribution PSI {value:.3f} {'exceeds' if crossed else 'is within'} "
-                  f"the threshold {t.psi:.2f}.")]
+                  f"the threshold {t.psi:.2f} (KS p={p:.2g}).", p, cur.size)]
     delta = cur_pos - ref_pos
     crossed = abs(delta) > t.positive_share_delta
+    p = _share_p(cur_pos, cur.size, ref_pos, ref.size)
     out.append(_check("positive_share", cur_pos, ref_pos, t.positive_share_delta, crossed,
                       f"{cur_pos:.1%} of recent reviews are predicted positive vs {ref_pos:.1%} in the reference "
-                      f"({delta:+.1%}, threshold ±{t.positive_share_delta:.1%})."))
+                      f"({delta:+.1%}, threshold ±{t.positive_share_delta:.1%}, chi-square p={p:.2g}).", p, cur.size))
     drop = ref_conf - cur_conf
     crossed = drop > t.confidence_drop
+    confidences = np.maximum(cur, 1.0 - cur), np.maximum(ref, 1.0 - ref)
+    with warnings.catch_warnings():  # equal confidences everywhere: scipy warns, the p-value is NaN (no evidence)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = _nan_to_one(stats.ttest_ind(*confidences, equal_var=False, alternative="less").pvalue)
     out.append(_check("mean_confidence", cur_conf, ref_conf, t.confidence_drop, crossed,
                       f"Mean confidence {cur_conf:.3f} vs {ref_conf:.3f} in the reference "
-                      f"({-drop:+.3f}, largest allowed drop {t.confidence_drop:.3f})."))
+                      f"({-drop:+.3f}, largest allowed drop {t.confidence_drop:.3f}, Welch p={p:.2g}).", p, cur.size))
     return out
+
+
+def _nan_to_one(p: float) -> float:
+    # a test on samples without variance (one review, or all scores equal) has no p-value: no evidence
+    return 1.0 if not np.isfinite(p) else float(p)
 
 
 def _agreement_check(scores: np.ndarray, labels: np.ndarray, t: Thresholds) -> dict:
@@ -231,12 +284,15 @@ def _agreement_check(scores: np.ndarray, labels: np.ndarray, t: Thresholds) -> d
     if n < t.min_reviews:
         return _check("agreement", None, None, t.agreement_min, False,
                       f"Only {n} recent reviews carry the reviewer's own label; at least {t.min_reviews} "
-                      "are needed to judge agreement.", n_labelled=n, confusion=confusion)
-    accuracy = (confusion["tp"] + confusion["tn"]) / n
+                      "are needed to judge agreement.", None, n, n_labelled=n, confusion=confusion)
+    agree = confusion["tp"] + confusion["tn"]
+    accuracy = agree / n
     crossed = accuracy < t.agreement_min
+    p = stats.binomtest(agree, n, t.agreement_min, alternative="less").pvalue  # truly below the minimum?
     detail = (f"Predictions agree with {accuracy:.1%} of {n} reviewers' own labels "
-              f"({'below' if crossed else 'at or above'} the minimum {t.agreement_min:.1%}).")
-    return _check("agreement", accuracy, None, t.agreement_min, crossed, detail, n_labelled=n, confusion=confusion)
+              f"({'below' if crossed else 'at or above'} the minimum {t.agreement_min:.1%}, binomial p={p:.2g}).")
+    return _check("agreement", accuracy, None, t.agreement_min, crossed, detail, p, n, n_labelled=n,
+                  confusion=confusion)
 
 
 # --- report ---------------------------------------------------------------------------------------------
@@ -266,9 +322,8 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
         _agreement_check(cur_scores, _labels(current), t),
     ]
     enough = len(current) >= t.min_reviews
-    if not enough:
-        for c in checks:
-            c["crossed"] = False
+    for c in checks:  # each check's n is at most len(current): with too few reviews none is judged
+        _judge(c, t)
     alerts = [c["name"] for c in checks if c["crossed"]]
     status = "insufficient_data" if not enough else "drift" if alerts else "ok"
     report = {"status": status, "n_reference": len(reference), "n_current": len(current),
@@ -279,6 +334,77 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
         log.info("model monitor: %s (%d recent vs %d reference reviews)%s", status, len(current), len(reference),
                  f"; crossed: {', '.join(alerts)}" if alerts else "")
     return report
+
+
+# --- the findings in Korean (the app's words; `detail` stays English for logs and Slack) ---------------------
+
+
+def _pct(x: float) -> str:
+    return f"{x:.1%}"
+
+
+def _measure_ko(c: dict) -> str:
+    """What the check measured, in Korean, with its numbers (value is not None)."""
+    v, r, name = c["value"], c.get("reference"), c["name"]
+    if name == "length_psi":
+        medians = ""
+        if c.get("median_chars") is not None and c.get("reference_median_chars") is not None:
+            medians = f", 길이 중앙값 {c['median_chars']:.0f}자 (기준 {c['reference_median_chars']:.0f}자)"
+        return f"리뷰 길이 분포의 PSI {v:.3f}{medians}"
+    if name == "score_psi":
+        return f"예측 점수 분포의 PSI {v:.3f}"
+    if name == "unknown_token_rate":
+        return f"기준 어휘에 없는 단어 {_pct(v)} (기준 {_pct(r)}, {(v - r) * 100:+.1f}%p)"
+    if name == "positive_share":
+        return f"긍정 예측 비율 {_pct(v)} (기준 {_pct(r)}, {(v - r) * 100:+.1f}%p)"
+    if name == "mean_confidence":
+        return f"평균 신뢰도 {_pct(v)} (기준 {_pct(r)})"
+    if name == "agreement":
+        return f"리뷰어 평점과의 일치율 {_pct(v)} (리뷰 {c.get('n_labelled', c.get('n', 0)):,}건)"
+    return f"값 {v:.4f}"
+
+
+def _limit_ko(c: dict) -> str:
+    """The check's threshold, in Korean."""
+    t, name = c["threshold"], c["name"]
+    if name in ("length_psi", "score_psi"):
+        return f"임계값 {t:.2f}"
+    if name == "unknown_token_rate":
+        return f"허용 증가폭 {t * 100:.1f}%p"
+    if name == "positive_share":
+        return f"허용 변화폭 ±{t * 100:.1f}%p"
+    if name == "mean_confidence":
+        return f"허용 하락폭 {t * 100:.1f}%p"
+    if name == "agreement":
+        return f"최소 {_pct(t)}"
+    return f"임계값 {t:.4f}"
+
+
+def finding_ko(check: dict) -> str:
+    """A check of a report as one Korean sentence, from its verdict and numbers (reports stored before
+    checks had a verdict get one from `crossed` and `value`)."""
+    c = check
+    verdict = c.get("verdict") or ("crossed" if c.get("crossed") else "unavailable" if c.get("value") is None
+                                   else "within")
+    n, min_n = int(c.get("n") or 0), c.get("min_n")
+    p = c.get("p_value")
+    p_text = f"p={p:.2g}" if p is not None else "검정 없음"
+    if verdict == "too_few":
+        need = f" (최소 {min_n:,}건)" if min_n else ""
+        what = "평점이 있는 최근 리뷰" if c["name"] == "agreement" else "최근 리뷰"
+        return f"표본 부족: {what} {n:,}건으로는 판단하지 않습니다{need}."
+    if verdict == "unavailable" or c.get("value") is None:
+        return "비교할 데이터가 없습니다."
+    measure, limit = _measure_ko(c), _limit_ko(c)
+    if verdict == "crossed":
+        sample = f"리뷰 {n:,}건에서 " if n else ""
+        return f"{measure}: {limit} 기준을 벗어났고, {sample}우연으로 보기 어려운 차이입니다 ({p_text})."
+    if verdict == "not_significant":
+        alpha = c.get("significance")
+        level = f", 유의수준 {alpha:g}" if alpha is not None else ""
+        return (f"{measure}: {limit} 기준을 벗어났지만 리뷰 {n:,}건으로는 우연일 수 있어 드리프트로 보지 "
+                f"않습니다 ({p_text}{level}).")
+    return f"{measure}: {limit} 기준 이내입니다."
 
 
 def store_report(store, report: dict, day: date) -> str:

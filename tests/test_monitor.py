@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from reviewops.config import Settings
 from reviewops.errors import InputError
-from reviewops.monitor import SCORE_EDGES, Thresholds, drift_report, psi
+from reviewops.monitor import SCORE_EDGES, Thresholds, drift_report, finding_ko, psi
 from reviewops.notify.slack import Notifier, drift_alert
 from tests.conftest import sample_records
 from tests.test_slack import TOKEN, FakeSlack
@@ -168,20 +169,22 @@ def test_confident_predictions_that_disagree_with_reviewers(records):
     ref_recs, _ = records
     cur_recs = records[1][:200]
     labels = [own_label(r["rating"]) for r in cur_recs]
-    # Confident everywhere (0.9 / 0.1), right by default; wrong on the first 25 positive and negative labels.
+    # Confident everywhere (0.9 / 0.1), right by default; wrong on the first 30 positive and negative labels
+    # (agreement about 60% of about 150 labels: clearly below 75%, binomial p far under 0.01).
     scores = np.array([0.9 if r["rating"] >= 6 else 0.1 for r in cur_recs])
     pos = [i for i, lab in enumerate(labels) if lab == 1]
     neg = [i for i, lab in enumerate(labels) if lab == 0]
-    scores[pos[:25]] = 0.1
-    scores[neg[:25]] = 0.9
+    scores[pos[:30]] = 0.1
+    scores[neg[:30]] = 0.9
     current = current_frame(cur_recs, scores=scores)
     current.loc[current["label"].isna(), "label"] = np.nan  # None and NaN both mean unlabelled
     report = drift_report(reference_frame(ref_recs), current, T)
     agreement = check(report, "agreement")
     n = len(pos) + len(neg)
     assert agreement["n_labelled"] == n
-    assert agreement["confusion"] == {"tp": len(pos) - 25, "tn": len(neg) - 25, "fp": 25, "fn": 25}
-    assert agreement["value"] == pytest.approx((n - 50) / n) and agreement["value"] < 0.75
+    assert agreement["confusion"] == {"tp": len(pos) - 30, "tn": len(neg) - 30, "fp": 30, "fn": 30}
+    assert agreement["value"] == pytest.approx((n - 60) / n) and agreement["value"] < 0.75
+    assert agreement["verdict"] == "crossed" and agreement["p_value"] < T.significance
     assert agreement["crossed"] and "agreement" in report["alerts"] and report["status"] == "drift"
     assert not check(report, "mean_confidence")["crossed"]
 
@@ -239,10 +242,12 @@ def test_bad_input_is_refused(records):
 def test_thresholds_from_settings(home, monkeypatch):
     assert Thresholds.from_settings(Settings()) == Thresholds()  # the defaults agree with config.py
     monkeypatch.setenv("REVIEWOPS_MONITOR_MIN_REVIEWS", "100")
+    assert Thresholds().min_reviews == 100 and Thresholds().significance == 0.01
     monkeypatch.setenv("REVIEWOPS_DRIFT_PSI_THRESHOLD", "0.25")
     monkeypatch.setenv("REVIEWOPS_AGREEMENT_MIN", "0.8")
+    monkeypatch.setenv("REVIEWOPS_DRIFT_SIGNIFICANCE", "0.05")
     t = Thresholds.from_settings(Settings())
-    assert t == Thresholds(min_reviews=100, psi=0.25, agreement_min=0.8)
+    assert t == Thresholds(min_reviews=100, psi=0.25, agreement_min=0.8, significance=0.05)
 
 
 # --- Slack ------------------------------------------------------------------------------------------------
@@ -283,3 +288,60 @@ def test_drift_alert_titles():
     text, blocks = drift_alert({"status": "insufficient_data", "n_reference": 4000, "n_current": 3, "checks": [],
                                 "alerts": []})
     assert blocks[0]["text"]["text"] == "Model monitor: not enough recent reviews" and "3 recent" in text
+
+
+# --- sample size and significance ---------------------------------------------------------------------------
+
+
+def test_small_samples_of_the_same_reviews_raise_no_drift(records):
+    """Small random samples of the very same distribution: PSI alone crosses 0.2 by chance in most of
+    them (the demo's day-one alarm from 79 reviews); past the threshold but not significant is no drift."""
+    ref_recs, cur_recs = records
+    reference = reference_frame(ref_recs)
+    rng = np.random.default_rng(7)
+    lenient = Thresholds(min_reviews=30)
+    psi_alone = alarms = 0
+    for trial in range(40):
+        sample = [cur_recs[i] for i in rng.choice(len(cur_recs), 40, replace=False)]
+        report = drift_report(reference, current_frame(sample, seed=trial), lenient)
+        psi_alone += any(check(report, n)["value"] > lenient.psi for n in ("length_psi", "score_psi"))
+        alarms += report["status"] == "drift"
+        for c in report["checks"]:
+            if c["verdict"] == "not_significant":
+                assert not c["crossed"] and c["p_value"] >= lenient.significance
+                assert "우연일 수 있어" in finding_ko(c) and f"p={c['p_value']:.2g}" in finding_ko(c)
+    assert psi_alone >= 30 and alarms <= 4  # an alpha of 0.01 over six checks: a few percent at most
+
+
+def test_too_few_reviews_say_so_in_korean(records):
+    ref_recs, cur_recs = records
+    few = cur_recs[:79]  # the demo's first day
+    scores = champion_scores(few, np.random.default_rng(1)) ** 0.2  # even a real shift is not judged
+    report = drift_report(reference_frame(ref_recs), current_frame(few, scores=scores), T)
+    assert report["status"] == "insufficient_data" and report["alerts"] == []
+    for c in report["checks"]:
+        assert c["verdict"] == "too_few" and not c["crossed"]
+        assert finding_ko(c).startswith("표본 부족:") and "최소 100건" in finding_ko(c)
+    assert "최근 리뷰 79건" in finding_ko(check(report, "score_psi"))
+    assert "평점이 있는 최근 리뷰" in finding_ko(check(report, "agreement"))
+
+
+def test_findings_in_korean_carry_the_numbers(records):
+    ref_recs, cur_recs = records
+    long = [r for r in cur_recs if len(r["text"] or "") >= 30]
+    report = drift_report(reference_frame(ref_recs), current_frame(long), T)
+    length = check(report, "length_psi")
+    text = finding_ko(length)
+    assert length["verdict"] == "crossed" and length["p_value"] < 1e-6 and length["n"] == len(long)
+    assert f"PSI {length['value']:.3f}" in text and f"{length['median_chars']:.0f}자" in text
+    assert "기준을 벗어났고" in text and f"{len(long):,}건" in text
+    share = finding_ko(check(report, "positive_share"))
+    assert share.endswith("기준 이내입니다.") and "긍정 예측 비율" in share
+    for c in report["checks"]:  # Korean sentences: no English words, only the names PSI and p
+        assert not set(re.findall(r"[A-Za-z]+", finding_ko(c))) - {"PSI", "p", "e"}, finding_ko(c)
+    # a report stored before checks had a verdict or a p-value
+    old = {"name": "score_psi", "value": 0.31, "reference": 0.0, "threshold": 0.2, "crossed": True,
+           "detail": "Score distribution PSI 0.310 exceeds the threshold 0.20."}
+    assert finding_ko(old) == ("예측 점수 분포의 PSI 0.310: 임계값 0.20 기준을 벗어났고, "
+                               "우연으로 보기 어려운 차이입니다 (검정 없음).")
+    assert finding_ko(old | {"crossed": False, "value": None}) == "비교할 데이터가 없습니다."
