@@ -108,6 +108,8 @@ class CrawlSettings(Group):
     backoff_max: float = Field(30.0, ge=0.0)
     max_failures: int = Field(3, ge=1, description="Failed movies in a row before a source stops.")
     max_pages: int = Field(50, ge=1, description="Pages per movie and run (again as many to back-fill).")
+    label_expectations: bool = Field(False, description="Give a Megabox 기대평 (written before the film was seen) "
+                                     "a training label from its score, as a 관람평 gets.")
 
 
 class SiteSettings(Group):
@@ -137,9 +139,14 @@ class MegaboxSettings(SiteSettings):
     reviews_path: str = "/on/oh/oha/Movie/selectOneLnList.do"
     review_page_path: str = "/movie-detail/comment?rpstMovieNo={code}&page={page}"
     page_size: int = 10
-    id_field: str = "oneLnEvalNo"
-    score_field: str = "evalPoint"
-    review_selector: str = ".story-box .story-wrap.review"
+    # the fields the site's own scripts read (../shared/docs/sources.md, "Megabox, corrected")
+    id_field: str = "onelnEvalNo"
+    score_field: str = "spointScore"
+    kind_field: str = "onelnEvalDivCd"
+    expectation_code: str = Field("EXPE", description="The kind field's value of a 기대평; any other is a 관람평.")
+    aspects_field: str = Field("topScorePoint", description="HTML naming the points the reviewer ticked.")
+    # 관람평 (class review) and 기대평 (class preview) boxes alike
+    review_selector: str = ".story-box .story-wrap"
 
 
 # --- operations ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Everything runs over real HTTP (httpx) against one `TestSite` started on a free 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import threading
@@ -158,20 +159,25 @@ def test_megabox_comment_html(site, client):
         assert r.status_code == 200
         soup = BeautifulSoup(r.text, "lxml")
         for li in soup.select("div.movie-idv-story ul li.oneContentTag"):
-            wrap = li.select_one(".story-box .story-wrap.review")
+            wrap = li.select_one(".story-box .story-wrap")
+            # as the real page: a 기대평's box has class preview, the id sits on the like button
             seen.append({
-                "id": wrap["data-no"],
+                "id": wrap.select_one("button.oneLikeBtn")["data-no"],
                 "text": wrap.select_one(".story-txt").get_text(),
                 "score": int(wrap.select_one(".story-point span").get_text()),
                 "date": li.select_one(".story-date span").get_text(),
+                "kind": "expectation" if "preview" in wrap["class"] else "review",
+                "aspects": [em.get_text() for em in wrap.select(".story-recommend em")] or None,
             })
         nav = soup.select_one("nav.pagination")
         assert nav.select_one("strong.active").get_text() == str(page)
         assert [a["pagenum"] for a in nav.select("a[pagenum]")] == ["2" if page == 1 else "1"]
     assert seen == [
-        {"id": e["id"], "text": e["text"], "score": e["rating"], "date": e["posted"].strftime("%Y.%m.%d %H:%M")}
+        {"id": e["id"], "text": e["text"], "score": e["rating"], "date": e["posted"].strftime("%Y.%m.%d %H:%M"),
+         "kind": e["kind"], "aspects": e["aspects"]}
         for e in expected
     ]
+    assert {e["kind"] for e in expected} == {"review", "expectation"} and any(e["aspects"] for e in expected)
     assert client.get(ts.MEGABOX_COMMENT, params={"rpstMovieNo": "11111111"}).status_code == 404
 
 
@@ -244,12 +250,21 @@ def test_megabox_json_endpoints(site, client):
     assert len(first["list"]) == 10 and len(second["list"]) == 5 and past["list"] == []
     items = first["list"] + second["list"]
     for item, exp in zip(items, expected, strict=True):
-        assert set(item) >= {"oneLnEvalNo", "onelnEvalCn", "evalPoint", "rcmmCnt", "fullLstUptDt", "movieNo"}
-        assert isinstance(item["oneLnEvalNo"], str) and item["oneLnEvalNo"] == exp["id"]
+        # the fields Megabox's own review script reads (../shared/docs/sources.md, "Megabox, corrected")
+        assert set(item) >= {"onelnEvalNo", "onelnEvalCn", "spointScore", "onelnEvalDivCd", "topScorePoint",
+                             "rcmmCnt", "fstRegDt", "lstUptDt", "movieNo", "movieNm"}
+        assert isinstance(item["onelnEvalNo"], str) and item["onelnEvalNo"] == exp["id"]
         assert item["onelnEvalCn"] == exp["text"]
-        assert item["evalPoint"] == exp["rating"] == exp["score"] and 1 <= item["evalPoint"] <= 10
+        assert int(item["spointScore"]) == exp["rating"] == exp["score"] and 1 <= exp["score"] <= 10
+        assert item["onelnEvalDivCd"] == ("EXPE" if exp["kind"] == "expectation" else "PREV")
+        points = BeautifulSoup(html.unescape(item["topScorePoint"]), "lxml").select("span")
+        assert [p.get_text() for p in points] == (exp["aspects"] or [])
         assert isinstance(item["rcmmCnt"], int) and item["movieNo"] == code
-        assert datetime.strptime(item["fullLstUptDt"], "%Y.%m.%d %H:%M") == exp["posted"].replace(second=0)
+        assert datetime.strptime(item["fstRegDt"], "%Y.%m.%d %H:%M") == exp["posted"].replace(second=0)
+    # some of each: 기대평 and 관람평, scores as numbers and as strings, none, one and two points ticked
+    assert {i["onelnEvalDivCd"] for i in items} == {"EXPE", "PREV"}
+    assert {type(i["spointScore"]) for i in items} == {int, str}
+    assert {len(e["aspects"] or []) for e in expected} == {0, 1, 2}
     # numbers as ints work too; unknown movie is empty
     r = client.post(ts.MEGABOX_REVIEWS, json={**MB_BODY, "movieNo": code, "currentPage": 2, "recordCountPerPage": 10})
     assert r.json()["list"] == second["list"]

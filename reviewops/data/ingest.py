@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
 
-from reviewops.data.labels import LabelPolicy
+from reviewops.data.labels import LabelPolicy, gets_label
 from reviewops.errors import InputError
 from reviewops.progress import progress
 from reviewops.store.batches import close_orphaned
 from reviewops.store.db import insert_new
-from reviewops.store.models import CollectionBatch, Movie, Review, utcnow
+from reviewops.store.models import REVIEW, CollectionBatch, Movie, Review, utcnow
 from reviewops.text.clean import Cleaner, CleanResult, dedup_key
 
 CHUNK = 5_000
@@ -52,6 +52,8 @@ class RawReview:
     movie_title: str | None = None
     raw_ref: str | None = None
     where: str = ""  # file:line, for error messages
+    kind: str = REVIEW  # or EXPECTATION: a Megabox 기대평, written before the film was seen
+    aspects: tuple[str, ...] | None = None  # the points the reviewer ticked (Megabox), Korean names
 
 
 @dataclass
@@ -234,10 +236,13 @@ class ReviewWriter:
     """Cleans, labels, deduplicates and inserts reviews of one batch, a chunk at a time.
 
     Shared by corpus ingest and the crawlers: what a review becomes in the store is decided here.
+    `label_expectations`: label a 기대평 from its score too (data.labels.gets_label).
     """
 
-    def __init__(self, session: Session, batch: CollectionBatch, cleaner: Cleaner, policy: LabelPolicy) -> None:
+    def __init__(self, session: Session, batch: CollectionBatch, cleaner: Cleaner, policy: LabelPolicy,
+                 label_expectations: bool = False) -> None:
         self.session, self.batch, self.cleaner, self.policy = session, batch, cleaner, policy
+        self.label_expectations = label_expectations
         self.read = self.new = self.already_stored = 0
         self.labels = {"positive": 0, "negative": 0, "unlabelled": 0}
         self._movies: dict[str, int] = {}
@@ -355,6 +360,8 @@ class ReviewWriter:
             "posted_at": r.posted_at,
             "collected_at": now,
             "batch_id": self.batch.id,
+            "kind": r.kind,
+            "aspects": list(r.aspects) if r.aspects else null(),  # SQL NULL: JSON's None would store 'null'
         }
 
     def _reject(self, res: CleanResult, movie: int, key: str) -> str | None:
@@ -376,6 +383,8 @@ class ReviewWriter:
         self.already_stored += len(rows) - inserted
 
     def _label(self, r: RawReview) -> int | None:
+        if not gets_label(r.kind, self.label_expectations):
+            return None
         if r.label is not None:
             if r.label not in (0, 1):
                 raise InputError(f"{r.where}: unknown label {r.label!r} (expected 0 or 1)")

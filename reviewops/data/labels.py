@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reviewops.errors import InputError
+from reviewops.store.models import EXPECTATION
 
 POSITIVE, NEGATIVE = 1, 0
 LABEL_NAMES_KO = {POSITIVE: "긍정", NEGATIVE: "부정"}  # what users of the app and the API read
@@ -56,3 +57,11 @@ class LabelPolicy:
         except (TypeError, ValueError):
             return None
         return {2: POSITIVE, 1: NEGATIVE}.get(value)
+
+
+def gets_label(kind: str, label_expectations: bool = False) -> bool:
+    """Whether a review of `kind` (`Review.kind`) may get a training label at all. A Megabox 기대평
+    ("expectation") is written before the film is seen: its score rates a trailer or a cast, not the film,
+    so it is stored and shown but left unlabelled unless `label_expectations`
+    (REVIEWOPS_CRAWL_LABEL_EXPECTATIONS)."""
+    return kind != EXPECTATION or label_expectations

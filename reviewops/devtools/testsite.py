@@ -59,6 +59,7 @@ from starlette.routing import Route
 
 from reviewops.devtools.render import asset, escape, render
 from reviewops.resources import sample_corpus
+from reviewops.store.models import ASPECTS, EXPECTATION, REVIEW
 
 __all__ = ["FAULT_MODES", "SOURCES", "TestSite", "serve"]
 
@@ -120,8 +121,27 @@ class _Review:
 
     @property
     def megabox_no(self) -> str:
-        """Megabox's string ``oneLnEvalNo``: stable, derived from the Naver review id."""
+        """Megabox's string ``onelnEvalNo``: stable, derived from the Naver review id."""
         return f"{self.review_id:010d}"
+
+    @property
+    def megabox_kind(self) -> str:
+        """Megabox's ``onelnEvalDivCd``: every fifth review (by Naver id) is a 기대평 (``EXPE``), the rest
+        관람평 (``PREV``)."""
+        return "EXPE" if self.review_id % 5 == 0 else "PREV"
+
+    @property
+    def megabox_points(self) -> tuple[str, ...]:
+        """The zero to two points (of 연출, 스토리, 영상미, 배우, OST) the reviewer ticked: deterministic."""
+        h = (self.review_id * 2654435761) % 2**32
+        first, second = h % len(ASPECTS), (h // 7) % len(ASPECTS)
+        return {0: (), 1: (ASPECTS[first],)}.get(h % 3, tuple(dict.fromkeys((ASPECTS[first], ASPECTS[second]))))
+
+    @property
+    def megabox_score(self) -> int | str:
+        """Megabox's ``spointScore``: the 1-10 rating, for every third review (by Naver id) a numeric string,
+        as the site's numbers sometimes are."""
+        return str(self.rating) if self.review_id % 3 == 0 else self.rating
 
     @property
     def egg_point(self) -> int:
@@ -419,9 +439,11 @@ class TestSite:
     def visible_reviews(self, source: str, code: str) -> list[dict]:
         """What the site shows now for one movie, newest first ([] for an unknown code).
 
-        Each review: ``id`` (CGV ``CommentIdx`` as a string / Megabox ``oneLnEvalNo``), ``review_id``
+        Each review: ``id`` (CGV ``CommentIdx`` as a string / Megabox ``onelnEvalNo``), ``review_id``
         (the Naver id), ``text``, ``rating`` (1-10), ``score`` (CGV ``EggPoint`` / Megabox
-        ``evalPoint``), ``author``, ``posted`` (``datetime``), ``day``, ``likes`` (Megabox ``rcmmCnt``).
+        ``spointScore``, as an int), ``author``, ``posted`` (``datetime``), ``day``, ``likes`` (Megabox
+        ``rcmmCnt``), ``kind`` (``"review"``, or ``"expectation"`` for a Megabox 기대평) and ``aspects``
+        (the Megabox points ticked, a list, or None: none ticked, and always at CGV).
         """
         movie = self._movie_map(source).get(str(code))
         if movie is None:
@@ -442,6 +464,8 @@ class TestSite:
                     "posted": r.posted,
                     "day": r.day,
                     "likes": r.likes,
+                    "kind": EXPECTATION if not cgv and r.megabox_kind == "EXPE" else REVIEW,
+                    "aspects": None if cgv else list(r.megabox_points) or None,
                 }
             )
         return out
@@ -628,17 +652,25 @@ class TestSite:
         if variant == "empty":
             return JSONResponse({"list": [], "totCnt": 0})
         code = str(data.get("movieNo", "")).strip()
-        _, reviews, total = self._megabox_page(code, page, size)
+        movie, reviews, total = self._megabox_page(code, page, size)
         text_key = RENAMED_KEYS["onelnEvalCn"] if variant == "renamed" else "onelnEvalCn"
+        # the fields the site's own review script reads (../shared/docs/sources.md, "Megabox, corrected")
         items = [
             {
-                "oneLnEvalNo": r.megabox_no,
+                "onelnEvalNo": r.megabox_no,
                 text_key: r.text,
-                "evalPoint": r.rating,
+                "spointScore": r.megabox_score,
+                "onelnEvalDivCd": r.megabox_kind,
+                "onelnEvalDivNm": "기대평" if r.megabox_kind == "EXPE" else "관람평",
+                # an HTML fragment, entity-escaped; the site's script unescapes it and shows each span as an em
+                "topScorePoint": escape("".join(f"<span>{p}</span>" for p in r.megabox_points)),
                 "rcmmCnt": r.likes,
-                "fullLstUptDt": r.posted.strftime("%Y.%m.%d %H:%M"),
-                "memberNickNm": r.author,
+                "fstRegDt": r.posted.strftime("%Y.%m.%d %H:%M"),
+                "lstUptDt": "",
+                "loginId": r.author,
+                "viewType": "TYPE01",
                 "movieNo": code,
+                "movieNm": movie.title if movie else "",
             }
             for r in reviews
         ]
@@ -659,7 +691,10 @@ class TestSite:
         txt_cls = RENAMED_CLASSES["story-txt"] if variant == "renamed" else "story-txt"
         items = [
             render("megabox_review.html", author=escape(r.author), no=r.megabox_no, rating=r.rating,
-                   text_class=txt_cls, text=escape(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"))
+                   text_class=txt_cls, text=escape(r.text), posted=r.posted.strftime("%Y.%m.%d %H:%M"),
+                   kind=escape(r.megabox_kind), kind_class="preview" if r.megabox_kind == "EXPE" else "review",
+                   kind_name="기대평" if r.megabox_kind == "EXPE" else "관람평",
+                   points="".join(f"<em>{escape(p)}</em>" for p in r.megabox_points))
             for r in reviews
         ]
         body = render("megabox_comment.html", title=escape(movie.title), items="\n".join(items),

@@ -307,7 +307,8 @@ def _crawl_movie(settings, source, m, sessions, cleaner, policy, batch_id, resul
     # one transaction per movie: all of its new reviews and its progress, or nothing
     before = dict(cleaner.counts)
     with sessions() as s:
-        writer = ReviewWriter(s, SimpleNamespace(source=source.name, id=batch_id), cleaner, policy)
+        writer = ReviewWriter(s, SimpleNamespace(source=source.name, id=batch_id), cleaner, policy,
+                              label_expectations=settings.crawl.label_expectations)
         writer.add(list(fresh.values()))
         if details:
             s.execute(update(Movie).where(Movie.source == source.name, Movie.source_movie_id == m.code)

@@ -5,7 +5,9 @@ settings."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
+from html import unescape
 
 from bs4 import BeautifulSoup
 
@@ -23,6 +25,7 @@ from reviewops.sources.base import (
     stable_id,
 )
 from reviewops.sources.http import PoliteClient
+from reviewops.store.models import EXPECTATION, REVIEW
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +65,24 @@ class MegaboxSource(Source):
         items = need(doc, "list", what)
         if not isinstance(items, list):
             raise ParseError(f"{what}: field 'list' should be a list")
-        out = []
-        for i, item in enumerate(items):
-            where = f"{what}, list[{i}]"
-            text = str(need(item, "onelnEvalCn", where))
-            posted = parse_time(item.get("fullLstUptDt"))
-            rid = item.get(self.s.megabox.id_field)
-            out.append(RawReview(
-                source_review_id=str(rid) if rid not in (None, "") else stable_id(movie.code, text, posted),
-                source_movie_id=movie.code, movie_title=movie.title, text=text,
-                rating=_rating(item.get(self.s.megabox.score_field)), posted_at=posted, raw_ref=ref, where=where))
+        out = [self._review(item, movie, ref, f"{what}, list[{i}]") for i, item in enumerate(items)]
         return Page(out, int_or_none(doc.get("totCnt")))  # `need` proved doc a dict
+
+    def _review(self, item: object, movie: MovieRef, ref: str, where: str) -> RawReview:
+        """One item of `list`, read as the site's own script reads it (sources.md, "Megabox, corrected")."""
+        f = self.s.megabox
+        text = need(item, "onelnEvalCn", where)
+        rid = need(item, f.id_field, where)
+        if rid in (None, "") or isinstance(rid, bool | dict | list):
+            raise ParseError(f"{where}: field {f.id_field!r} is not a review id: {rid!r}")
+        kind = EXPECTATION if str(need(item, f.kind_field, where)).strip() == f.expectation_code else REVIEW
+        # the site shows the last edit's date, else the first post's
+        posted = next((t for t in map(parse_time, (item.get("lstUptDt"), item.get("fstRegDt"),
+                                                   item.get("fullLstUptDt"))) if t), None)
+        return RawReview(source_review_id=str(rid), source_movie_id=movie.code, movie_title=movie.title,
+                         text=str(text if text is not None else ""), rating=score(item.get(f.score_field), where),
+                         posted_at=posted, raw_ref=ref, where=where, kind=kind,
+                         aspects=_item_points(item, f.aspects_field, where))
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         url = self.base + self.s.megabox.review_page_path.format(code=movie.code, page=page)
@@ -83,6 +93,8 @@ class MegaboxSource(Source):
 
 
 def parse_review_page(html: str, movie: MovieRef, ref: str, selector: str) -> list[RawReview]:
+    """Reviews of the comment page as the site renders them: `.story-wrap.review` a 관람평, `.preview` a 기대평,
+    the id in a `data-no` (of the box or of its like button), the ticked points in `.story-recommend`."""
     soup = BeautifulSoup(html, "lxml")
     out = []
     for i, el in enumerate(soup.select(selector)):
@@ -92,17 +104,72 @@ def parse_review_page(html: str, movie: MovieRef, ref: str, selector: str) -> li
             raise ParseError(f"{where}: no '.story-txt' element")
         text = text_el.get_text(" ", strip=True)
         score_el = el.select_one(".story-point span")
+        expectation = "preview" in (el.get("class") or [])
         holder = el.find_parent("li") or el
-        date_el = holder.select_one(".story-date span")
+        date_el = (holder.select_one(".story-date .preview span" if expectation else ".story-date .review span")
+                   or holder.select_one(".story-date span"))
         posted = parse_time(date_el.get_text(strip=True) if date_el else None)
-        out.append(RawReview(source_review_id=el.get("data-no") or stable_id(movie.code, text, posted),
+        no_el = el if el.get("data-no") else el.select_one("[data-no]")
+        points = points_of([p.get_text(strip=True) for p in el.select(".story-recommend em, .story-recommend span")])
+        out.append(RawReview(source_review_id=(no_el.get("data-no") if no_el else None)
+                             or stable_id(movie.code, text, posted),
                              source_movie_id=movie.code, movie_title=movie.title, text=text,
-                             rating=_rating(score_el.get_text(strip=True) if score_el else None), posted_at=posted,
-                             raw_ref=ref, where=where))
+                             rating=score(score_el.get_text(strip=True) if score_el else None, where),
+                             posted_at=posted, raw_ref=ref, where=where,
+                             kind=EXPECTATION if expectation else REVIEW, aspects=points))
     return out
 
 
-def _rating(value: object) -> int | None:
-    """A 1–10 score, or None when the site gives none or something else."""
-    r = int_or_none(value)
-    return r if r is not None and 1 <= r <= 10 else None
+# --- the points a reviewer ticks ---------------------------------------------------------------------
+
+# the site's names and codes of its points (its charts call 연출 "감독", code DIRTOR) → the store's names
+POINT_NAMES = {"연출": "연출", "감독": "연출", "DIRTOR": "연출", "DIRECTOR": "연출", "스토리": "스토리",
+               "STORY": "스토리", "영상미": "영상미", "VIDEO": "영상미", "배우": "배우", "ACTOR": "배우", "OST": "OST"}
+# what the site sends when a review is written (1 = ticked), in case a list item carries them instead
+POINT_FLAGS = {"dirtorScore": "연출", "storyScore": "스토리", "videoScore": "영상미", "actorScore": "배우",
+               "ostScore": "OST"}
+MAX_POINT_CHARS = 20  # a longer "name" is not a point but text the site put there
+
+
+def score(value: object, where: str) -> int | None:
+    """The reviewer's 1–10 score (`spointScore`, a number or a numeric string); None when none was given
+    (missing, empty or 0). Anything else is not the site's scale: a ParseError."""
+    if value in (None, ""):
+        return None
+    try:
+        number = float(str(value).strip()) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number == 0:
+        return None
+    if number is None or not number.is_integer() or not 1 <= number <= 10:
+        raise ParseError(f"{where}: score {value!r} is not on the site's 1–10 scale")
+    return int(number)
+
+
+def points_of(names: list[str]) -> tuple[str, ...] | None:
+    """The store's names of the points named, each once, in order; None when none is. A name the site may
+    add one day is kept as the site writes it (the movie page lists it after the known five); an empty or
+    over-long one is skipped."""
+    out: dict[str, None] = {}
+    for name in names:
+        name = name.strip()
+        known = POINT_NAMES.get(name) or POINT_NAMES.get(name.upper())
+        if known or 0 < len(name) <= MAX_POINT_CHARS:
+            out[known or name] = None
+    return tuple(out) or None
+
+
+def _item_points(item: dict, field: str, where: str) -> tuple[str, ...] | None:
+    """The points of a list item: the HTML fragment in `field` (`<span>연출</span><span>OST</span>`, possibly
+    entity-escaped as the site sends it), or the write form's flags; None when it names none."""
+    value = item.get(field)
+    if value is None:
+        return points_of([name for flag, name in POINT_FLAGS.items() if int_or_none(item.get(flag)) == 1])
+    if isinstance(value, list):  # a list of names: tolerated
+        return points_of([str(v) for v in value])
+    if not isinstance(value, str):
+        raise ParseError(f"{where}: field {field!r} should be an HTML string of points, got {type(value).__name__}")
+    fragment = BeautifulSoup(unescape(value), "lxml")
+    tags = [t.get_text(strip=True) for t in fragment.find_all(["span", "em", "i", "b", "strong"])]
+    return points_of(tags if tags else re.split(r"[,·/|\s]+", fragment.get_text(" ")))
