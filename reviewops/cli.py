@@ -271,12 +271,13 @@ def pipeline_run(
 @_cli
 def predict(
     input: Annotated[Path, typer.Option("--input", help="TSV or CSV with columns id and document.")],
-    output: Annotated[Path, typer.Option("--output", help="TSV to write: id, label (1 positive), score.")],
+    output: Annotated[Path, typer.Option("--output", help="TSV to write: id, label (1 positive), score, verdict "
+                                         "(긍정, 부정 or 애매함), flags (e.g. empty, no_hangul).")],
     model_uri: Annotated[str | None, typer.Option(help="Model URI or folder (default: the champion).")] = None,
 ) -> None:
     """Predict the sentiment of every review in a file."""
     from reviewops.models.pyfunc import load_predictor
-    from reviewops.predict import predict_file, read_reviews
+    from reviewops.predict import Band, predict_file, read_reviews
     from reviewops.registry.mlflow_registry import configure
 
     settings = get_settings()
@@ -285,8 +286,9 @@ def predict(
     if uri.startswith(("models:/", "runs:/")):
         configure(settings)
     predictor = load_predictor(uri)
-    summary = predict_file(predictor, reviews, output, settings.predict_batch_size)
-    err.print(f"{summary.rows:,} reviews → {output} ({summary.positive:,} positive) in {summary.seconds:.2f}s "
+    summary = predict_file(predictor, reviews, output, settings.predict_batch_size, Band.from_settings(settings))
+    err.print(f"{summary.rows:,} reviews → {output} ({summary.positive:,} positive, {summary.uncertain:,} "
+              f"uncertain) in {summary.seconds:.2f}s "
               f"({summary.per_second:,.0f} reviews/s) with {uri}")
 
 
@@ -420,47 +422,31 @@ def up(
     bootstrap: Annotated[bool, typer.Option(help="Ingest the bundled sample when the review store is empty.")] = True,
 ) -> None:
     """The whole platform on this machine without Docker: Airflow standalone, the MLflow server, the test
-    site and the Slack stand-in. Ctrl-C stops everything."""
-    import signal
-    import time
-
-    from reviewops.devtools.launcher import stop
-    from reviewops.devtools.launcher import up as start
+    site and the Slack stand-in. Ctrl-C (or one SIGTERM to the process group) stops everything."""
+    from reviewops.devtools import launcher
     from reviewops.notify.slack import Notifier
-    from reviewops.platform import airflow_password_file
 
     settings = get_settings()
     use_standin = slack_standin and Notifier(settings).mode == "log"
     ports = {"proxy": proxy_port, "api": api_port, "streamlit": app_port, "airflow": airflow_port,
              "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    services = start(settings, ports, test_site=test_site, slack_standin=use_standin,
-                     echo=lambda m: out.print(m, style="dim"), bootstrap=bootstrap)
-    try:
+    launcher.stop_on_signals()  # also when started in the background
+    services = launcher.up(settings, ports, test_site=test_site, slack_standin=use_standin,
+                           echo=lambda m: out.print(m, style="dim"), bootstrap=bootstrap)
+
+    def announce() -> None:
         table = Table(title="ReviewOps is up (Ctrl-C stops it)", title_justify="left")
         table.add_column("service")
         table.add_column("URL")
         for s in services:
             table.add_row(s.name, s.url)
         out.print(table)
-        from reviewops.proxy import ensure_credentials
+        out.print(launcher.access(settings, proxy_port))
 
-        user, _, _, proxy_password = ensure_credentials(settings.home / "nginx")
-        out.print(f"Open the platform at http://127.0.0.1:{proxy_port}/ (the app; /api/, /mlflow/, /airflow/)\n"
-                  f"/mlflow/ and /airflow/ ask for the proxy's login: {user}; its password is in {proxy_password}\n"
-                  f"Airflow's own login: admin; its password is in {airflow_password_file(settings)}\n"
-                  f"Logs: {settings.home / 'logs'}\n"
-                  "Trigger the daily cycle in the Airflow UI (reviews_collect → reviews_score → sentiment_train), "
-                  "or wait for the schedules.")
-        while all(s.proc.poll() is None for s in services):
-            time.sleep(1)
-        dead = [s.name for s in services if s.proc.poll() is not None]
+    dead = launcher.supervise(services, echo=out.print, announce=announce)
+    if dead:
         err.print(f"[bold red]stopped:[/] {', '.join(dead)} exited; see {settings.home / 'logs'}")
         raise typer.Exit(1)
-    finally:
-        out.print("stopping...")
-        stop(services)
 
 
 @app.command()
@@ -529,7 +515,8 @@ def proxy(
     p = front.prepare(settings.home / "nginx", listen,
                       {"streamlit": streamlit, "api": api, "mlflow": mlflow, "airflow": airflow}, **tls)
     https = f", HTTPS on {tls_listen}" if tls else ""
-    out.print(f"proxy on {p.url}{https}; /mlflow/ and /airflow/ login: {p.user}, password in {p.password_file}")
+    out.print(f"proxy on {p.url}{https}; /mlflow/ login: {p.user}, password in {p.password_file} (/airflow/: "
+              "Airflow's own login)")
     os.execv(p.argv[0], p.argv)
 
 

@@ -175,6 +175,8 @@ class ApiSettings(Group):
                                           "request's headers within this is closed (slow clients).")
     body_timeout_seconds: float = Field(30.0, gt=0.0, description="A request body not received within "
                                         "this gets 408 and the connection is closed (slow clients).")
+    max_explain_texts: int = Field(100, ge=1, description="Most texts in one /v1/predict request that asks "
+                                   "for explanations (explaining costs more than predicting).")
 
 
 class ServeSettings(Group):
@@ -183,6 +185,16 @@ class ServeSettings(Group):
         2.0, ge=0.0, description="Transformer micro-batching: how long an idle model waits for more texts."
     )
     prefer_onnx: bool = Field(True, description="Serve a transformer's ONNX int8 export on CPU when present.")
+    uncertain_low: float = Field(0.35, ge=0.0, le=1.0, description="A score (P(positive)) from this to "
+                                 "uncertain_high is answered 애매함 instead of a label.")
+    uncertain_high: float = Field(0.65, ge=0.0, le=1.0, description="Upper end of the uncertain band.")
+
+    @model_validator(mode="after")
+    def _band_in_order(self) -> ServeSettings:
+        if self.uncertain_low > self.uncertain_high:
+            raise ValueError(f"serve.uncertain_low ({self.uncertain_low}) is above serve.uncertain_high "
+                             f"({self.uncertain_high})")
+        return self
 
 
 class TlsSettings(Group):

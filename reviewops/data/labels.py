@@ -10,6 +10,16 @@ from reviewops.store.models import EXPECTATION
 POSITIVE, NEGATIVE = 1, 0
 LABEL_NAMES_KO = {POSITIVE: "긍정", NEGATIVE: "부정"}  # what users of the app and the API read
 LABEL_IDS_KO = {name: label for label, name in LABEL_NAMES_KO.items()}
+# A prediction's verdict is its label's name, or this when the score sits in the uncertain band or the
+# input is outside what the model knows (`reviewops.predict`).
+VERDICT_UNCERTAIN = "애매함"
+# Why an input is outside what the model knows: the codes the API and the CLI answer, and their Korean.
+FLAG_NAMES_KO = {
+    "empty": "빈 텍스트",
+    "no_hangul": "한글 없음",
+    "emoji_only": "이모지·기호만",
+    "mostly_unseen": "모르는 단어가 대부분",
+}
 
 
 @dataclass(frozen=True)
