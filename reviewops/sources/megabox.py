@@ -11,6 +11,7 @@ from html import unescape
 
 from bs4 import BeautifulSoup
 
+from reviewops.config import MegaboxSettings
 from reviewops.data.ingest import RawReview
 from reviewops.sources.base import (
     Archive,
@@ -65,24 +66,8 @@ class MegaboxSource(Source):
         items = need(doc, "list", what)
         if not isinstance(items, list):
             raise ParseError(f"{what}: field 'list' should be a list")
-        out = [self._review(item, movie, ref, f"{what}, list[{i}]") for i, item in enumerate(items)]
+        out = [parse_item(item, movie, ref, f"{what}, list[{i}]", self.s.megabox) for i, item in enumerate(items)]
         return Page(out, int_or_none(doc.get("totCnt")))  # `need` proved doc a dict
-
-    def _review(self, item: object, movie: MovieRef, ref: str, where: str) -> RawReview:
-        """One item of `list`, read as the site's own script reads it (sources.md, "Megabox, corrected")."""
-        f = self.s.megabox
-        text = need(item, "onelnEvalCn", where)
-        rid = need(item, f.id_field, where)
-        if rid in (None, "") or isinstance(rid, bool | dict | list):
-            raise ParseError(f"{where}: field {f.id_field!r} is not a review id: {rid!r}")
-        kind = EXPECTATION if str(need(item, f.kind_field, where)).strip() == f.expectation_code else REVIEW
-        # the site shows the last edit's date, else the first post's
-        posted = next((t for t in map(parse_time, (item.get("lstUptDt"), item.get("fstRegDt"),
-                                                   item.get("fullLstUptDt"))) if t), None)
-        return RawReview(source_review_id=str(rid), source_movie_id=movie.code, movie_title=movie.title,
-                         text=str(text if text is not None else ""), rating=score(item.get(f.score_field), where),
-                         posted_at=posted, raw_ref=ref, where=where, kind=kind,
-                         aspects=_item_points(item, f.aspects_field, where))
 
     def _rendered_page(self, movie: MovieRef, page: int) -> list[RawReview]:
         url = self.base + self.s.megabox.review_page_path.format(code=movie.code, page=page)
@@ -90,6 +75,25 @@ class MegaboxSource(Source):
             html = browser.render(url, ".pagination, " + self.s.megabox.review_selector)
         ref = self.archive.put(movie.code, f"rendered-p{page}", html.encode("utf-8"), "html")
         return parse_review_page(html, movie, ref, self.s.megabox.review_selector)
+
+
+def parse_item(item: object, movie: MovieRef, ref: str, where: str, f: MegaboxSettings) -> RawReview:
+    """One item of the reviews' `list`, read as the site's own script reads it (../shared/docs/sources.md,
+    "Megabox, corrected"); `f` names the fields. No id, text or kind is not the site's shape: a ParseError."""
+    text = need(item, "onelnEvalCn", where)
+    if not isinstance(text, str):
+        raise ParseError(f"{where}: field 'onelnEvalCn' should be the review's text, got {type(text).__name__}")
+    rid = need(item, f.id_field, where)
+    if rid in (None, "") or isinstance(rid, bool | dict | list):
+        raise ParseError(f"{where}: field {f.id_field!r} is not a review id: {rid!r}")
+    kind = EXPECTATION if str(need(item, f.kind_field, where)).strip() == f.expectation_code else REVIEW
+    # the site shows the last edit's date, else the first post's
+    posted = next((t for t in map(parse_time, (item.get("lstUptDt"), item.get("fstRegDt"),
+                                               item.get("fullLstUptDt"))) if t), None)
+    return RawReview(source_review_id=str(rid), source_movie_id=movie.code, movie_title=movie.title,
+                     text=text, rating=score(item.get(f.score_field), where),
+                     posted_at=posted, raw_ref=ref, where=where, kind=kind,
+                     aspects=_item_points(item, f.aspects_field, where))
 
 
 def parse_review_page(html: str, movie: MovieRef, ref: str, selector: str) -> list[RawReview]:
