@@ -16,6 +16,7 @@ from reviewops.sources.http import FetchError, PoliteClient, Politeness
 from reviewops.store import db
 from reviewops.store.models import CollectionBatch, Movie, Review
 from reviewops.store.objects import open_store
+from reviewops.store.queries import aspect_summary
 from tests.conftest import crawler_settings
 
 
@@ -285,3 +286,36 @@ def test_the_delay_holds_across_clients_that_share_the_lock_folder(site, crawl_s
     assert list((tmp_path / "locks").glob("*.lock"))
     alone = gaps(None)  # without the shared folder each client only paces itself: requests overlap
     assert min(alone) < delay * 0.5, alone
+
+
+@pytest.mark.parametrize("label_expectations", [False, True])
+def test_megabox_kind_and_points_reach_the_store(site, db_url, crawl_settings, monkeypatch, label_expectations):
+    """A 기대평 is stored as kind "expectation" with no label (unless REVIEWOPS_CRAWL_LABEL_EXPECTATIONS), the
+    ticked points as aspects, scores sent as numbers or strings as ratings; the film's aspect summary reads them."""
+    s, _ = site
+    s.set_day(2)
+    monkeypatch.setenv("REVIEWOPS_CRAWL_LABEL_EXPECTATIONS", str(label_expectations).lower())
+    reset_settings()
+    (result,) = crawl(Settings(), sources=("megabox",))
+    assert result.status == "succeeded"
+    shown = {r["id"]: r for m in s.movies("megabox") for r in s.visible_reviews("megabox", m["code"])}
+    assert {r["kind"] for r in shown.values()} == {"review", "expectation"}  # the site shows both
+    with db.session_scope(crawl_settings.db_url) as sess:
+        stored = {r.source_review_id: r for r in sess.execute(
+            sa.select(Review.source_review_id, Review.kind, Review.aspects, Review.rating, Review.label,
+                      Review.reject_reason).where(Review.source == "megabox"))}
+        films = dict(sess.execute(sa.select(Movie.source_movie_id, Movie.id).where(Movie.source == "megabox")).all())
+        summaries = {code: {a["aspect"]: a["reviews"] for a in aspect_summary(sess, films[code])} for code in films}
+    assert stored.keys() == shown.keys()
+    for rid, r in stored.items():
+        site_review = shown[rid]
+        assert (r.kind, r.aspects, r.rating) == (site_review["kind"], site_review["aspects"], site_review["rating"])
+        by_rating = 1 if r.rating >= 9 else 0 if r.rating <= 4 else None
+        unlabelled = r.kind == "expectation" and not label_expectations
+        assert r.label == (None if unlabelled else by_rating), rid
+    assert any(r.kind == "expectation" and r.label is not None for r in stored.values()) == label_expectations
+    for m in s.movies("megabox"):
+        kept = [r for rid, r in stored.items() if r.kind == "review" and r.reject_reason is None
+                and shown[rid] in s.visible_reviews("megabox", m["code"])]
+        assert summaries[m["code"]] == {a: sum(a in (r.aspects or []) for r in kept)
+                                        for a in ("연출", "스토리", "영상미", "배우", "OST")}

@@ -42,6 +42,10 @@ def test_labels_follow_the_nsmc_policy(db_url, settings, tmp_path):
     with db.session_scope(db_url) as s:
         got = dict(s.execute(sa.select(Review.rating, Review.label)).all())
     assert got == {1: 0, 2: 0, 3: 0, 4: 0, 5: None, 6: None, 7: None, 8: None, 9: 1, 10: 1}
+    # the NAVER corpus has neither 기대평 nor ticked points: every review a 관람평, aspects SQL NULL (not JSON null)
+    assert _count(db_url, Review, Review.kind == "review", Review.aspects.is_(None)) == 10
+    with db.session_scope(db_url) as s:
+        assert s.scalar(sa.text("SELECT count(*) FROM reviews WHERE aspects IS NULL")) == 10
 
 
 def test_a_nul_character_is_removed_not_fatal(db_url, settings, tmp_path):
