@@ -5,14 +5,15 @@ fills it in. One server:
 
 * `/` → Streamlit (its websocket, `/_stcore/stream`, upgraded);
 * `/api/` → FastAPI with the prefix removed, rate limited per client address;
-* `/mlflow/` → MLflow and `/airflow/` → Airflow, paths unchanged, behind HTTP basic auth;
+* `/mlflow/` → MLflow behind HTTP basic auth, its bare folder turned to the registered model's page;
+* `/airflow/` → Airflow, whose own login is the only one; its pages default to the platform's time zone;
 * gzip, security headers on every answer, no version in `Server`, a request body limit;
 * `/_proxy/health` answered by nginx itself.
 
 Everything nginx writes (pid, logs, temporary bodies) lives under one runtime folder, so any user
 runs it in the foreground: `nginx -p RUNTIME/ -c RUNTIME/nginx.conf -g 'daemon off;'` (`prepare`
 returns that command line). The basic-auth password is generated once (`ensure_credentials`) and
-kept, readable only by its owner, in the runtime folder.
+kept, readable only by its owner, in the runtime folder; `ensure_secret` keeps any such secret.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
+from reviewops.config import TIMEZONE, get_settings
 from reviewops.errors import ConfigError
 from reviewops.resources import nginx_template
 
@@ -41,6 +44,7 @@ _SIZE = re.compile(r"^\d+[kKmMgG]?$")
 _RATE = re.compile(r"^\d+r/[sm]$")
 _USER = re.compile(r"^[A-Za-z0-9._-]+$")
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_TIME_ZONE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
 
 
 def _address(value: str | int, what: str) -> str:
@@ -96,7 +100,8 @@ def _tls_blocks(listen: str, tls_listen: str, cert: Path, key: Path, public_port
 def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: Path, runtime_dir: Path,
                   max_body: str = "2m", rate: str = "20r/s", burst: int = 40, *,
                   tls_listen: str | int | None = None, tls_cert: Path | None = None,
-                  tls_key: Path | None = None, tls_public_port: int = 443) -> str:
+                  tls_key: Path | None = None, tls_public_port: int = 443, model: str | None = None,
+                  ui_timezone: str = TIMEZONE) -> str:
     """The nginx configuration for these addresses and limits.
 
     `listen`: `host:port` (or a port, on 127.0.0.1) the proxy serves. `upstreams`: `host:port` (or a
@@ -106,6 +111,8 @@ def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: 
     the per-address limit of /api/ (`20r/s`, and 40 requests over it served at once; beyond → 429).
     With `tls_cert` and `tls_key`, the platform is served over HTTPS on `tls_listen` and `listen`
     redirects to it (`tls_public_port`: the port users reach HTTPS on, 443 behind compose).
+    `model`: the registered model `/mlflow/` opens on (default: the configured one). `ui_timezone`: the
+    Airflow UI's default time zone.
     """
     missing = [name for name in UPSTREAMS if name not in upstreams]
     if missing:
@@ -116,6 +123,8 @@ def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: 
         raise ConfigError(f"proxy rate limit: expected e.g. 20r/s or 600r/m, got {rate!r}")
     if not isinstance(burst, int) or burst < 1:
         raise ConfigError(f"proxy burst: expected a whole number >= 1, got {burst!r}")
+    if not _TIME_ZONE.match(ui_timezone):
+        raise ConfigError(f"time zone: expected an IANA name such as Asia/Seoul, got {ui_timezone!r}")
     values = {name: _address(upstreams[name], f"{name} upstream") for name in UPSTREAMS}
     address = _address(listen, "proxy listen address")
     values |= {"main_listen": address, "tls": "        # (plain HTTP: no TLS certificate configured)",
@@ -130,6 +139,9 @@ def render_config(listen: str | int, upstreams: dict[str, str | int], htpasswd: 
         "htpasswd": _path(htpasswd, "htpasswd file"),
         "max_body": str(max_body), "rate": str(rate), "burst": str(burst),
         "user_directive": _user_directive(),
+        # quoted: nothing in a model's name can end the nginx string, the script's string or the fragment
+        "mlflow_model": quote(model or get_settings().model.name, safe=""),
+        "ui_timezone": ui_timezone,
     }
 
     def fill(m: re.Match) -> str:
@@ -157,11 +169,11 @@ def write_config(runtime_dir: Path, text: str) -> Path:
     for sub in ("logs", "tmp", *(f"tmp/{name}" for name in TEMP_DIRS)):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
     conf = runtime_dir / "nginx.conf"
-    _atomic_write(conf, text)
+    write_private(conf, text)
     return conf
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write `path` through a temporary file beside it (mode 0600, fsynced), then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -193,7 +205,7 @@ def write_htpasswd(path: Path, user: str, password: str) -> Path:
     if proc.returncode != 0 or not hashed.startswith("$6$"):
         raise ConfigError(f"openssl passwd failed: {proc.stderr.strip() or hashed}")
     path = Path(path)
-    _atomic_write(path, f"{user}:{hashed}\n")
+    write_private(path, f"{user}:{hashed}\n")
     return path
 
 
@@ -207,12 +219,20 @@ def ensure_credentials(runtime_dir: Path, user: str = "admin") -> tuple[str, str
     runtime_dir = Path(runtime_dir)
     runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     password_file = runtime_dir / "proxy-password"
-    password = password_file.read_text(encoding="utf-8").strip() if password_file.exists() else ""
-    if not password:
-        password = secrets.token_urlsafe(18)
-        _atomic_write(password_file, password + "\n")
+    password = ensure_secret(password_file)
     htpasswd = write_htpasswd(runtime_dir / "htpasswd", user, password)
     return user, password, htpasswd, password_file
+
+
+def ensure_secret(path: Path, nbytes: int = 18) -> str:
+    """The secret kept in `path` (its first line); a new random one, written there (mode 0600, folder
+    created), when the file is missing or empty."""
+    path = Path(path)
+    secret = path.read_text(encoding="utf-8").strip() if path.exists() else ""
+    if not secret:
+        secret = secrets.token_urlsafe(nbytes)
+        write_private(path, secret + "\n")
+    return secret
 
 
 def nginx_binary() -> str:
@@ -257,12 +277,12 @@ class Proxy:
 
 
 def prepare(runtime_dir: Path, listen: str | int, upstreams: dict[str, str | int], max_body: str = "2m",
-            rate: str = "20r/s", burst: int = 40, user: str = "admin", **tls) -> Proxy:
-    """Credentials, configuration and `nginx -t` in one step (`tls`: render_config's tls_* arguments);
-    `reviewops proxy` runs it, for `make up` and for compose."""
+            rate: str = "20r/s", burst: int = 40, user: str = "admin", **options) -> Proxy:
+    """Credentials, configuration and `nginx -t` in one step (`options`: render_config's keyword
+    arguments); `reviewops proxy` runs it, for `make up` and for compose."""
     runtime_dir = Path(runtime_dir).resolve()
     user, _, htpasswd, password_file = ensure_credentials(runtime_dir, user)
-    text = render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst, **tls)
+    text = render_config(listen, upstreams, htpasswd, runtime_dir, max_body, rate, burst, **options)
     conf = write_config(runtime_dir, text)
     check_config(conf, runtime_dir)
     address = _address(listen, "proxy listen address")

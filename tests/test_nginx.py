@@ -1,6 +1,6 @@
 """The reverse proxy (`reviewops.proxy`, `nginx/nginx.conf.template`): real nginx processes on free ports
 in front of real upstreams (uvicorn servers in threads that echo which upstream they are, the path and
-the headers they received, and accept Streamlit's websocket)."""
+the headers they received, answer a page when asked `?html`, and accept Streamlit's websocket)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from websockets.sync.client import connect as ws_connect
@@ -44,7 +44,10 @@ def echo_app(name: str) -> Starlette:
     """Answers every path with what it received; `.../big` adds a large JSON list (for gzip);
     `/_stcore/stream` is a websocket that reports its handshake, then echoes one message."""
 
-    async def echo(request: Request) -> JSONResponse:
+    async def echo(request: Request) -> JSONResponse | HTMLResponse:
+        if "html" in request.query_params:  # a page, and which Accept-Encoding reached the upstream
+            seen = request.headers.get("accept-encoding", "")
+            return HTMLResponse(f"<html><head><title>{name}</title></head><body>{seen}</body></html>")
         body = await request.body()
         out = {"upstream": name, "method": request.method, "path": request.scope["raw_path"].decode(),
                "query": request.scope["query_string"].decode(), "headers": dict(request.headers),
@@ -210,14 +213,19 @@ def test_each_route_reaches_its_upstream(client, nginx):
     assert headers["authorization"] == "Bearer admin-token"  # the API's admin endpoints need it
 
     auth = (nginx.user, nginx.password)
-    for name, path in (("mlflow", "/mlflow/ajax-api/2.0/mlflow/experiments/search"),
-                       ("airflow", "/airflow/api/v2/monitor/health")):
-        seen = client.get(path, auth=auth, headers={"X-Forwarded-Prefix": "/evil"}).json()
+    for name, path, kwargs in (("mlflow", "/mlflow/ajax-api/2.0/mlflow/experiments/search", {"auth": auth}),
+                               ("airflow", "/airflow/api/v2/monitor/health",
+                                {"headers": {"Authorization": "Bearer airflow-jwt"}})):
+        kwargs["headers"] = kwargs.get("headers", {}) | {"X-Forwarded-Prefix": "/evil"}
+        seen = client.get(path, **kwargs).json()
         assert (seen["upstream"], seen["path"]) == (name, path)
         assert seen["headers"]["host"] == f"127.0.0.1:{nginx.port}"
         assert seen["headers"]["x-forwarded-for"] == "127.0.0.1"
         assert "x-forwarded-prefix" not in seen["headers"]  # nothing was stripped
-        assert "authorization" not in seen["headers"]  # the proxy's password stays at the proxy
+        if name == "mlflow":
+            assert "authorization" not in seen["headers"]  # the proxy's password stays at the proxy
+        else:
+            assert seen["headers"]["authorization"] == "Bearer airflow-jwt"  # Airflow's own login
 
     r = client.get("/mlflow", auth=auth)  # the bare prefix redirects to the folder
     assert r.status_code == 301 and r.headers["location"].endswith("/mlflow/")
@@ -233,13 +241,42 @@ def test_streamlit_websocket_is_upgraded_through_the_proxy(nginx):
         assert ws.recv(timeout=5) == "echo:안녕"
 
 
-def test_mlflow_and_airflow_need_the_password(client, nginx):
-    for path in ("/mlflow/", "/airflow/", "/airflow/api/v2/monitor/health"):
+def test_mlflow_needs_the_password_and_airflow_has_one_login_its_own(client, nginx):
+    for path in ("/mlflow/", "/mlflow/?html", "/mlflow/ajax-api/2.0/mlflow/experiments/search"):
         r = client.get(path)
         assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Basic")
         assert client.get(path, auth=(nginx.user, "wrong-password")).status_code == 401
         assert client.get(path, auth=("root", nginx.password)).status_code == 401
         assert client.get(path, auth=(nginx.user, nginx.password)).status_code == 200
+    for path in ("/airflow/", "/airflow/auth/login/", "/airflow/api/v2/monitor/health"):
+        r = client.get(path)  # no second login in front of Airflow's own
+        assert r.status_code == 200 and "www-authenticate" not in r.headers
+
+
+def test_mlflow_opens_on_the_registered_model(client, nginx):
+    page = client.get("/mlflow/?html", auth=(nginx.user, nginx.password))
+    assert "location.replace('#/models/review-sentiment')" in page.text
+    assert "location.pathname==='/mlflow/'" in page.text  # only the bare folder, any other address stays
+    assert page.text.count("<script>") == 1 and "<title>mlflow</title>" in page.text
+    assert "gzip" not in page.text  # nginx edits the page: the upstream is asked for it uncompressed
+    assert "<script>" not in client.get("/?html").text  # the app's pages are left alone
+
+
+def test_airflow_ui_defaults_to_the_platform_time_zone(client):
+    page = client.get("/airflow/?html", headers={"Accept-Encoding": "gzip"})
+    assert page.headers["content-encoding"] == "gzip"  # compressed by nginx instead
+    assert "localStorage.getItem('timezone')||localStorage.setItem('timezone','\"Asia/Seoul\"')" in page.text
+    assert "<title>airflow</title>" in page.text and "gzip" not in page.text.split("</head>")[1]
+
+
+def test_odd_model_names_and_time_zones_cannot_break_the_config(upstreams, tmp_path):
+    _, _, htpasswd, _ = proxy.ensure_credentials(tmp_path)
+    text = proxy.render_config(8088, upstreams, htpasswd, tmp_path, model="리뷰 '모델\"; x", ui_timezone="UTC")
+    assert "#/models/%EB%A6%AC%EB%B7%B0%20%27%EB%AA%A8%EB%8D%B8%22%3B%20x'" in text
+    assert "'\\\"UTC\\\"'" in text
+    proxy.check_config(proxy.write_config(tmp_path, text), tmp_path)
+    with pytest.raises(ConfigError, match="time zone"):
+        proxy.render_config(8088, upstreams, htpasswd, tmp_path, ui_timezone='Asia/Seoul"; evil')
 
 
 def test_body_over_the_limit_is_413(client):
@@ -267,8 +304,8 @@ def test_gzip_security_headers_and_no_version(client, nginx):
     assert "content-encoding" not in client.get("/api/v1/big", headers={"Accept-Encoding": "identity"}).headers
 
     answers = [r, client.get("/"), client.get("/mlflow/"), client.get("/_proxy/health"),
-               client.post("/api/v1/predict", content=b"x" * (3 * 1024 * 1024))]
-    assert [a.status_code for a in answers] == [200, 200, 401, 200, 413]
+               client.post("/api/v1/predict", content=b"x" * (3 * 1024 * 1024)), client.get("/airflow/?html")]
+    assert [a.status_code for a in answers] == [200, 200, 401, 200, 413, 200]
     for a in answers:
         assert a.headers["server"] == "nginx"
         for name in SECURITY_HEADERS:

@@ -1,6 +1,8 @@
 """`make up` (`reviewops up`): the platform on one machine without Docker. Airflow's scheduler runs a
 triggered cycle (collect → score and train through Assets → gate → promote → Slack stand-in), and
-SIGTERM stops every process it started."""
+SIGTERM stops every process it started, also when a terminal or a supervisor signals the whole process
+group again and again. The secrets `make up` makes (the API's admin token, one login for MLflow and
+Airflow) are kept private and reused."""
 
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from reviewops.config import Settings
+from reviewops.devtools import launcher
+from reviewops.proxy import ensure_credentials
 
 BIN = Path(sys.executable).parent
 
@@ -129,12 +135,101 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
     assert [p["label"] for p in r.json()["predictions"]] == ["긍정", "부정"]
     assert httpx.get(f"{front}/mlflow/").status_code == 401
     proxy_password = (home / "nginx" / "proxy-password").read_text().strip()
-    assert httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password)).status_code == 200
-    assert httpx.get(f"{front}/airflow/", auth=("admin", proxy_password), follow_redirects=True).status_code == 200
+    landing = httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password))
+    assert landing.status_code == 302 and landing.headers["location"].endswith("#/models/review-sentiment")
+    assert httpx.get(f"{front}/mlflow/", auth=("admin", proxy_password), follow_redirects=True).status_code == 200
+    # one login for Airflow through nginx: Airflow's own, with the proxy's password
+    assert password == proxy_password
+    assert httpx.get(f"{front}/airflow/", follow_redirects=True).status_code == 200
+    through = httpx.post(f"{front}/airflow/auth/token", json={"username": "admin", "password": proxy_password})
+    assert through.status_code in (200, 201) and through.json()["access_token"]
+    # the admin token make up generated is the API's
+    token = (home / "admin-token").read_text().strip()
+    assert str(home / "admin-token") in printed.replace("\n", "") and token not in printed
+    assert httpx.post(f"{front}/api/v1/admin/reload", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert httpx.post(f"{front}/api/v1/admin/reload", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
+    # what a terminal or a supervisor does: SIGTERM to the whole process group, more than once
     proc = platform["proc"]
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(90) == 0 or proc.returncode in (1, 130)
+    for _ in range(3):
+        os.killpg(proc.pid, signal.SIGTERM)
+        time.sleep(0.3)
+    assert proc.wait(90) == 0
     time.sleep(1)
     left = {child: _pids_in_group(child) for child in platform["children"]}
     assert all(not pids for pids in left.values()), left
+
+
+# --- stopping, cheaply: the launcher's own start / supervise with two quick services, under make ------
+
+# A service that takes a while to stop (as Airflow does): a signal arriving meanwhile must not cut the
+# stopping short.
+SLOW_TO_STOP = "trap 'sleep 3; exit 0' TERM; while :; do sleep 0.1; done"
+LAUNCH = """
+import json, os, sys
+from pathlib import Path
+from reviewops.devtools import launcher
+
+ro, port, logs = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+site = f"http://127.0.0.1:{port}"
+services = [launcher.Service("testsite", [ro, "testsite", "--port", port], site, f"{site}/_control/state"),
+            launcher.Service("slow", ["sh", "-c", os.environ["SLOW_TO_STOP"]], site, f"{site}/_control/state")]
+launcher.stop_on_signals()  # as `reviewops up` does
+launcher.start(services, logs, dict(os.environ), timeout=60, echo=print)
+print(json.dumps([s.proc.pid for s in services]), flush=True)
+sys.exit(1 if launcher.supervise(services, echo=print) else 0)
+"""
+
+
+def test_repeated_signals_to_the_process_group_stop_every_service(tmp_path):
+    """`make up` in a terminal: Ctrl-C or `kill -TERM -- -PGID` reach make and the launcher, and make passes
+    its signal on: the launcher gets several. Every service must still be stopped, none left behind."""
+    script, makefile, out = tmp_path / "launch.py", tmp_path / "Makefile", tmp_path / "up.out"
+    script.write_text(LAUNCH)
+    makefile.write_text(f"up:\n\t{sys.executable} {script} {BIN / 'reviewops'} {_free_port()} {tmp_path / 'logs'}\n")
+    env = os.environ | {"SLOW_TO_STOP": SLOW_TO_STOP, "REVIEWOPS_HOME": str(tmp_path / "home")}
+    with open(out, "w") as log:
+        make = subprocess.Popen(["make", "-s", "-f", str(makefile), "up"], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    groups: list[int] = []
+    try:
+        line = _wait(lambda: next((ln for ln in out.read_text().splitlines() if ln.startswith("[")), None), 60,
+                     "the services to start", make)
+        groups = [make.pid, *json.loads(line)]  # make's group holds the launcher; each service has its own
+        assert all(_pids_in_group(g) for g in groups)
+        for _ in range(4):  # the first starts the stopping; the others arrive while it runs
+            os.killpg(make.pid, signal.SIGTERM)
+            time.sleep(0.2)
+        make.wait(60)
+        _wait(lambda: not any(_pids_in_group(g) for g in groups), 10, "every process to end")
+        assert "Traceback" not in out.read_text(), out.read_text()
+    finally:
+        for g in groups:
+            for pid in _pids_in_group(g):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_admin_token_is_generated_once_private_and_only_its_path_is_printed(home, monkeypatch):
+    monkeypatch.delenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", raising=False)
+    settings = Settings()
+    token, path = launcher.admin_token(settings)
+    assert token and len(token) >= 24 and path == home / "admin-token"
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_text().strip() == token
+    assert launcher.admin_token(Settings()) == (token, path)  # a restart keeps it
+
+    api = next(s for s in launcher.platform_services(settings, launcher.PORTS, True, True, admin_token=token)
+               if s.name == "api")
+    assert api.env["REVIEWOPS_ADMIN_TOKEN"] == token
+    printed = launcher.access(settings, 8088)
+    assert str(path) in printed and token not in printed
+    password = ensure_credentials(home / "nginx")[1]
+    assert password not in printed and str(home / "nginx" / "proxy-password") in printed
+
+    # Airflow's admin password is the proxy's: one login for /mlflow/ and /airflow/
+    airflow_file = launcher.share_airflow_password(settings, password)
+    assert json.loads(airflow_file.read_text()) == {"admin": password}
+    assert airflow_file.stat().st_mode & 0o777 == 0o600
+
+    monkeypatch.setenv("REVIEWOPS_ADMIN_TOKEN", "from-the-environment")
+    assert launcher.admin_token(Settings()) == (None, None)
+    assert "REVIEWOPS_ADMIN_TOKEN" in launcher.access(Settings(), 8088)

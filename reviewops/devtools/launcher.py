@@ -3,22 +3,35 @@
 Each service is a `reviewops` command in its own process group with its log under REVIEWOPS_HOME/logs:
 the MLflow server, the test site and the Slack stand-in (when the real sites and Slack are out of
 reach), the API, the app, `airflow standalone` and nginx in front. Compose runs the same commands.
+
+Secrets are made once and kept, readable only by their owner, under REVIEWOPS_HOME: the proxy's password
+(nginx/proxy-password), which is also Airflow's admin password, so one login opens /mlflow/ and /airflow/,
+and, when REVIEWOPS_ADMIN_TOKEN is not set, the API's admin token (admin-token).
+
+Stopping: the first SIGTERM, SIGINT or SIGHUP stops every service; any later one is ignored, so the
+signals a terminal or a supervisor sends to the whole process group (`make` passes its own on to us as
+well) cannot interrupt the stopping and leave services running.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reviewops.config import PORTS, Settings
 from reviewops.errors import ConfigError
-from reviewops.platform import airflow_env, init_platform
+from reviewops.platform import airflow_env, airflow_password_file, init_platform
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+ADMIN_TOKEN_FILE = "admin-token"  # under REVIEWOPS_HOME
 
 
 @dataclass
@@ -32,11 +45,12 @@ class Service:
 
 
 def platform_services(settings: Settings, ports: dict[str, int], test_site: bool,
-                      slack_standin: bool) -> list[Service]:
+                      slack_standin: bool, admin_token: str | None = None) -> list[Service]:
     """The processes `make up` runs, with the environment each one needs. The DAGs' tasks inherit
     Airflow's: they talk to the MLflow server, the test site (when the real sites are not configured)
     and the Slack stand-in (when no Slack is configured). nginx is the front door: `/` the app,
-    `/api/` the API, `/mlflow/` and `/airflow/` behind basic auth."""
+    `/api/` the API (`admin_token`: its REVIEWOPS_ADMIN_TOKEN when the environment has none),
+    `/mlflow/` behind basic auth, `/airflow/` behind Airflow's login."""
     from reviewops import proxy
 
     ro = str(Path(sys.executable).with_name("reviewops"))
@@ -63,8 +77,9 @@ def platform_services(settings: Settings, ports: dict[str, int], test_site: bool
 
         task_env |= standin_env(slack)
     base = airflow_env(settings) | task_env
+    api_env = base | ({"REVIEWOPS_ADMIN_TOKEN": admin_token} if admin_token else {})
     services.append(Service("api", [ro, "serve", "--host", host, "--port", str(ports["api"])],
-                            f"{public}/api/", f"{api_url}/healthz", base))
+                            f"{public}/api/", f"{api_url}/healthz", api_env))
     services.append(Service("app", [ro, "app", "--host", host, "--port", str(ports["streamlit"])],
                             f"{public}/", f"http://{host}:{ports['streamlit']}/_stcore/health",
                             base | {"REVIEWOPS_API_URL": api_url}))
@@ -105,7 +120,13 @@ def wait_healthy(service: Service, timeout: float) -> None:
 
 def stop(services: list[Service], grace: float = 20.0) -> None:
     """SIGTERM each service's process group (children included), wait until every process of the group is
-    gone, then SIGKILL what is left."""
+    gone, then SIGKILL what is left. Stop signals reaching this process meanwhile are ignored: stopping
+    is never cut short."""
+    with _stop_signals_ignored():
+        _stop(services, grace)
+
+
+def _stop(services: list[Service], grace: float) -> None:
     groups = [s.proc.pid for s in reversed(services) if s.proc is not None]
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError):
@@ -125,6 +146,32 @@ def stop(services: list[Service], grace: float = 20.0) -> None:
             s.proc.wait()
 
 
+@contextlib.contextmanager
+def _stop_signals_ignored():
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def stop_on_signals() -> None:
+    """The first SIGTERM, SIGINT or SIGHUP raises KeyboardInterrupt (so `finally` blocks stop the services);
+    the handler ignores every later one at once, before Python could deliver another."""
+
+    def first(signum, frame):
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, first)
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -135,19 +182,16 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True,
-       slack_standin: bool = True, timeout: float = 180.0, echo=print,
-       bootstrap: bool = False) -> list[Service]:
-    """Start the platform; return the running services (stop them with `stop`)."""
-    ports = PORTS | (ports or {})
-    services = platform_services(settings, ports, test_site, slack_standin)
-    init_platform(settings, bootstrap=bootstrap, echo=echo)
-    logs = settings.home / "logs"
+def start(services: list[Service], logs: Path, env: dict[str, str], timeout: float = 180.0,
+          echo=print) -> list[Service]:
+    """Start each service in its own session (`env`: for those without their own), logging to
+    `logs/<name>.log`, and wait until each answers its health URL; on any failure (or a stop signal) stop
+    what was started and raise."""
     logs.mkdir(parents=True, exist_ok=True)
     try:
         for s in services:
             with open(logs / f"{s.name}.log", "ab") as log_file:
-                s.proc = subprocess.Popen(s.argv, env=s.env or airflow_env(settings), stdout=log_file,
+                s.proc = subprocess.Popen(s.argv, env=s.env or env, stdout=log_file,
                                           stderr=subprocess.STDOUT, start_new_session=True)
             echo(f"starting {s.name} (log: {logs / (s.name + '.log')})")
         for s in services:
@@ -158,3 +202,79 @@ def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool 
     return services
 
 
+def supervise(services: list[Service], echo=print, announce=None) -> list[str]:
+    """`announce()` (say where things are), then wait until a service exits or a stop signal arrives (see
+    `stop_on_signals`), then stop them all. Returns the names of the services that exited by themselves
+    ([] after a stop signal)."""
+    try:
+        if announce is not None:
+            announce()
+        while all(s.proc.poll() is None for s in services):
+            time.sleep(0.5)
+        return [s.name for s in services if s.proc.poll() is not None]
+    except KeyboardInterrupt:
+        return []
+    finally:
+        with _stop_signals_ignored():
+            with contextlib.suppress(OSError):  # a closed terminal must not keep the services running
+                echo("stopping...")
+            _stop(services, 20.0)
+
+
+def admin_token(settings: Settings) -> tuple[str | None, Path | None]:
+    """The API's admin token for `make up`: `(None, None)` when REVIEWOPS_ADMIN_TOKEN is set (the API reads
+    it itself), else a generated one and the file (mode 0600) that keeps it across restarts."""
+    if settings.admin_token is not None:
+        return None, None
+    from reviewops.proxy import ensure_secret
+
+    path = settings.home / ADMIN_TOKEN_FILE
+    return ensure_secret(path, 24), path
+
+
+def share_airflow_password(settings: Settings, password: str) -> Path | None:
+    """Make `password` Airflow's admin password (one login for /mlflow/ and /airflow/): Airflow's simple
+    auth manager keeps the passwords it generated in a JSON file and uses the one found there. Left alone
+    when the operator named their own file (AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE)."""
+    if os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"):
+        return None
+    from reviewops.proxy import write_private
+
+    path = airflow_password_file(settings)
+    write_private(path, json.dumps({"admin": password}) + "\n")
+    return path
+
+
+def access(settings: Settings, proxy_port: int) -> str:
+    """What `make up` tells its user once the platform answers: where to open it, where each login's
+    secret is (paths only, never a secret), the logs."""
+    from reviewops.proxy import ensure_credentials
+
+    user, _, _, password_file = ensure_credentials(settings.home / "nginx")
+    airflow = airflow_password_file(settings)
+    shared = os.environ.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE") is None
+    logins = (f"Login for /mlflow/ and /airflow/: {user}; the password is in {password_file}" if shared else
+              f"Login for /mlflow/: {user}, password in {password_file}; /airflow/: Airflow's users, in {airflow}")
+    token = ("API admin token: REVIEWOPS_ADMIN_TOKEN (from the environment)" if settings.admin_token is not None
+             else f"API admin token (admin actions in the app, POST /api/v1/admin/...): in "
+                  f"{settings.home / ADMIN_TOKEN_FILE}")
+    return (f"Open the platform at http://127.0.0.1:{proxy_port}/ (the app; /api/docs, /mlflow/, /airflow/)\n"
+            f"{logins}\n{token}\nLogs: {settings.home / 'logs'}\n"
+            "Trigger the daily cycle in the Airflow UI (reviews_collect → reviews_score → sentiment_train), "
+            "or wait for the schedules.")
+
+
+def up(settings: Settings, ports: dict[str, int] | None = None, test_site: bool = True,
+       slack_standin: bool = True, timeout: float = 180.0, echo=print,
+       bootstrap: bool = False) -> list[Service]:
+    """Start the platform; return the running services (stop them with `stop`)."""
+    from reviewops.proxy import ensure_credentials
+
+    ports = PORTS | (ports or {})
+    token, token_file = admin_token(settings)
+    services = platform_services(settings, ports, test_site, slack_standin, admin_token=token)
+    init_platform(settings, bootstrap=bootstrap, echo=echo)
+    share_airflow_password(settings, ensure_credentials(settings.home / "nginx")[1])
+    if token_file is not None:
+        echo(f"API admin token: generated, in {token_file}")
+    return start(services, settings.home / "logs", airflow_env(settings), timeout, echo)
