@@ -306,7 +306,7 @@ def test_library_errors_answer_with_the_status_their_class_carries(client, monke
                 errors.ModelArtifactError: 503, errors.RegistryError: 503, errors.NotFoundError: 404,
                 errors.ConflictError: 409, errors.SourceError: 502, errors.StorageFullError: 507}
     for error, status in expected.items():
-        def fail(session, error=error):
+        def fail(*args, error=error, **kwargs):
             raise error("the library says no\nand more on a second line")
 
         monkeypatch.setattr(insights, "list_movies", fail)
@@ -677,3 +677,50 @@ def test_sigterm_shuts_down_gracefully_and_writes_the_log(served, env):
     proc.send_signal(15)
     assert proc.wait(20) == -15  # uvicorn shuts down, then re-raises the signal it caught: not the JVM's 143
     assert set(_stored(env, ids)) == set(ids)
+
+
+# --- movies (issue 16, items 7-9) ---------------------------------------------------------------------------
+
+
+def test_movies_crawled_first_searchable_and_disagreements_correctable(client, env):
+    from reviewops import insights
+    from reviewops.store.models import CollectionBatch, Movie, Review
+
+    insights.warm_up()  # konlpy's JVM starts on the main thread (see tests/test_webapp.py)
+    rows = [("긴장감이 대단하고 배우들 연기가 최고", 10, 1, 0.97), ("최최악이다 돈아깝고 시간 아깝다", 1, 0, 0.95),
+            ("그럭저럭 볼만했다", 7, None, 0.6), ("지루하고 뻔한 전개", 2, 0, 0.1)]
+    with db.session_scope(env.db_url) as s:
+        batch = s.scalar(sa.select(CollectionBatch.id).limit(1))
+        movie = Movie(source="cgv", source_movie_id="20036", title="서울의 봄")
+        s.add(movie)
+        s.flush()
+        for i, (text, rating, label, score) in enumerate(rows):
+            review = Review(source="cgv", source_review_id=f"api-{i}", movie_id=movie.id, text=text, clean_text=text,
+                            text_key=f"api-{i}", rating=rating, label=label, cleaning_version="test", batch_id=batch)
+            s.add(review)
+            s.flush()
+            s.add(Prediction(review_id=review.id, text=text, label=int(score >= 0.5), score=score,
+                             model_name=env.model.name, model_version="1"))  # as the scoring job stores them
+        movie_id = movie.id
+
+    listed = client.get("/v1/movies").json()
+    first = listed["movies"][0]
+    assert (first["id"], first["name"], first["crawled"], first["reviews"]) == (movie_id, "서울의 봄", True, 4)
+    assert listed["total"] == len(listed["movies"]) > 1
+    assert {"source": "naver", "name": "NAVER", "crawled": False, "movies": listed["total"] - 1} in listed["sources"]
+    history = client.get("/v1/movies", params={"crawled": "false", "limit": 3}).json()
+    assert len(history["movies"]) == 3 and history["total"] == listed["total"] - 1
+    assert all(m["name"] == f"NAVER 영화 #{m['source_movie_id']}" for m in history["movies"])
+    assert [m["id"] for m in client.get("/v1/movies", params={"q": "서울의봄"}).json()["movies"]] == [movie_id]
+    assert client.get("/v1/movies", params={"source": "megabox"}).json() | {"sources": []} == {
+        "movies": [], "total": 0, "sources": []}
+
+    summary = client.get(f"/v1/movies/{movie_id}/summary").json()
+    assert [r["text"] for r in summary["representative"]["positive"]] == [rows[0][0], rows[2][0]]  # not the 1-star
+    assert summary["by_week"] and summary["aspects"] == []
+    wrong = summary["disagreements"]
+    assert wrong["count"] == 1 and wrong["reviews"][0]["text"] == rows[1][0]
+    assert (wrong["reviews"][0]["label"], wrong["reviews"][0]["predicted"]) == (0, 1)
+    r = client.post("/v1/feedback", json={"prediction_id": wrong["reviews"][0]["feedback_id"], "label": "부정"})
+    assert r.status_code == 201
+    assert client.get(f"/v1/movies/{movie_id}/summary").json()["disagreements"]["reviews"][0]["feedback"] == 0

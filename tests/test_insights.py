@@ -4,6 +4,7 @@ of two model versions with known scores, and keywords from konlpy's Okt on real 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -108,7 +109,10 @@ def _expected(url: str, movie_id: int, version: str | None) -> tuple[list[Review
 
 
 def _day(r: Review) -> str:
-    return (r.posted_at or r.collected_at).date().isoformat()
+    """The posted day as the site wrote it (Korean time), or the KST day of the UTC collection time."""
+    if r.posted_at is not None:
+        return r.posted_at.date().isoformat()
+    return (r.collected_at + timedelta(hours=9)).date().isoformat()
 
 
 def _counts(reviews, chosen, key) -> list[dict]:
@@ -122,6 +126,9 @@ def _counts(reviews, chosen, key) -> list[dict]:
 def _check_counts(summary, reviews, chosen) -> None:
     by_day = _counts(reviews, chosen, _day)
     assert summary["by_day"] == [{"date": d.pop("k"), **d} for d in by_day]
+    by_week = _counts(reviews, chosen, lambda r: insights.week_start(date.fromisoformat(_day(r))).isoformat())
+    assert summary["by_week"] == [{"date": d.pop("k"), **d} for d in by_week]
+    assert all(date.fromisoformat(d["date"]).weekday() == 0 for d in summary["by_week"])  # Mondays
     by_rating = _counts(reviews, chosen, lambda r: r.rating)
     assert summary["rating_vs_prediction"] == [{"rating": d.pop("k"), **d} for d in by_rating]
     assert sum(d["positive"] + d["negative"] for d in summary["by_day"]) == len(chosen)
@@ -143,6 +150,7 @@ def test_list_movies_counts_kept_and_scored_reviews(db_url, tmp_path):
     assert {m["id"]: m["scored"] for m in movies} == {
         ids["1001"]: kept[ids["1001"]], ids["1002"]: kept[ids["1002"]], ids["1003"]: kept[ids["1003"]], ids["1004"]: 0}
     assert movies[0] == {"id": ids["1001"], "source": "naver", "source_movie_id": "1001", "title": None,
+                         "name": "NAVER 영화 #1001", "crawled": False,
                          "reviews": kept[ids["1001"]], "scored": kept[ids["1001"]]}
     assert empty["movie"]["reviews"] == 0 and empty["by_day"] == [] and empty["representative"] == {
         "positive": [], "negative": []}
@@ -164,7 +172,7 @@ def test_summary_counts_by_day_and_rating_for_each_version(db_url, tmp_path):
     assert v1["by_day"] != v2["by_day"]  # the versions' scores differ
     days = [d["date"] for d in v1["by_day"]]
     assert days == sorted(days) and days[:3] == ["2024-03-01", "2024-03-02", "2024-03-03"]
-    assert len(days) in (4, 5)  # reviews without a date: the day they were collected (UTC, maybe past midnight)
+    assert len(days) in (4, 5)  # reviews without a date: the day (KST) they were collected
     assert {d["rating"] for d in v1["rating_vs_prediction"]} <= set(range(1, 11))
     assert v1["keywords"] == {"positive": [], "negative": []}
 
@@ -224,17 +232,19 @@ def test_representative_reviews_are_the_most_confident_agreeing_ones(db_url, tmp
     assert all(r["rating"] <= 4 for r in b["representative"]["negative"])
 
     reviews, chosen = _expected(db_url, built["movies"]["1001"], "2")
-    for side, label, agrees in (("positive", 1, lambda x: x >= 9), ("negative", 0, lambda x: x <= 4)):
-        ranked = sorted((r for r in reviews if chosen[r.id].label == label),
-                        key=lambda r: (not (r.rating is not None and agrees(r.rating)), not _fits(r),
+    for side, label in (("positive", 1), ("negative", 0)):
+        # never a review whose rating label says the other side; those whose label agrees first
+        ranked = sorted((r for r in reviews if chosen[r.id].label == label and r.label != 1 - label),
+                        key=lambda r: (r.label != label, not _fits(r),
                                        -chosen[r.id].score if label else chosen[r.id].score, r.id))
         assert a["representative"][side] == [{"text": r.text, "score": chosen[r.id].score, "rating": r.rating}
                                              for r in ranked[:5]]
 
-    # keywords of each side: those of the side's texts
+    # keywords of each side: those of the side's texts that the rating does not contradict
     texts = defaultdict(list)
-    for r in reviews:
-        texts[chosen[r.id].label].append(r.clean_text)
+    for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True):
+        if r.label != 1 - chosen[r.id].label:
+            texts[chosen[r.id].label].append(r.clean_text)
     assert a["keywords"] == {"positive": keywords(texts[1]), "negative": keywords(texts[0])}
     assert 0 < len(a["keywords"]["positive"]) <= 15
 
@@ -291,3 +301,131 @@ def test_keywords_of_the_same_texts_are_not_tagged_again(monkeypatch):
     first[0]["count"] = -1  # the caller's copy: the cached result stays as it was
     assert keywords(texts, k=3) == keywords(texts, k=3) != first
     assert keywords(texts, k=3)[0] == {"word": "배우", "count": 2}
+
+
+# --- the movie picker, dates, disagreements, aspects (issue 16, items 7-10) -------------------------------
+
+
+def _add_movie(s, source: str, code: str, title: str | None, reviews: list[tuple]) -> int:
+    """A crawled movie with kept reviews `(text, rating, label, aspects)`, in the ingest's batch."""
+    from reviewops.store.models import CollectionBatch
+
+    batch = s.scalar(sa.select(CollectionBatch.id).limit(1))
+    movie = Movie(source=source, source_movie_id=code, title=title)
+    s.add(movie)
+    s.flush()
+    for i, (text, rating, label, aspects) in enumerate(reviews):
+        s.add(Review(source=source, source_review_id=f"{code}-{i}", movie_id=movie.id, text=text, clean_text=text,
+                     text_key=f"{code}-{i}", rating=rating, label=label, cleaning_version="test", batch_id=batch,
+                     aspects=aspects))
+    s.flush()
+    return movie.id
+
+
+def test_picker_lists_crawled_films_first_and_finds_them_by_title(db_url, tmp_path):
+    built = _build(tmp_path)
+    ids = built["movies"]
+    with db.session_scope(db_url) as s:
+        spring = _add_movie(s, "cgv", "20036", "서울의 봄", [("긴장감 최고", 10, 1, None)])
+        exhuma = _add_movie(s, "megabox", "24010", "파묘", [("무서웠다", 8, None, ["연출"]), ("별로", 2, 0, None)])
+        _add_movie(s, "megabox", "24011", "봄날은 간다 100% 리마스터", [("좋다", 10, 1, None)])
+    with db.session_scope(db_url) as s:
+        every = list_movies(s)
+        assert [m["id"] for m in every[:3]] == [exhuma, spring, every[2]["id"]]  # crawled first, fewer reviews
+        assert [m["crawled"] for m in every] == [True] * 3 + [False] * 4
+        assert every[3]["name"] == "NAVER 영화 #1001" and every[0]["name"] == "파묘"
+        assert [m["id"] for m in list_movies(s, query="서울의봄")] == [spring]  # spacing ignored
+        assert [m["title"] for m in list_movies(s, query="봄")] == ["서울의 봄", "봄날은 간다 100% 리마스터"]
+        assert [m["title"] for m in list_movies(s, query="100%")] == ["봄날은 간다 100% 리마스터"]
+        assert list_movies(s, query="봄%") == list_movies(s, query="1_0") == []  # % and _ are no patterns
+        assert [m["id"] for m in list_movies(s, query="#1002")] == [ids["1002"]]  # a NAVER id
+        assert [m["id"] for m in list_movies(s, source="megabox")][0] == exhuma
+        assert {m["source"] for m in list_movies(s, crawled=False)} == {"naver"}
+        assert len(list_movies(s, crawled=True, limit=2)) == 2
+        assert insights.count_movies(s, crawled=True) == 3 and insights.count_movies(s, query="봄") == 2
+        assert insights.movie_sources(s) == [
+            {"source": "cgv", "name": "CGV", "crawled": True, "movies": 1},
+            {"source": "megabox", "name": "메가박스", "crawled": True, "movies": 2},
+            {"source": "naver", "name": "NAVER", "crawled": False, "movies": 4}]
+
+
+def test_days_are_korean_calendar_days_and_weeks_start_on_monday():
+    from datetime import datetime
+
+    assert insights.local_day(None, datetime(2024, 3, 1, 16, 30)) == date(2024, 3, 2)  # 01:30 KST
+    assert insights.local_day(None, datetime(2024, 3, 1, 14, 59)) == date(2024, 3, 1)  # 23:59 KST
+    assert insights.local_day(datetime(2024, 3, 1, 23, 50), datetime(2024, 3, 5)) == date(2024, 3, 1)  # as written
+    assert insights.week_start(date(2024, 3, 3)) == date(2024, 2, 26)  # a Sunday: the Monday before
+    assert insights.week_start(date(2024, 3, 4)) == date(2024, 3, 4)
+
+
+def test_reviews_the_rating_contradicts_are_listed_apart_and_correctable(db_url, tmp_path):
+    from reviewops.store.feedback import add_feedback
+
+    built = _build(tmp_path)
+    movie = built["movies"]["1002"]
+    with db.session_scope(db_url) as s:
+        summary = movie_summary(s, movie, MODEL, "1")
+    reviews, chosen = _expected(db_url, movie, "1")
+    contradicted = {r.id for r in reviews if r.label is not None and r.label != chosen[r.id].label}
+    texts = {r.id: r.text for r in reviews}
+    # the 0.9999 review rated <= 4 is the most positive prediction, yet neither shown as positive nor a keyword
+    wrong_pos = next(r for r in reviews if chosen[r.id].score == 0.9999)
+    assert wrong_pos.label == 0 and wrong_pos.text not in [r["text"] for r in summary["representative"]["positive"]]
+    for side, label in (("positive", 1), ("negative", 0)):
+        kept = [r.clean_text for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True)
+                if chosen[r.id].label == label and r.id not in contradicted]
+        assert summary["keywords"][side] == keywords(kept)
+
+    listed = summary["disagreements"]
+    assert listed["count"] == len(contradicted) > len(listed["reviews"]) == insights.DISAGREEMENTS_LISTED
+    first, second = listed["reviews"][:2]  # the most confident predictions first
+    assert {first["score"], second["score"]} == {0.9999, 0.0001}
+    row = next(r for r in listed["reviews"] if r["score"] == 0.9999)
+    assert row == {"review_id": wrong_pos.id, "feedback_id": f"scored-{chosen[wrong_pos.id].id}",
+                   "text": texts[wrong_pos.id], "rating": wrong_pos.rating, "kind": "review", "label": 0,
+                   "predicted": 1, "score": 0.9999, "feedback": None}
+    assert all(r["review_id"] in contradicted for r in listed["reviews"])
+
+    # a user says the prediction was right (the rating is the mistake): the review may now stand for its side
+    with db.session_scope(db_url) as s:
+        assert add_feedback(s, row["feedback_id"], 1, "평점 오류") is not None
+        assert add_feedback(s, "scored-999999999", 1, None) is None and add_feedback(s, "scored-x", 1, None) is None
+    with db.session_scope(db_url) as s:
+        after = movie_summary(s, movie, MODEL, "1", top_k=0, disagreements=1000)
+        stored = s.execute(sa.select(Prediction.review_id).where(Prediction.id == chosen[wrong_pos.id].id)).scalar()
+    assert stored == wrong_pos.id
+    assert after["disagreements"]["count"] == listed["count"]
+    assert after["disagreements"]["reviews"][-1]["review_id"] == wrong_pos.id  # judged: listed last
+    assert after["disagreements"]["reviews"][-1]["feedback"] == 1
+    assert after["representative"]["positive"][0]["text"] == wrong_pos.text  # 0.9999 and now agreeing
+
+
+def test_an_api_prediction_is_not_reachable_by_its_row_id(db_url, tmp_path):
+    from reviewops.store.feedback import add_feedback, feedback_id
+
+    _build(tmp_path)
+    with db.session_scope(db_url) as s:
+        api = s.scalar(sa.select(Prediction).where(Prediction.review_id.is_(None)))
+        api.public_id = "ab" * 16
+        s.flush()
+        assert add_feedback(s, f"scored-{api.id}", 1, None) is None  # it has its own public id
+        assert feedback_id(api.id, api.public_id) == api.public_id
+        assert add_feedback(s, api.public_id, 1, None) is not None
+
+
+def test_summary_gives_the_films_aspects(db_url, tmp_path):
+    from reviewops.store import queries
+
+    _build(tmp_path)
+    with db.session_scope(db_url) as s:
+        film = _add_movie(s, "megabox", "24010", "파묘", [
+            ("연출이 대단하다", 10, 1, ["연출", "배우"]), ("배우 연기만 좋다", 2, 0, ["배우"]), ("무난", 7, None, None)])
+        s.add_all([_pred(r, 0.9, "1") for r in s.scalars(sa.select(Review).where(Review.movie_id == film))])
+    with db.session_scope(db_url) as s:
+        summary = movie_summary(s, film, MODEL, "1", top_k=0)
+        expected = queries.aspect_summary(s, film)
+    assert summary["aspects"] == expected
+    by_name = {a["aspect"]: a for a in summary["aspects"]}
+    assert (by_name["배우"]["reviews"], by_name["배우"]["positive_share"]) == (2, 0.5)
+    assert (by_name["연출"]["reviews"], by_name["연출"]["positive_share"]) == (1, 1.0)

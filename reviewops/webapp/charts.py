@@ -103,28 +103,41 @@ def confidence_histogram(results: pd.DataFrame) -> alt.Chart:
 # --- movies --------------------------------------------------------------------------------------------
 
 
-def by_day_chart(by_day: Sequence[Mapping], share: bool = False) -> alt.Chart:
-    """Reviews per day stacked by label, or (share=True) the positive share per day as a line."""
+BUCKET_DAYS = {"day": 1, "week": 7}
+
+
+def by_day_chart(by_day: Sequence[Mapping], share: bool = False, bucket: str = "day") -> alt.Chart:
+    """Reviews per day (or per week: rows dated by their Monday, `bucket="week"`) stacked by label on a time
+    axis with the year, or (share=True) the positive share per bucket as a line. Dates are KST calendar days
+    as the API gives them; the chart reads them as UTC days so that no browser's time zone shifts them."""
     frame = pd.DataFrame(list(by_day), columns=["date", "positive", "negative"])
-    frame["date"] = pd.to_datetime(frame["date"])
+    frame["date"] = pd.to_datetime(frame["date"], utc=True)
+    frame["end"] = frame["date"] + pd.Timedelta(days=BUCKET_DAYS[bucket])
+    unit = "주" if bucket == "week" else "날짜"
+    axis = alt.Axis(format="%Y-%m-%d", labelAngle=0, labelOverlap=True, title=f"{unit} (KST)")
+    x = alt.X("date:T", axis=axis, scale=alt.Scale(type="utc"))
+    when = alt.Tooltip("date:T", title="주 시작일" if bucket == "week" else "날짜", format="%Y-%m-%d", formatType="utc")
     if share:
         total = (frame["positive"] + frame["negative"]).where(lambda s: s > 0)
         frame["긍정 비율"] = frame["positive"] / total
         frame["리뷰 수"] = frame["positive"] + frame["negative"]
-        return alt.Chart(frame, title="날짜별 긍정 비율").mark_line(point=True, color=POSITIVE_COLOR).encode(
-            x=alt.X("date:T", title="날짜", axis=alt.Axis(format="%m/%d")),
+        return alt.Chart(frame, title=f"{'주별' if bucket == 'week' else '날짜별'} 긍정 비율").mark_line(
+            point=True, color=POSITIVE_COLOR).encode(
+            x=x,
             y=alt.Y("긍정 비율:Q", axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
-            tooltip=[alt.Tooltip("date:T", title="날짜", format="%Y-%m-%d"),
-                     alt.Tooltip("긍정 비율:Q", format=".1%"), "리뷰 수"],
+            tooltip=[when, alt.Tooltip("긍정 비율:Q", format=".1%"), "리뷰 수"],
         )
-    long = frame.melt(id_vars="date", value_vars=["positive", "negative"], var_name="kind", value_name="리뷰 수")
+    long = frame.melt(id_vars=["date", "end"], value_vars=["positive", "negative"], var_name="kind",
+                      value_name="리뷰 수")
     long["감성"] = long["kind"].map({"positive": POSITIVE, "negative": NEGATIVE})
-    return alt.Chart(long, title="날짜별 감성").mark_bar().encode(
-        x=alt.X("yearmonthdate(date):O", title="날짜", axis=alt.Axis(format="%m/%d", labelAngle=0)),
+    # each bar spans its day or week on the time axis (x to x2), so gaps between dates stay visible
+    return alt.Chart(long, title=f"{'주별' if bucket == 'week' else '날짜별'} 감성").mark_bar().encode(
+        x=x,
+        x2="end:T",
         y=alt.Y("리뷰 수:Q", stack=True, axis=COUNT_AXIS),
         color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
         order=alt.Order("감성:N", sort="ascending"),
-        tooltip=[alt.Tooltip("date:T", title="날짜", format="%Y-%m-%d"), "감성", "리뷰 수"],
+        tooltip=[when, "감성", "리뷰 수"],
     )
 
 
@@ -154,6 +167,26 @@ def keyword_bar(words: Sequence[Mapping], label: str, top: int = 15) -> alt.Char
         y=alt.Y("단어:N", sort="-x", title=None),
         tooltip=["단어", "횟수"],
     )
+
+
+def aspect_chart(rows: Sequence[Mapping]) -> alt.Chart:
+    """Megabox's points (연출, 스토리, ...): how many reviews name each (bar length) and the positive share
+    of those reviews (colour, blue positive to red negative; grey when none has a sentiment)."""
+    names = {"aspect": "관람 포인트", "reviews": "언급한 리뷰", "share": "언급 비율", "positive_share": "긍정 비율"}
+    frame = pd.DataFrame(list(rows), columns=list(names)).rename(columns=names)
+    frame["긍정 비율"] = frame["긍정 비율"].astype(float)
+    order = frame["관람 포인트"].tolist()  # the site's order
+    scale = alt.Scale(domain=[0, 0.5, 1], range=[NEGATIVE_COLOR, "#e5e7eb", POSITIVE_COLOR])
+    color = alt.Color("긍정 비율:Q", scale=scale, legend=alt.Legend(format="%"))
+    base = alt.Chart(frame, title="관람 포인트별 언급 수와 긍정 비율").encode(
+        y=alt.Y("관람 포인트:N", sort=order, title=None),
+        tooltip=["관람 포인트", "언급한 리뷰", alt.Tooltip("언급 비율:Q", format=".1%"),
+                 alt.Tooltip("긍정 비율:Q", format=".1%")],
+    )
+    bars = base.mark_bar().encode(x=alt.X("언급한 리뷰:Q", axis=COUNT_AXIS), color=color)
+    labels = base.mark_text(align="left", dx=4).encode(
+        x="언급한 리뷰:Q", text=alt.Text("긍정 비율:Q", format=".0%"))
+    return bars + labels
 
 
 # --- models and monitoring ---------------------------------------------------------------------------------

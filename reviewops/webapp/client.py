@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import urlencode
 
 import httpx
 
@@ -226,6 +227,15 @@ class ApiClient:
 
     def movies(self) -> list[dict]:
         return self._request("GET", "/v1/movies")["movies"]
+
+    def movie_list(self, q: str | None = None, source: str | None = None, crawled: bool | None = None,
+                   limit: int | None = None) -> dict:
+        """`{"movies", "total", "sources"}`: the movies matching the filters (crawled films first), how many
+        match, and every source with its movie count."""
+        params = {"q": q or None, "source": source, "crawled": None if crawled is None else str(crawled).lower(),
+                  "limit": limit}
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return self._request("GET", f"/v1/movies?{query}" if query else "/v1/movies")
 
     def movie_summary(self, movie_id: int | str) -> dict:
         return self._request("GET", f"/v1/movies/{movie_id}/summary", messages={404: "선택한 영화를 찾을 수 없습니다."})

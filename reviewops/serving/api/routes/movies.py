@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from reviewops import insights
 from reviewops.serving.api.deps import ManagerDep, SessionDep, SettingsDep
@@ -12,8 +12,14 @@ router = APIRouter(tags=["movies"])
 
 
 @router.get("/v1/movies")
-def movies(session: SessionDep) -> MovieList:
-    return MovieList(movies=insights.list_movies(session))
+def movies(session: SessionDep,
+           q: Annotated[str | None, Query(max_length=200, description="part of the title, or the source's id")] = None,
+           source: Annotated[str | None, Query(max_length=32, description="one source: cgv, megabox, naver")] = None,
+           crawled: Annotated[bool | None, Query(description="true: crawled films; false: the history")] = None,
+           limit: Annotated[int | None, Query(ge=1, le=100_000)] = None) -> MovieList:
+    return MovieList(movies=insights.list_movies(session, q, source, crawled, limit),
+                     total=insights.count_movies(session, q, source, crawled),
+                     sources=insights.movie_sources(session))
 
 
 @router.get("/v1/movies/{movie_id}/summary",
