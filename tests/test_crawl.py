@@ -202,6 +202,27 @@ def test_selenium_fallback_renders_the_movie_page(site, crawl_settings, monkeypa
     assert time.monotonic() - t < 60
 
 
+def test_megabox_rendered_page_gives_the_same_reviews_as_its_json(site, crawl_settings, monkeypatch):
+    """The fallback reads the page the site renders: same ids (the like button's data-no), kinds, points, scores."""
+    s, _ = site
+    s.set_day(2)
+    monkeypatch.setenv("REVIEWOPS_SELENIUM_FALLBACK", "true")
+    reset_settings()
+    code = s.movies("megabox")[0]["code"]
+    s.set_fault("renamed_field", "/on/oh/oha/Movie/selectOneLnList.do", count=1)
+    (result,) = crawl(Settings(), sources=("megabox",), movie=code, max_pages=1)
+    assert result.status == "succeeded", result.errors
+    with db.session_scope(crawl_settings.db_url) as sess:
+        stored = sess.execute(sa.select(Review.source_review_id, Review.kind, Review.aspects, Review.rating)
+                              .where(Review.source == "megabox").order_by(Review.posted_at.desc())).all()
+    shown = s.visible_reviews("megabox", code)[:10]
+    assert [tuple(r) for r in stored] == [(r["id"], r["kind"], r["aspects"], r["rating"]) for r in shown]
+    assert {r.kind for r in stored} == {"review", "expectation"}
+    with db.session_scope(crawl_settings.db_url) as sess:
+        refs = set(sess.scalars(sa.select(Review.raw_ref).where(Review.source == "megabox")))
+    assert len(refs) == 1 and "/rendered-p1-" in refs.pop()  # from the page Chromium rendered
+
+
 def test_one_failing_movie_makes_a_partial_batch(site, crawl_settings, monkeypatch):
     s, _ = site
     monkeypatch.setenv("REVIEWOPS_CRAWL_RETRIES", "0")

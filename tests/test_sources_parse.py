@@ -5,6 +5,7 @@ from datetime import datetime
 
 import pytest
 
+from reviewops.config import MegaboxSettings
 from reviewops.sources.base import MovieRef, ParseError, parse_time
 from reviewops.sources.cgv import parse_movie_list, parse_rendered_reviews, parse_reviews_json
 from reviewops.sources.megabox import parse_review_page
@@ -83,9 +84,9 @@ def test_megabox_review_page():
       <div class="story-wrap review" data-no="ML1"><div class="story-cont">
       <div class="story-point"><span>9</span></div><div class="story-txt">음악이 좋아요</div></div></div></div>
       <div class="story-date"><span>2026.11.18 12:05</span></div></div></li></ul>"""
-    (r,) = parse_review_page(html, MovieRef("megabox", "24036800"), "ref", ".story-box .story-wrap.review")
-    assert (r.source_review_id, r.text, r.rating, r.posted_at) == (
-        "ML1", "음악이 좋아요", 9, datetime(2026, 11, 18, 12, 5))
+    (r,) = parse_review_page(html, MovieRef("megabox", "24036800"), "ref", MegaboxSettings().review_selector)
+    assert (r.source_review_id, r.text, r.rating, r.posted_at, r.kind, r.aspects) == (
+        "ML1", "음악이 좋아요", 9, datetime(2026, 11, 18, 12, 5), "review", None)
 
 
 def test_time_formats():
