@@ -260,8 +260,10 @@ def test_model_health_and_metrics(client):
     assert "reviewops_api_batch_size_bucket" in text and "reviewops_api_request_seconds_bucket" in text
     client.post("/v1/predict", json={"texts": TEXTS[:1]})
     client.app.state.prediction_log.flush()
+    client.app.state.metrics.request_log.flush()  # answered requests and their latency are in the store too
     mon = client.get("/v1/monitoring").json()
     assert mon["latency_ms"]["p50"] is not None and set(mon) >= {"traffic", "prediction_mix", "feedback", "drift"}
+    assert mon["latency"][-1]["hour"] == mon["traffic"][-1]["hour"] and len(mon["traffic"]) == 24
     hour = mon["traffic"][-1]
     assert hour["predictions"] >= 4 and hour["requests"] >= 2 and hour["predictions"] > hour["requests"]
 

@@ -345,3 +345,39 @@ def test_findings_in_korean_carry_the_numbers(records):
     assert finding_ko(old) == ("예측 점수 분포의 PSI 0.310: 임계값 0.20 기준을 벗어났고, "
                                "우연으로 보기 어려운 차이입니다 (검정 없음).")
     assert finding_ko(old | {"crossed": False, "value": None}) == "비교할 데이터가 없습니다."
+
+
+# --- the API's monitoring summary ----------------------------------------------------------------------------
+
+
+def test_monitoring_summary_has_every_hour_and_latency_per_hour(db_url):
+    """Hours without traffic are there as zeros (a time axis without false continuity); latency
+    percentiles and errors per hour come from the answered requests in the store, on SQLite and PostgreSQL."""
+    from datetime import datetime
+
+    from reviewops.serving.metrics import PREDICT_ROUTE
+    from reviewops.serving.monitoring import summary
+    from reviewops.store import db
+    from reviewops.store.models import ApiRequest, Prediction
+
+    now = datetime(2026, 12, 6, 9, 40)
+    rows = [(datetime(2026, 12, 6, 7, 5), 200, ms) for ms in range(1, 101)]  # 1..100 ms at 07h
+    rows += [(datetime(2026, 12, 6, 9, 30), 200, 8.0), (datetime(2026, 12, 6, 9, 31), 503, 2.0),
+             (datetime(2026, 12, 5, 9, 59), 200, 999.0)]  # the last one is before the 3-hour window
+    settings = Settings()
+    with db.sessions(settings)() as s:
+        s.add_all(ApiRequest(route=PREDICT_ROUTE, status=st, latency_ms=ms, created_at=at) for at, st, ms in rows)
+        s.add_all(Prediction(public_id=f"{i:032x}", text="좋아요", label=i % 2, score=0.9 if i % 2 else 0.2,
+                             model_name="m", model_version="1", created_at=datetime(2026, 12, 6, 7, 10))
+                  for i in range(3))
+        s.commit()
+        out = summary(settings, s, hours=3, now=now)
+    assert [h["hour"] for h in out["traffic"]] == ["2026-12-06T07:00:00Z", "2026-12-06T08:00:00Z",
+                                                  "2026-12-06T09:00:00Z"]
+    assert [(h["requests"], h["predictions"], h["errors"]) for h in out["traffic"]] == [(100, 3, 0), (0, 0, 0),
+                                                                                       (2, 0, 1)]
+    seven, nine = out["latency"]
+    assert seven["hour"] == "2026-12-06T07:00:00Z" and nine["hour"] == "2026-12-06T09:00:00Z"
+    assert seven["p50"] == pytest.approx(50.5) and seven["p95"] == pytest.approx(95.05)
+    assert seven["p99"] == pytest.approx(99.01) and nine["p50"] == pytest.approx(5.0)
+    assert out["latency_ms"]["p99"] < 999 and out["prediction_mix"] == {"positive": 1, "negative": 2}

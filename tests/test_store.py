@@ -10,16 +10,16 @@ from reviewops.store.models import CollectionBatch, Feedback, Movie, Prediction,
 
 
 def test_migrations_create_every_table_and_go_back_down(db_url):
-    assert db.upgrade(db_url) == "0006"
+    assert db.upgrade(db_url) == "0007"
     tables = set(sa.inspect(db.get_engine(db_url)).get_table_names())
     assert {"movies", "reviews", "collection_batches", "predictions", "feedback", "alembic_version"} <= tables
     indexes = {i["name"] for i in sa.inspect(db.get_engine(db_url)).get_indexes("predictions")}
     assert "uq_predictions_review_model" in indexes
-    assert db.upgrade(db_url) == "0006"  # idempotent
+    assert db.upgrade(db_url) == "0007"  # idempotent
     db.downgrade(db_url, "0001")
     assert "uq_predictions_review_model" not in {
         i["name"] for i in sa.inspect(db.get_engine(db_url)).get_indexes("predictions")}
-    assert db.upgrade(db_url) == "0006"
+    assert db.upgrade(db_url) == "0007"
     db.downgrade(db_url, "base")
     assert "reviews" not in sa.inspect(db.get_engine(db_url)).get_table_names()
 

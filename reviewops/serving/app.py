@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state = app.state
     state.prediction_log = PredictionLog(state.sessions)
+    state.metrics.start_log(state.sessions)
     state.batcher = MicroBatcher(state.manager, state.settings.serve.batch_max_size,
                                  state.settings.serve.batch_max_wait_ms / 1000, state.metrics.batch.observe)
     if state.poll:
@@ -68,6 +69,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.manager.stop()
     await state.batcher.close()
     await run_in_threadpool(state.prediction_log.close)
+    await run_in_threadpool(state.metrics.close)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,11 +1,21 @@
-"""The API's Prometheus metrics (a registry per app) and the latency window of /v1/predict."""
+"""The API's Prometheus metrics (a registry per app) and the log of answered predict requests.
+
+The monitoring page's traffic and latency come from the review store, not from these counters: every
+answered /v1/predict request is written (off the request path, like the prediction log) with its latency
+to `api_requests`, so the numbers are the same whichever uvicorn worker answered, survive restarts and
+can be bucketed by time. A per-process counter or latency window answered only for the worker that
+happened to serve GET /v1/monitoring, and started from zero at every restart; Prometheus' multiprocess
+mode would merge the workers but still gives only totals since start, and the stack runs no Prometheus
+server to turn them into percentiles over time.
+"""
 
 from __future__ import annotations
 
 from reviewops.serving.models import LoadedModel
-from reviewops.serving.runtime import LatencyWindow
+from reviewops.store.models import utcnow
 
 PREDICT_ROUTE = "/v1/predict"
+LOGGED_ROUTES = frozenset({PREDICT_ROUTE})  # requests written to the store, for the monitoring page
 
 
 class Metrics:
@@ -24,15 +34,29 @@ class Metrics:
                                    registry=registry)
         self.model = Gauge("reviewops_api_model_info", "The model being served",
                            ["name", "version", "backend"], registry=registry)
-        self.predict_latency = LatencyWindow()  # for the monitoring page's percentiles
+        self.request_log = None  # a PredictionLog of ApiRequest rows, while the app runs (start_log)
+
+    def start_log(self, session_factory) -> None:
+        """Write answered requests of `LOGGED_ROUTES` to the store from now on (the app's lifespan)."""
+        from reviewops.serving.runtime import PredictionLog
+        from reviewops.store.models import ApiRequest
+
+        self.request_log = PredictionLog(session_factory, table=ApiRequest)
+
+    def close(self) -> None:
+        """Write what is queued and stop the request log."""
+        if self.request_log is not None:
+            self.request_log.close()
+            self.request_log = None
 
     def observe_request(self, scope: dict, status: int, elapsed: float) -> None:
         """Count a finished request (the `Observe` middleware calls this)."""
         path = getattr(scope.get("route"), "path", "unmatched")
         self.requests.labels(scope.get("method", ""), path, str(status)).inc()
         self.latency.labels(path).observe(elapsed)
-        if path == PREDICT_ROUTE:
-            self.predict_latency.add(elapsed)
+        if path in LOGGED_ROUTES and self.request_log is not None:
+            self.request_log.add([{"route": path, "status": status, "latency_ms": elapsed * 1000,
+                                   "created_at": utcnow()}])
 
     def exposition(self, served: LoadedModel | None) -> tuple[bytes, str]:
         """(body, content type) of the Prometheus text exposition, naming the model served now."""

@@ -1,26 +1,66 @@
-"""The numbers behind the app's monitoring page: traffic and prediction mix of the API's own
-predictions, agreement of users' feedback with them, latency, and the latest drift report."""
+"""The numbers behind the app's monitoring page: traffic, latency and prediction mix of the API's own
+predictions per hour, agreement of users' feedback with them, and the latest drift report.
+
+Everything comes from the review store (the prediction log and `api_requests`), so every API worker
+answers the same numbers and a restart loses none of them. Hours are UTC, as the store keeps times,
+given as ISO 8601 with a `Z`; the app shows them in KST.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import numpy as np
 from sqlalchemy import Integer, String, func, select
 from sqlalchemy.orm import Session
 
 from reviewops.config import Settings
-from reviewops.store.models import Feedback, Prediction, utcnow
+from reviewops.serving.metrics import PREDICT_ROUTE
+from reviewops.store.models import ApiRequest, Feedback, Prediction, utcnow
+
+PERCENTILES = (50, 95, 99)
 
 
-def summary(settings: Settings, session: Session, latency_ms: dict, hours: int = 24) -> dict:
-    """The shape of GET /v1/monitoring (`serving.api.schemas.MonitoringSummary`)."""
-    since = utcnow() - timedelta(hours=hours)
+def _hour_key(column):
+    """"YYYY-MM-DD HH" of a datetime column, the same text on SQLite and PostgreSQL."""
+    return func.substr(func.cast(column, String), 1, 13)
+
+
+def _iso(hour: datetime) -> str:
+    return hour.strftime("%Y-%m-%dT%H:00:00Z")
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {f"p{q}": None for q in PERCENTILES}
+    found = np.percentile(np.asarray(values, dtype=float), PERCENTILES)
+    return {f"p{q}": round(float(v), 2) for q, v in zip(PERCENTILES, found, strict=True)}
+
+
+def summary(settings: Settings, session: Session, hours: int = 24, now: datetime | None = None) -> dict:
+    """The shape of GET /v1/monitoring (`serving.api.schemas.MonitoringSummary`): every hour of the
+    window, empty ones included, so a chart's time axis has no false continuity."""
+    end = (now or utcnow()).replace(minute=0, second=0, microsecond=0)
+    since = end - timedelta(hours=hours - 1)
+    slots = [since + timedelta(hours=i) for i in range(hours)]
     served = [Prediction.public_id.is_not(None), Prediction.created_at >= since]
-    hour = func.substr(func.cast(Prediction.created_at, String), 1, 13)
-    request = func.substr(Prediction.public_id, 1, 16)  # see the API: an id starts with its request's
-    traffic = [{"hour": h, "requests": r, "predictions": n} for h, r, n in session.execute(
-        select(hour, func.count(func.distinct(request)), func.count(Prediction.id)).where(*served)
-        .group_by(hour).order_by(hour)).all()]
+    hour = _hour_key(Prediction.created_at)  # one expression: PostgreSQL matches GROUP BY by its parameters
+    predicted = dict(session.execute(
+        select(hour, func.count(Prediction.id)).where(*served).group_by(hour)).all())
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, int] = {}
+    for hour, status, ms in session.execute(
+            select(_hour_key(ApiRequest.created_at), ApiRequest.status, ApiRequest.latency_ms)
+            .where(ApiRequest.route == PREDICT_ROUTE, ApiRequest.created_at >= since)).all():
+        latencies.setdefault(hour, []).append(ms)
+        errors[hour] = errors.get(hour, 0) + (status >= 400)
+    traffic, latency = [], []
+    for slot in slots:
+        key = slot.strftime("%Y-%m-%d %H")
+        traffic.append({"hour": _iso(slot), "requests": len(latencies.get(key, ())),
+                        "predictions": int(predicted.get(key, 0)), "errors": errors.get(key, 0)})
+        if key in latencies:
+            latency.append({"hour": _iso(slot), **_percentiles(latencies[key])})
     n, positive, confidence = session.execute(
         select(func.count(Prediction.id), func.coalesce(func.sum(Prediction.label), 0),
                func.avg(func.abs(Prediction.score - 0.5) + 0.5)).where(*served)).one()
@@ -31,9 +71,10 @@ def summary(settings: Settings, session: Session, latency_ms: dict, hours: int =
     return {
         "window_hours": hours,
         "traffic": traffic,
+        "latency": latency,
         "prediction_mix": {"positive": int(positive), "negative": int(n) - int(positive)},
         "mean_confidence": round(float(confidence), 4) if confidence is not None else None,
-        "latency_ms": latency_ms,
+        "latency_ms": _percentiles([ms for values in latencies.values() for ms in values]),
         "feedback": {"n": int(fb_n), "agreement": round(int(fb_agree) / int(fb_n), 4) if fb_n else None},
         "drift": latest_drift_report(settings),
     }
@@ -49,4 +90,3 @@ def latest_drift_report(settings: Settings) -> dict | None:
         return latest_report(store)
     except (StoreError, ValueError):
         return None
-

@@ -8,7 +8,6 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 
 import numpy as np
 
@@ -100,10 +99,11 @@ class MicroBatcher:
 
 
 class PredictionLog:
-    """Prediction rows queued by requests and inserted by one background thread in batches."""
+    """Prediction rows queued by requests and inserted by one background thread in batches (rows of another
+    table with `table`: the answered requests of `metrics.Metrics`)."""
 
-    def __init__(self, session_factory, flush_every: float = 0.5, max_rows: int = 2000) -> None:
-        self.sessions = session_factory
+    def __init__(self, session_factory, flush_every: float = 0.5, max_rows: int = 2000, table=None) -> None:
+        self.sessions, self.table = session_factory, table
         self.flush_every, self.max_rows = flush_every, max_rows
         # one item per request (its list of rows): a put per row cost more than the insert itself
         self._queue: queue.Queue = queue.Queue()
@@ -185,7 +185,7 @@ class PredictionLog:
         from reviewops.store.models import Prediction
 
         with self.sessions() as s:
-            s.execute(insert(Prediction), rows)
+            s.execute(insert(self.table or Prediction), rows)
 
     def _insert_each(self, rows: list[dict]) -> None:
         """Rare path: the rows one transaction each, so that only the refused ones are lost."""
@@ -207,18 +207,3 @@ def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
 
-
-class LatencyWindow:
-    """The last N request latencies, for the monitoring page's percentiles."""
-
-    def __init__(self, size: int = 10_000) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-
-    def add(self, seconds: float) -> None:
-        self._values.append(seconds)
-
-    def percentiles(self) -> dict[str, float | None]:
-        if not self._values:
-            return {"p50": None, "p95": None, "p99": None}
-        arr = np.asarray(self._values) * 1000
-        return {f"p{q}": round(float(np.percentile(arr, q)), 2) for q in (50, 95, 99)}

@@ -159,3 +159,17 @@ class Feedback(Base):
     label: Mapped[int] = mapped_column(SmallInteger)  # the correct label, per the user
     comment: Mapped[str | None] = mapped_column(StoredText)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiRequest(Base):
+    """A request the API answered on a watched route (/v1/predict), with its latency: the monitoring page's
+    traffic and latency over time, the same whichever worker answered and across restarts."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (Index("ix_api_requests_created_at", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(SmallInteger)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)  # when the answer was sent
