@@ -72,6 +72,10 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
     run = mlflow.get_run(t["run_id"])
     assert run.data.tags["dataset.fingerprint"] == first["snapshot"]["fingerprint"]
     assert "slice.len_lt20.accuracy" in run.data.metrics and run.data.params["model.alpha"]
+    # the behavioural set, overall and per category, with every case's answer
+    assert 0 <= run.data.metrics["behaviour.accuracy"] <= 1 and run.data.metrics["behaviour.n"] >= 40
+    assert "behaviour.double_negation.accuracy" in run.data.metrics
+    assert 0 <= t["metrics"]["behaviour.sarcasm.accuracy"] <= 1
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(t["run_id"])}
     assert "confusion_matrix.png" in artifacts or any("confusion" in a for a in artifacts)
 
@@ -104,12 +108,19 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
     inp, outp = reviews_tsv(tmp_path / "in.tsv"), tmp_path / "out" / "pred.tsv"
     r = cli("predict", "--input", str(inp), "--output", str(outp))
     assert r.exit_code == 0, r.stderr
-    pred = pd.read_csv(outp, sep="\t", dtype={"id": str})
-    assert list(pred.columns) == ["id", "label", "score"]
+    pred = pd.read_csv(outp, sep="\t", dtype={"id": str, "flags": str}, keep_default_na=False)
+    assert list(pred.columns) == ["id", "label", "score", "verdict", "flags"]
     assert pred["id"].tolist() == ["a1", "a2", "a3", "a4", "a5", "a6"]
-    assert pred["score"].between(0, 1).all() and set(pred["label"]) <= {0, 1}
-    assert pred.set_index("id").loc[["a1", "a4"], "label"].tolist() == [1, 1]
-    assert pred.set_index("id").loc[["a2", "a3"], "label"].tolist() == [0, 0]
+    # the blank review is answered as the API answers it: no label, no score, 애매함, flag empty
+    assert pred.set_index("id").loc["a5"].tolist() == ["", "", "애매함", "empty"]
+    scored = pred[pred["id"] != "a5"].set_index("id")
+    assert scored["score"].astype(float).between(0, 1).all() and set(scored["label"].astype(int)) <= {0, 1}
+    assert scored.loc[["a1", "a4"], "label"].astype(int).tolist() == [1, 1]
+    assert scored.loc[["a2", "a3"], "label"].astype(int).tolist() == [0, 0]
+    for _, row in scored.iterrows():  # the same rule as the API's: the label outside the band, else 애매함
+        sure = not row["flags"] and not 0.35 <= float(row["score"]) <= 0.65
+        assert row["verdict"] == (("긍정" if int(row["label"]) else "부정") if sure else "애매함")
+    assert "uncertain" in r.stderr
 
     # a CSV, and an explicit model URI
     csv = tmp_path / "in.csv"

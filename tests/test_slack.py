@@ -14,7 +14,8 @@ from reviewops.notify.slack import Notifier, collection_summary, failure, traini
 TOKEN = "xoxb-test-" + "0" * 24
 SUMMARY = {
     "run_id": "abc123", "version": "7", "snapshot_id": "5cb0f73e4cc0",
-    "metrics": {"accuracy": 0.8866, "f1": 0.8864, "roc_auc": 0.956, "n": 20178.0},
+    "metrics": {"accuracy": 0.8866, "f1": 0.8864, "roc_auc": 0.956, "n": 20178.0, "behaviour.accuracy": 0.6,
+                "behaviour.n": 60.0, "behaviour.sarcasm.accuracy": 0.2, "behaviour.negation.accuracy": 0.75},
     "decision": {"promote": True, "reason": "accuracy 0.8866 beats the champion's 0.8801 by +0.0065 (margin 0.0020)",
                  "metric": "accuracy", "candidate": 0.8866, "champion": 0.8801},
 }
@@ -49,7 +50,8 @@ def test_training_report_through_the_web_api(home, fake, monkeypatch):
     assert body["channel"] == "#ml" and "v7" in body["text"] and "promoted" in body["text"]
     sent = json.dumps(body["blocks"] if isinstance(body["blocks"], list) else json.loads(body["blocks"]),
                       ensure_ascii=False)
-    for expected in ("0.8866", "+0.0065", "5cb0f73e4cc0", "beats the champion", "runs/abc123", "20,178"):
+    for expected in ("0.8866", "+0.0065", "5cb0f73e4cc0", "beats the champion", "runs/abc123", "20,178",
+                     "Behavioural set:* 60% of 60 cases (sarcasm 20%, negation 75%)"):
         assert expected in sent
 
 

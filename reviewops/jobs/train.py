@@ -20,6 +20,7 @@ from reviewops.data.ingest import IngestSummary, ingest
 from reviewops.data.labels import LabelPolicy
 from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot, read_split
 from reviewops.errors import ReviewOpsError
+from reviewops.evaluate import behaviour
 from reviewops.evaluate.cost import ServingCost, measure
 from reviewops.evaluate.gate import GateDecision, ServingBudget, decide
 from reviewops.evaluate.metrics import confusion_png, evaluate
@@ -160,6 +161,7 @@ def _train_run(registry: Registry, trainer, snapshot: Snapshot, parts: dict[str,
             valid_metrics = evaluate(valid, model.predict_proba(valid["text"].tolist()))
             metrics.update({f"valid.{k}": v for k, v in valid_metrics.items() if not k.startswith("slice.")})
         run.log_metrics(metrics)
+        run.log_behaviour(behaviour.score(model.predict_proba))  # the hand-written hard cases
         _log_model(run, trainer, model, snapshot, eval_df, score)
     return run.run_id
 

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from reviewops.config import Settings
+from reviewops.evaluate.behaviour import summary_line
 
 log = logging.getLogger(__name__)
 # slack-sdk logs request URLs (a webhook URL is a secret) at DEBUG and INFO: its clients get a silent
@@ -41,6 +42,9 @@ def training_report(summary: dict, mlflow_url: str | None = None) -> tuple[str, 
                  ("decision", verdict)]),
         _section(f"*Why:* {d['reason']}"),
     ]
+    hard_cases = summary_line(m)
+    if hard_cases:  # the hand-written hard cases (negation, sarcasm, ...), weakest category first
+        blocks.append(_section(f"*Behavioural set:* {hard_cases}"))
     if mlflow_url:
         blocks.append(_section(f"<{mlflow_url.rstrip('/')}/#/experiments/runs/{summary['run_id']}|MLflow run>"))
     return text, blocks

@@ -4,6 +4,7 @@ model), behind a small API so that the jobs name no MLflow function.
     with registry.training_run(f"{trainer.name}-{snapshot.id}", tags) as run:
         run.log_params(...)
         run.log_metrics(...)
+        run.log_behaviour(...)
         run.log_model(folder, entry, example, output_example, requirements)
 
 Crash safety: the run is created already tagged with its owner (a kill right after creating it leaves no
@@ -26,6 +27,7 @@ from reviewops.registry.mlflow_registry import OWNER_TAG, configure
 if TYPE_CHECKING:
     import pandas as pd
 
+    from reviewops.evaluate.behaviour import BehaviourResult
     from reviewops.registry.mlflow_registry import Registry
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,12 @@ class TrainingRun:
         import mlflow
 
         mlflow.log_metrics(metrics)
+
+    def log_behaviour(self, result: BehaviourResult) -> None:
+        """The behavioural set's metrics (`behaviour.accuracy`, `behaviour.<category>.accuracy`) and every
+        case with the model's answer as `behaviour/cases.json`."""
+        self.log_metrics(result.metrics())
+        self.log_dict(result.table(), "behaviour/cases.json")
 
     def log_file(self, path: Path) -> None:
         import mlflow
