@@ -88,6 +88,7 @@ def test_a_review_as_the_site_sends_it():
     assert (r.source_review_id, r.text, r.rating, r.kind, r.aspects, r.posted_at) == (
         "ONELN0000123", "배우들 연기가 좋았어요", 9, "review", ("연출", "배우"), datetime(2026, 11, 18, 12, 5))
     assert _parse(lstUptDt="2026.11.19 08:00").posted_at == datetime(2026, 11, 19, 8)  # the site shows the edit's
+    assert _parse(onelnEvalNo=20241118123).source_review_id == "20241118123"  # an id sent as a number
 
 
 def test_a_expectation_is_kept_as_one():
