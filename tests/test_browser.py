@@ -9,6 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from reviewops.errors import ReviewOpsError
@@ -147,3 +148,56 @@ def test_driver_that_fails_to_start_names_the_paths(tmp_path, monkeypatch):
     assert str(fake) in str(info.value) and "/usr/bin/chromium" in str(info.value)
     leftover = set(os.listdir(tempfile.gettempdir())) - before
     assert not [name for name in leftover if name.startswith("reviewops-chromium-")]
+
+
+# --- what a user opens through nginx -------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_behind_nginx(settings, tmp_path):
+    """The real prediction API (no model yet: the docs need none) behind the real nginx configuration;
+    the other upstreams are the proxy tests' echo servers."""
+    import uvicorn
+
+    from reviewops.serving.app import create_app
+    from reviewops.store import db
+    from tests.test_nginx import Nginx, Upstream
+
+    db.upgrade(settings.db_url)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, poll=False), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    others = {name: Upstream(name) for name in ("streamlit", "mlflow", "airflow")}
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.05)
+    api = f"127.0.0.1:{sock.getsockname()[1]}"
+    nginx = Nginx(tmp_path / "nginx", {"api": api} | {name: f"127.0.0.1:{u.port}" for name, u in others.items()})
+    try:
+        yield f"http://{api}", nginx
+    finally:
+        nginx.stop()
+        for upstream in others.values():
+            upstream.stop()
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+def test_api_docs_render_their_operations_through_nginx_and_at_the_api(api_behind_nginx, browser):
+    """Swagger UI's files come from the API itself (no CDN, which the CSP blocks and offline networks
+    cannot reach) and the page fetches its schema relative to itself: /api/openapi.json behind nginx."""
+    api, nginx = api_behind_nginx
+    for url in (f"{nginx.url}/api/docs", f"{api}/docs"):
+        html = browser.render(url, ".opblock-summary-path", timeout=30)
+        assert "/v1/predict" in html and "/v1/feedback" in html, url
+        assert "cdn.jsdelivr.net" not in html
+    # behind the proxy the schema's server is the prefix, so "Try it out" reaches the API, not the app
+    schema = httpx.get(f"{nginx.url}/api/openapi.json").json()
+    assert schema["servers"] == [{"url": "/api"}] and "/v1/predict" in schema["paths"]
+    assert "servers" not in httpx.get(f"{api}/openapi.json").json()
+    r = httpx.get(f"{nginx.url}/api/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from reviewops.config import Settings, get_settings
 from reviewops.errors import ReviewOpsError
 from reviewops.serving.api.routes import admin, feedback, health, models, monitoring, movies, predict
+from reviewops.serving.docs import add_docs
 from reviewops.serving.metrics import Metrics
 from reviewops.serving.middleware import BodyLimit, Observe
 from reviewops.serving.models import ModelManager
@@ -31,7 +32,8 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     """The API for `settings`; `poll=False` loads the champion once at start instead of watching it."""
     settings = settings or get_settings()
     app = FastAPI(title="ReviewOps API", version="1", lifespan=_lifespan,
-                  description="Korean movie-review sentiment (긍정/부정). Contract: fastapi/README.md.")
+                  description="Korean movie-review sentiment (긍정/부정). Contract: fastapi/README.md.",
+                  docs_url=None, redoc_url=None, openapi_url=None)  # add_docs: the page without a CDN
     app.state.settings, app.state.sessions, app.state.poll = settings, db.sessions(settings), poll
     app.state.manager = manager or ModelManager(settings)
     app.state.metrics = Metrics()
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None, manager: ModelManager | None = 
     app.include_router(predict.router_for(settings))
     for resource in (feedback, models, movies, monitoring, health, admin):
         app.include_router(resource.router)
+    add_docs(app)
     return app
 
 
