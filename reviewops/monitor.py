@@ -327,7 +327,7 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
     alerts = [c["name"] for c in checks if c["crossed"]]
     status = "insufficient_data" if not enough else "drift" if alerts else "ok"
     report = {"status": status, "n_reference": len(reference), "n_current": len(current),
-              "checks": checks, "alerts": alerts}
+              "min_reviews": t.min_reviews, "significance": t.significance, "checks": checks, "alerts": alerts}
     if status == "insufficient_data":
         log.info("model monitor: only %d recent reviews (minimum %d); no drift verdict", len(current), t.min_reviews)
     else:
@@ -337,6 +337,29 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
 
 
 # --- the findings in Korean (the app's words; `detail` stays English for logs and Slack) ---------------------
+
+
+CHECK_NAMES_KO = {
+    "length_psi": "리뷰 길이 분포 (PSI)",
+    "unknown_token_rate": "처음 보는 단어 비율",
+    "score_psi": "예측 점수 분포 (PSI)",
+    "positive_share": "긍정 예측 비율",
+    "mean_confidence": "평균 신뢰도",
+    "agreement": "리뷰어 평점과의 일치율",
+}
+VERDICTS_KO = {"crossed": "⚠️ 드리프트", "within": "정상", "not_significant": "정상 (유의하지 않음)",
+               "too_few": "표본 부족", "unavailable": "데이터 없음"}
+
+
+def _verdict(check: dict) -> str:
+    """The check's verdict; reports stored before checks had one get it from `crossed` and `value`."""
+    return check.get("verdict") or ("crossed" if check.get("crossed") else
+                                    "unavailable" if check.get("value") is None else "within")
+
+
+def verdict_ko(check: dict) -> str:
+    """The check's verdict as the app names it."""
+    return VERDICTS_KO.get(_verdict(check), _verdict(check))
 
 
 def _pct(x: float) -> str:
@@ -381,11 +404,9 @@ def _limit_ko(c: dict) -> str:
 
 
 def finding_ko(check: dict) -> str:
-    """A check of a report as one Korean sentence, from its verdict and numbers (reports stored before
-    checks had a verdict get one from `crossed` and `value`)."""
+    """A check of a report as one Korean sentence, from its verdict and numbers."""
     c = check
-    verdict = c.get("verdict") or ("crossed" if c.get("crossed") else "unavailable" if c.get("value") is None
-                                   else "within")
+    verdict = _verdict(c)
     n, min_n = int(c.get("n") or 0), c.get("min_n")
     p = c.get("p_value")
     p_text = f"p={p:.2g}" if p is not None else "검정 없음"

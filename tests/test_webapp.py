@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import sys
 import sysconfig
@@ -322,11 +323,60 @@ def test_monitoring_page_shows_traffic_feedback_and_drift(app, platform):
     assert not app.error, texts(app.error)
     assert int(metric(app, "예측한 리뷰").replace(",", "")) >= 2
     assert metric(app, "피드백 일치율").endswith("%") and metric(app, "평균 신뢰도").endswith("%")
-    assert metric(app, "지연 p50").endswith("ms")
-    assert charts_on(app) >= 2
+    assert metric(app, "응답 지연 중앙값").endswith("ms") and metric(app, "응답 지연 상위 1%").endswith("ms")
+    assert charts_on(app) >= 3
     assert "드리프트 없음" in texts(app.success)
     checks = app.dataframe[0].value
     assert "리뷰어 평점과의 일치율" in list(checks["검사"])
+    # the window in KST; every finding a Korean sentence with its numbers (no English detail)
+    assert "2026-11-20 09:00 KST ~ 2026-11-21 09:00 KST" in texts(app.caption)
+    for finding in checks["설명"]:
+        assert not set(re.findall(r"[A-Za-z]+", finding)) - {"PSI", "p", "e"}, finding
+    assert any(f.endswith("기준 이내입니다.") for f in checks["설명"])
+    assert set(checks["판정"]) <= {"정상", "정상 (유의하지 않음)"}
+    spec = json.dumps([json.loads(c.proto.spec) for c in app.get("vega_lite_chart")], ensure_ascii=False)
+    assert "시간별 응답 지연" in spec and "시간 (KST)" in spec and "UTC" not in spec
+
+
+def test_monitoring_page_says_too_few_reviews_in_korean(app, platform):
+    """The demo's first day: 79 recent reviews are too few for a verdict, and the page says so."""
+    from reviewops.monitor import Thresholds, drift_report
+    from reviewops.store.objects import open_store
+
+    reference = pd.DataFrame({"text": ["좋아요 최고 재밌다"] * 200 + ["별로 최악 지루함"] * 200,
+                              "score": [0.9] * 200 + [0.1] * 200})
+    current = pd.DataFrame({"text": ["아주 긴 리뷰입니다 정말 길어요 " * 5] * 79, "score": [0.95] * 79,
+                            "label": [1] * 79})  # far from the reference, but only 79 reviews
+    report = drift_report(reference, current, Thresholds()) | {"window": {"start": "2026-11-22T00:00:00",
+                                                                          "end": "2026-11-23T00:00:00"}}
+    open_store(platform.artifacts).put("reports/monitor/2026-11-23.json", json.dumps(report).encode(),
+                                       overwrite=True)
+    page(app, "monitoring")
+    assert "표본 부족: 최근 리뷰가 79건뿐이라 드리프트를 판단하지 않았습니다 (최소 100건)." in texts(app.info)
+    assert "드리프트 감지" not in texts(app.error) + texts(app.success)
+    checks = app.dataframe[0].value
+    assert set(checks["판정"]) == {"표본 부족"} and all(f.startswith("표본 부족:") for f in checks["설명"])
+
+
+def test_traffic_and_latency_charts_are_lines_over_kst_hours():
+    hours = ["2026-12-06T07:00:00Z", "2026-12-06T08:00:00Z", "2026-12-06T09:00:00Z"]
+    traffic = [{"hour": h, "requests": r, "predictions": p, "errors": e}
+               for h, r, p, e in zip(hours, [3, 0, 2], [5, 0, 2], [0, 0, 1], strict=True)]
+    latency = [{"hour": hours[0], "p50": 4.0, "p95": 9.0, "p99": 12.0},
+               {"hour": hours[2], "p50": 5.0, "p95": 8.0, "p99": 30.0}]
+    spec = charts.latency_chart(latency, hours).to_dict()
+    assert spec["mark"]["type"] == "line" and spec["encoding"]["x"]["type"] == "temporal"
+    assert spec["encoding"]["x"]["title"] == "시간 (KST)"
+    (rows,) = spec["datasets"].values()
+    p99 = [(r["hour"], r["지연 (ms)"]) for r in rows if r["백분위"] == "상위 1% (p99)"]
+    # 07:00 UTC is 16:00 KST; the hour without requests is a gap (null), not a line between its neighbours
+    assert p99 == [("2026-12-06T16:00:00", 12.0), ("2026-12-06T17:00:00", None), ("2026-12-06T18:00:00", 30.0)]
+    assert {r["백분위"] for r in rows} == {"중앙값 (p50)", "상위 5% (p95)", "상위 1% (p99)"}
+    spec = charts.traffic_chart(traffic).to_dict()
+    (rows,) = spec["datasets"].values()
+    assert spec["encoding"]["x"]["title"] == "시간 (KST)"
+    assert [(r["hour"], r["건수"]) for r in rows if r["종류"] == "오류 응답"] == [
+        ("2026-12-06T16:00:00", 0), ("2026-12-06T17:00:00", 0), ("2026-12-06T18:00:00", 1)]
 
 
 # --- failures and fonts -------------------------------------------------------------------------------------

@@ -239,32 +239,39 @@ def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerCh
 
 
 def _hours(values: pd.Series) -> pd.Series:
-    """Hour stamps as the API gives them ("2026-11-21 03", "2026-11-21T03:00:00Z", ...) as datetimes."""
+    """Hour stamps as the API gives them (UTC: "2026-11-21T03:00:00Z", or "2026-11-21 03" from older APIs)
+    as KST wall-clock times without a zone: Vega-Lite shows a zoneless time as it is, whatever the
+    browser's zone, so the axis reads in KST."""
+    from reviewops.config import TIMEZONE
+
     text = values.astype(str)
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
     short = parsed.isna() & text.str.fullmatch(r"\d{4}-\d{2}-\d{2}[ T]\d{2}")
     if short.any():
         parsed[short] = pd.to_datetime(text[short] + ":00", errors="coerce", utc=True)
-    return parsed.dt.tz_localize(None)
+    return parsed.dt.tz_convert(TIMEZONE).dt.tz_localize(None)
 
 
-TRAFFIC_KINDS = {"requests": "요청", "predictions": "예측한 리뷰"}
-TRAFFIC_COLORS = {"requests": "#0f766e", "predictions": "#7c3aed"}
+TRAFFIC_KINDS = {"requests": "요청", "predictions": "예측한 리뷰", "errors": "오류 응답"}
+TRAFFIC_COLORS = {"requests": "#0f766e", "predictions": "#7c3aed", "errors": "#dc2626"}
+HOUR_AXIS = alt.Axis(format="%m/%d %H시", labelAngle=0, tickCount="hour")
+LATENCY_KINDS = {"p50": "중앙값 (p50)", "p95": "상위 5% (p95)", "p99": "상위 1% (p99)"}
+LATENCY_COLORS = {"p50": "#0f766e", "p95": "#f59e0b", "p99": "#dc2626"}
 
 
 def traffic_chart(traffic: Sequence[Mapping]) -> alt.Chart:
-    """Requests and predicted texts per hour."""
-    frame = pd.DataFrame(list(traffic), columns=["hour", *TRAFFIC_KINDS])
+    """Requests, predicted texts and error answers per hour (KST), every hour of the window on a time axis."""
+    frame = pd.DataFrame(list(traffic), columns=["hour", *TRAFFIC_KINDS]).fillna({"errors": 0})
     frame["hour"] = _hours(frame["hour"])
     kinds = list(TRAFFIC_KINDS)
     long = frame.reindex(columns=["hour", *kinds]).melt(id_vars="hour", var_name="kind", value_name="건수")
     long["종류"] = long["kind"].map(TRAFFIC_KINDS)
     return alt.Chart(long, title="시간별 트래픽").mark_line(point=True).encode(
-        x=alt.X("hour:T", title="시간 (UTC)", axis=alt.Axis(format="%m/%d %H시")),
+        x=alt.X("hour:T", title="시간 (KST)", axis=HOUR_AXIS),
         y=alt.Y("건수:Q", axis=COUNT_AXIS),
-        color=alt.Color("종류:N", scale=alt.Scale(domain=[TRAFFIC_KINDS[k] for k in kinds],
-                                                 range=[TRAFFIC_COLORS[k] for k in kinds])),
-        tooltip=[alt.Tooltip("hour:T", title="시간", format="%Y-%m-%d %H:00"), "종류", "건수"],
+        color=alt.Color("종류:N", title="종류", scale=alt.Scale(domain=[TRAFFIC_KINDS[k] for k in kinds],
+                                                               range=[TRAFFIC_COLORS[k] for k in kinds])),
+        tooltip=[alt.Tooltip("hour:T", title="시간 (KST)", format="%Y-%m-%d %H:00"), "종류", "건수"],
     )
 
 
@@ -280,12 +287,21 @@ def mix_chart(mix: Mapping[str, int]) -> alt.Chart:
     )
 
 
-def latency_chart(latency_ms: Mapping[str, float | None]) -> alt.Chart:
-    """Latency percentiles in milliseconds."""
-    keys = ["p50", "p95", "p99"]
-    frame = pd.DataFrame({"백분위": keys, "지연 (ms)": [latency_ms[k] for k in keys]}).dropna()
-    return alt.Chart(frame, title="응답 지연").mark_bar(color="#0f766e").encode(
-        x=alt.X("백분위:N", sort=keys, axis=alt.Axis(labelAngle=0)),
-        y=alt.Y("지연 (ms):Q"),
-        tooltip=["백분위", alt.Tooltip("지연 (ms):Q", format=".1f")],
+def latency_chart(latency: Sequence[Mapping], hours: Sequence[str] = ()) -> alt.Chart:
+    """p50/p95/p99 latency per hour (KST) as lines over time; an hour of `hours` (the whole window) without
+    requests breaks the lines instead of joining its neighbours."""
+    keys = list(LATENCY_KINDS)
+    frame = pd.DataFrame(list(latency), columns=["hour", *keys])
+    if hours:
+        frame = frame.set_index("hour").reindex(list(dict.fromkeys([*hours, *frame["hour"]]))).reset_index()
+    frame["hour"] = _hours(frame["hour"])
+    long = frame.melt(id_vars="hour", value_vars=keys, var_name="kind", value_name="지연 (ms)")
+    long["백분위"] = long["kind"].map(LATENCY_KINDS)
+    return alt.Chart(long, title="시간별 응답 지연").mark_line(point=True).encode(
+        x=alt.X("hour:T", title="시간 (KST)", axis=HOUR_AXIS),
+        y=alt.Y("지연 (ms):Q", title="지연 (ms)"),
+        color=alt.Color("백분위:N", title="백분위", scale=alt.Scale(domain=[LATENCY_KINDS[k] for k in keys],
+                                                                range=[LATENCY_COLORS[k] for k in keys])),
+        tooltip=[alt.Tooltip("hour:T", title="시간 (KST)", format="%Y-%m-%d %H:00"), "백분위",
+                 alt.Tooltip("지연 (ms):Q", format=",.1f")],
     )
