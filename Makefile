@@ -26,18 +26,22 @@ help:  ## list the targets
 
 setup: $(STAMP)  ## build .venv from the lock (a no-op when the lock did not change)
 
+# uv is quiet (one line per step, not one per package); what goes wrong still prints.
 $(STAMP): requirements.txt pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing the runtime (requirements.txt) into $(VENV); the first time takes minutes"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip install --python $(BIN)/python --compile-bytecode -r requirements.txt $(FIND_LINKS)
-	$(UV) pip install --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements.txt $(FIND_LINKS)
+	@$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
+	@echo "setup: $(VENV) is ready"
 	@touch $@
 
-setup-dev: $(DEV_STAMP)  ## setup, plus the test, lint and benchmark tools (requirements-dev.txt)
+setup-dev: $(DEV_STAMP)  ## setup, plus the test, lint and benchmark tools (requirements-dev.txt; never in an image)
 
 $(DEV_STAMP): $(STAMP) requirements-dev.txt
-	$(UV) pip install --python $(BIN)/python --compile-bytecode -r requirements-dev.txt $(FIND_LINKS)
+	@echo "setup-dev: adding the test, lint and benchmark tools (requirements-dev.txt)"
+	@$(UV) pip install --quiet --python $(BIN)/python --compile-bytecode -r requirements-dev.txt $(FIND_LINKS)
 	@touch $@
 
 system-deps:  ## a Java runtime for konlpy, Chromium + chromedriver for crawling, nginx for make up (Debian/Ubuntu, as root), when missing

@@ -9,9 +9,12 @@ and operators can override any of them. The DAG files ship with the package (`re
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from reviewops.config import TIMEZONE, Settings
@@ -72,7 +75,8 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
         errors = "\n".join(f"{k}: {v}" for k, v in bag.import_errors.items())
         raise ReviewOpsError(f"DAG import errors:\n{errors}")
     dag = bag.get_dag(dag_id)
-    run = dag.test(run_conf=conf)
+    with _mlflow_notices_hidden():
+        run = dag.test(run_conf=conf)
     tasks = sorted(
         ({"task": ti.task_id, "map_index": ti.map_index, "label": getattr(ti, "rendered_map_index", None),
           "state": str(ti.state), "tries": ti.try_number}
@@ -80,6 +84,25 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
         key=lambda t: (t["task"], t["map_index"]),
     )
     return {"dag_id": dag_id, "run_id": run.run_id, "state": str(run.state), "tasks": tasks}
+
+
+@contextlib.contextmanager
+def _mlflow_notices_hidden() -> Iterator[None]:
+    """The tasks run in this process, where MLflow prints notices to stderr ("Successfully registered model
+    ...", "Created version ...", INFO lines); the task table says what happened. MLflow's warnings and
+    errors still reach stderr."""
+    from mlflow.utils import logging_utils
+
+    logger = logging.getLogger("mlflow")
+    warnings_only = logging.StreamHandler(sys.stderr)
+    warnings_only.setLevel(logging.WARNING)
+    logger.addHandler(warnings_only)
+    logging_utils.disable_logging()  # MLflow's own stream: its notices and its logger's handler
+    try:
+        yield
+    finally:
+        logging_utils.enable_logging()
+        logger.removeHandler(warnings_only)
 
 
 def init_platform(settings: Settings, bootstrap: bool = True, echo=print) -> int:

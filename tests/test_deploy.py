@@ -246,6 +246,42 @@ def test_compose_runs_what_make_up_runs(compose, settings):
     assert published.endswith(":" + proxy[proxy.index("--listen") + 1].split(":")[1])
 
 
+# --- make ---------------------------------------------------------------------------------------
+
+
+def _names(path: Path) -> set[str]:
+    from packaging.requirements import Requirement
+
+    lines = [ln.strip() for ln in path.read_text().splitlines()]
+    return {Requirement(ln).name.lower() for ln in lines if ln and not ln.startswith(("#", "-"))}
+
+
+def test_make_demo_installs_the_runtime_quietly_and_no_test_tools():
+    """`make demo` on a fresh machine: one line per setup step, not one per package, and the runtime
+    only; the test and lint tools come with `make test` (requirements-dev.txt, pyproject's `dev` extra)."""
+    import tomllib
+
+    tools = _names(ROOT / "requirements-dev.in")
+    runtime = _names(ROOT / "requirements.txt")
+    assert {"pytest", "ruff"} <= tools and tools & runtime <= {"aiohttp"}  # aiohttp: a runtime library's need too
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    from packaging.requirements import Requirement
+
+    assert {Requirement(r).name for r in extras["dev"]} == tools
+    assert not any("pytest" in r or "ruff" in r for name, rs in extras.items() if name != "dev" for r in rs)
+
+    def planned(target: str) -> list[str]:  # every command `make` would run from scratch, none run
+        proc = _run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.splitlines()
+
+    demo = planned("demo")
+    installs = [line for line in demo if " install " in line and "apt-get" not in line]
+    assert len(installs) == 3 and all(re.search(r" (-q|--quiet) ", line) for line in installs), installs
+    assert not any("requirements-dev" in line for line in demo)
+    assert any("-r requirements-dev.txt" in line and "--quiet" in line for line in planned("test"))
+
+
 # --- the images ---------------------------------------------------------------------------------
 
 

@@ -180,3 +180,23 @@ def test_health_wait_names_the_url():
     with pytest.raises(ConfigError, match=rf"MLflow server at {url} is not up after 1s .*GET {url}/health"):
         wait_until_up(url, timeout=1)
     assert time.perf_counter() - t0 < 5
+
+
+def test_dag_runs_hide_mlflow_notices_but_not_its_warnings(capfd):
+    """`reviewops dag test` (and so `make demo`) runs the tasks in its own process: MLflow's notices
+    ("Successfully registered model ...") and INFO lines are not shown there, its warnings are."""
+    import logging
+
+    import mlflow  # noqa: F401 - configures MLflow's logger and stream, as a task's import does
+    from mlflow.utils.logging_utils import eprint
+
+    from reviewops.platform import _mlflow_notices_hidden
+
+    with _mlflow_notices_hidden():
+        eprint("Successfully registered model 'review-sentiment'.")
+        logging.getLogger("mlflow.tracking.fluent").info("an INFO line")
+        logging.getLogger("mlflow.tracking.fluent").warning("a warning")
+    eprint("a notice afterwards")
+    err = capfd.readouterr().err
+    assert "Successfully registered" not in err and "an INFO line" not in err
+    assert "a warning" in err and "a notice afterwards" in err
