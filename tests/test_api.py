@@ -176,7 +176,7 @@ def test_explanations_are_spans_of_the_original_text(client, env):
         slope, intercept = model.calibration[0], float(model.clf.intercept_[0])
         expected = slope * (float(model.margin([text])[0]) - intercept)
         assert sum(s["weight"] for s in spans) == pytest.approx(expected, abs=1e-4)
-        assert sum(contributions(model, text)) * slope == pytest.approx(expected, abs=1e-4)
+        assert sum(contributions(model, [text])[0]) * slope == pytest.approx(expected, abs=1e-4)
     worst = min(r.json()["predictions"][1]["explanation"], key=lambda s: s["weight"])
     assert worst["text"] in {"아깝다", "최악의"}
     r = client.post("/v1/predict", json={"texts": ["좋아요"] * 101, "explain": True})

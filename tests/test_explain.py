@@ -55,8 +55,10 @@ def _held_out(data, n: int = 60) -> list[str]:
 
 def test_linear_contributions_sum_to_the_margin_minus_the_intercept(baseline, data):
     intercept, slope = float(baseline.clf.intercept_[0]), baseline.calibration[0]
-    for text in [*MESSY, *_held_out(data, 30)]:
-        parts = contributions(baseline, text)
+    texts = [*MESSY, *_held_out(data, 30)]
+    assert [len(p) for p in contributions(baseline, texts)] == [len(t.split()) for t in texts]
+    for text in texts:
+        (parts,) = contributions(baseline, [text])
         margin = float(baseline.margin([text])[0])
         assert parts.sum() == pytest.approx(margin - intercept, abs=1e-4), text
         spans = explain(baseline, [text])[0]
@@ -131,6 +133,11 @@ def test_unseen_share_counts_the_words_the_model_never_saw(baseline, stack):
     assert np.isnan(shares[3])  # no words: not "mostly unseen"
     assert shares[4] == 0.0  # a known word with an ending it never saw: 영화였어요 → 영화
     assert unseen_share(stack, ["뷁뛟 똵쒧", "영화 정말 재밌어요"]).tolist() == [1.0, 0.0]  # its linear part
+
+    with pytest.MonkeyPatch.context() as mp:  # the remembered words are bounded; answers do not change
+        mp.setattr("reviewops.models.explain._CACHE_WORDS", 3)
+        again = unseen_share(baseline, ["영화 정말 재밌어요", "뷁뛟 똵쒧 꿿뜛", "영화 뷁뛟", "👍 !!", "영화였어요"])
+        assert np.array_equal(again, shares, equal_nan=True)
 
     class Opaque:  # a model that cannot tell (as a transformer): no flag rather than a guess
         def predict_proba(self, texts):

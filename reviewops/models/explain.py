@@ -6,8 +6,8 @@ logit units: > 0 pushed the score toward 긍정, < 0 toward 부정.
 - The hashed TF-IDF linear model (`BaselineModel`) is explained exactly: its margin is the sum over
   features of (TF-IDF value × coefficient) plus the intercept. Each feature's contribution is shared
   equally among the n-gram occurrences that hash to it, each occurrence's share equally among the
-  characters it covers, and each character's weight goes to the word of the original text it came
-  from. The words' weights therefore sum to calibration slope × (margin − intercept): nothing is lost
+  characters (or words) it covers, and each character's weight goes to the word of the original text it
+  came from. The words' weights therefore sum to calibration slope × (margin − intercept): nothing is lost
   or invented, only placed.
 - Any other model (the stacked model, transformers, ONNX) is explained by occlusion: a word's weight is
   logit(P(text)) − logit(P(text without the word)). Its faithfulness is measured in tests/test_explain.py.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 import weakref
-from bisect import bisect_right
 from difflib import SequenceMatcher
 
 import numpy as np
@@ -40,96 +39,101 @@ def word_spans(text: str) -> list[tuple[int, int]]:
 def explain(model, texts: list[str]) -> list[list[dict]]:
     """For each text, its words as `{"start", "end", "text", "weight"}`, ordered by start."""
     if type(model) is BaselineModel:  # a subclass (the morpheme model) has other features: occlusion
-        return [_exact(model, t) for t in texts]
+        slope = model.calibration[0]  # P = sigmoid(slope × margin + b): logit units
+        return [_spans(text, weights * slope) for text, weights in zip(texts, contributions(model, texts),
+                                                                      strict=True)]
     return occlusion(model, texts)
+
+
+def _spans(text: str, weights) -> list[dict]:
+    return [{"start": s, "end": e, "text": text[s:e], "weight": round(float(w), 6)}
+            for (s, e), w in zip(word_spans(text), weights, strict=True)]
 
 
 # --- the linear model: exact contributions -----------------------------------------------------------
 
 
-def contributions(model: BaselineModel, text: str) -> np.ndarray:
-    """Per word of `text` (see `word_spans`), its share of margin − intercept (the model's raw units)."""
+def contributions(model: BaselineModel, texts: list[str]) -> list[np.ndarray]:
+    """Per text, per word (see `word_spans`), its share of margin − intercept (the model's raw units)."""
+    rows = model.features(texts).tocsr()
+    coef = model.clf.coef_[0].astype(np.float64)
+    out = []
+    for r, text in enumerate(texts):
+        row = rows[r]
+        order = np.argsort(row.indices)
+        cols, values = row.indices[order], row.data[order].astype(np.float64) * coef[row.indices[order]]
+        out.append(_text_contributions(model, text, cols, values))
+    return out
+
+
+def _text_contributions(model: BaselineModel, text: str, cols: np.ndarray, values: np.ndarray) -> np.ndarray:
     spans = word_spans(text)
-    norm = model.cleaner.normalise(text)[0]
-    row = model.features([text])
-    cols, values = row.indices, row.data.astype(np.float64) * model.clf.coef_[0][row.indices].astype(np.float64)
-    per_char = np.zeros(len(norm), dtype=np.float64)
-    occurrences = _occurrences(model, norm)
-    leftover = 0.0
-    for col, value in zip(cols.tolist(), values.tolist(), strict=True):
-        found = occurrences.get(col)
-        if not found:  # cannot happen with sklearn's analysers; kept so that the sum always holds
-            leftover += value
-            continue
-        share = value / len(found)
-        for positions in found:
-            np.add.at(per_char, positions, share / len(positions))
     words = np.zeros(len(spans), dtype=np.float64)
     if not spans:
         return words
+    norm = model.cleaner.normalise(text)[0]
+    groups = _occurrences(model, norm)  # (columns, positions) per block and n-gram length
+    per_char = np.zeros(len(norm), dtype=np.float64)
+    placed = 0.0
+    if groups:
+        occ_cols = np.concatenate([c for c, _ in groups])
+        uniq, inverse, counts = np.unique(occ_cols, return_inverse=True, return_counts=True)
+        at = np.clip(np.searchsorted(cols, uniq), 0, max(len(cols) - 1, 0))
+        found = (cols[at] == uniq) if len(cols) else np.zeros(len(uniq), dtype=bool)
+        value = np.where(found, values[at] if len(cols) else 0.0, 0.0)
+        placed = float(value.sum())
+        share = (value / counts)[inverse]  # a feature's contribution, shared among its occurrences
+        k = 0
+        for group_cols, positions in groups:  # ... and each occurrence's among the characters it covers
+            w = share[k : k + len(group_cols)] / positions.shape[1]
+            np.add.at(per_char, positions, np.broadcast_to(w[:, None], positions.shape))
+            k += len(group_cols)
     to_original = _alignment(norm, text)
-    starts = [s for s, _ in spans]
-    for i in np.flatnonzero(per_char):
-        words[max(0, bisect_right(starts, to_original[i]) - 1)] += per_char[i]
-    if not len(norm) or leftover:
+    starts = np.array([s for s, _ in spans])
+    nonzero = np.flatnonzero(per_char)
+    word_of = np.maximum(np.searchsorted(starts, to_original[nonzero], side="right") - 1, 0)
+    np.add.at(words, word_of, per_char[nonzero])
+    leftover = float(values.sum()) - placed  # never with sklearn's analysers; kept so that the sum holds
+    if abs(leftover) > 1e-12:
         words += leftover / len(spans)
     return words
 
 
-def _exact(model: BaselineModel, text: str) -> list[dict]:
-    slope = model.calibration[0]  # P = sigmoid(slope × margin + b): logit units
-    weights = contributions(model, text) * slope
-    return [{"start": s, "end": e, "text": text[s:e], "weight": round(float(w), 6)}
-            for (s, e), w in zip(word_spans(text), weights, strict=True)]
-
-
-def _occurrences(model: BaselineModel, norm: str) -> dict[int, list[np.ndarray]]:
-    """Column of the model's feature matrix → the positions (in `norm`) of each n-gram hashing to it,
-    generated as scikit-learn's analysers generate them (lowercased; spacing-free for `nospace`)."""
+def _occurrences(model: BaselineModel, norm: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The n-grams of `norm` as scikit-learn's analysers generate them (lowercased; spacing-free for
+    `nospace`), grouped by block and length n: (feature-matrix columns, positions in `norm` of shape
+    (occurrences, n): each character of a character n-gram, the first character of each word of a word
+    n-gram)."""
     lowered = norm.lower()
     if len(lowered) != len(norm):  # a letter whose lowercase is longer: positions by the original
         lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in norm)
-    out: dict[int, list[np.ndarray]] = {}
+    out = []
     offset = 0
     for kind, vec in model.vectorizers:
-        grams, positions = _grams(kind, vec, lowered)
-        if grams:
-            hashed = FeatureHasher(n_features=vec.n_features, input_type="string",
-                                   alternate_sign=False).transform([[g] for g in grams])
-            for col, pos in zip(hashed.indices.tolist(), positions, strict=True):
-                out.setdefault(offset + col, []).append(pos)
+        if vec.analyzer == "word":
+            spans = [m.span() for m in re.finditer(vec.token_pattern, lowered)]
+            units, index = [lowered[s:e] for s, e in spans], np.array([s for s, _ in spans], dtype=int)
+            joiner = " "
+        else:
+            index = np.arange(len(lowered)) if kind != "nospace" else \
+                np.array([i for i, c in enumerate(lowered) if c != " "], dtype=int)
+            units, joiner = [lowered[i] for i in index], ""
+        hasher = FeatureHasher(n_features=vec.n_features, input_type="string", alternate_sign=False)
+        lo, hi = vec.ngram_range
+        for n in range(lo, min(hi, len(units)) + 1):
+            grams = [joiner.join(units[i : i + n]) for i in range(len(units) - n + 1)]
+            cols = hasher.transform([[g] for g in grams]).indices.astype(np.int64) + offset
+            out.append((cols, index[np.arange(len(grams))[:, None] + np.arange(n)]))
         offset += vec.n_features
     return out
-
-
-def _grams(kind: str, vec, text: str) -> tuple[list[str], list[np.ndarray]]:
-    lo, hi = vec.ngram_range
-    grams, positions = [], []
-    if vec.analyzer == "word":
-        tokens = [m.span() for m in re.finditer(vec.token_pattern, text)]
-        for n in range(lo, hi + 1):
-            for i in range(len(tokens) - n + 1):
-                part = tokens[i : i + n]
-                grams.append(" ".join(text[s:e] for s, e in part))
-                positions.append(np.concatenate([np.arange(s, e) for s, e in part]))
-        return grams, positions
-    index = np.arange(len(text))
-    if kind == "nospace":
-        index = np.array([i for i, c in enumerate(text) if c != " "], dtype=int)
-    chars = "".join(text[i] for i in index)
-    for n in range(lo, hi + 1):
-        for i in range(len(chars) - n + 1):
-            grams.append(chars[i : i + n])
-            covered = index[i : i + n]
-            letters = covered[[text[j] != " " for j in covered]]
-            positions.append(letters if len(letters) else covered)
-    return grams, positions
 
 
 def _alignment(norm: str, text: str) -> np.ndarray:
     """For each character of the normalised text, the position in the original text it came from.
     Normalisation only drops and collapses (spaces, repeats, tags, URLs) or recomposes (NFC), so a
     character-level match finds nearly all; the rest take their nearest matched neighbour."""
+    if norm == text:
+        return np.arange(len(text))
     out = np.full(len(norm), -1, dtype=int)
     for a, b, size in SequenceMatcher(None, norm, text, autojunk=False).get_matching_blocks():
         out[a : a + size] = np.arange(b, b + size)
@@ -191,13 +195,8 @@ class _Vocabulary:
         self.hasher = FeatureHasher(n_features=vec.n_features, input_type="string", alternate_sign=False)
         self.known: dict[str, bool] = {}
 
-    def words(self, text: str) -> list[str]:
-        return self.pattern.findall(text.lower())
-
-    def learn(self, words: set[str]) -> None:
-        """Decide the words not decided yet, in one hashing call per cut."""
-        if len(self.known) + len(words) > _CACHE_WORDS:
-            self.known.clear()
+    def decide(self, words: set[str]) -> dict[str, bool]:
+        """Whether each word is known, in one hashing call per cut."""
         todo = list(words)
         forms = [self.cleaner.normalise(w)[0].lower() for w in todo]  # as the model saw words: ㅋㅋㅋㅋ → ㅋㅋ
         known = np.zeros(len(todo), dtype=bool)
@@ -208,7 +207,7 @@ class _Vocabulary:
                 break
             cols = self.hasher.transform([[forms[i][: len(forms[i]) - cut]] for i in idx]).indices
             known[idx] = self.seen[cols]
-        self.known.update(zip(todo, known.tolist(), strict=True))
+        return dict(zip(todo, known.tolist(), strict=True))
 
 
 def _vocabulary(model: BaselineModel) -> _Vocabulary | None:
@@ -234,9 +233,14 @@ def unseen_share(model, texts: list[str]) -> np.ndarray | None:
     vocab = _vocabulary(linear) if linear is not None else None
     if vocab is None:
         return None
-    words = [vocab.words(t) for t in texts]
-    new = {w for ws in words for w in ws if w not in vocab.known}
+    findall = vocab.pattern.findall
+    words = [findall(t.lower()) for t in texts]
+    known = vocab.known  # requests run in threads: this call keeps its dict even if another replaces it
+    new = {w for ws in words for w in ws if w not in known}
+    if len(known) + len(new) > _CACHE_WORDS:  # bounded memory: start again with this batch's words
+        known = vocab.known = {}
+        new = {w for ws in words for w in ws}
     if new:
-        vocab.learn(new)
-    known = vocab.known
-    return np.array([sum(not known.get(w, False) for w in ws) / len(ws) if ws else np.nan for ws in words])
+        known.update(vocab.decide(new))
+    get = known.__getitem__  # every word is decided now; this is the batch route's hot loop
+    return np.fromiter(((1.0 - sum(map(get, ws)) / len(ws)) if ws else np.nan for ws in words), float, len(words))
