@@ -260,6 +260,100 @@ def test_movie_page_shows_a_crawled_movie(app, platform):
     assert not app.exception
 
 
+def chart_specs(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+
+
+def test_movie_picker_lists_crawled_films_first_and_finds_them(app, platform):
+    with db.session_scope(platform.db_url) as s:
+        crawled = dict(s.execute(sa.select(Movie.id, Movie.title).where(Movie.source.in_(["cgv", "megabox"]))).all())
+        megabox = s.scalar(sa.select(Movie.id).where(Movie.source == "megabox"))
+    page(app, "movie_reviews")
+    picker = app.selectbox(key="movie")
+    assert set(picker.options) == {o for o in picker.options if " · 리뷰 " in o} and len(picker.options) == 2
+    assert picker.value in crawled and all(t in " ".join(picker.options) for t in crawled.values())
+    assert "NAVER" not in " ".join(picker.options)
+
+    app.segmented_control(key="movie_source").set_value("naver").run()  # the history, kept apart
+    options = app.selectbox(key="movie").options
+    assert len(options) > 2 and all(o.startswith("NAVER 영화 #") for o in options)
+
+    app.segmented_control(key="movie_source").set_value("all").run()
+    options = app.selectbox(key="movie").options  # crawled films first, then the history
+    assert " · CGV · " in " ".join(options[:2]) and " · 메가박스 · " in " ".join(options[:2])
+    assert all(o.startswith("NAVER 영화 #") for o in options[2:])
+
+    app.segmented_control(key="movie_source").set_value("megabox").run()
+    app.text_input(key="movie_query").input(crawled[megabox].replace(" ", "")).run()  # spacing ignored
+    assert not app.exception and app.selectbox(key="movie").value == megabox
+    assert len(app.selectbox(key="movie").options) == 1
+    app.text_input(key="movie_query").input("세상에없는영화제목").run()
+    assert "맞는 영화가 없습니다" in texts(app.info)
+
+
+def test_movie_trend_is_on_a_time_axis_with_the_year_per_day_or_week(app, platform):
+    page(app, "movie_reviews")
+    trend = next(s for s in chart_specs(app) if "감성" in str(s.get("title")))
+    x = trend["encoding"]["x"]
+    assert x["type"] == "temporal" and "%Y" in x["axis"]["format"] and x["scale"]["type"] == "utc"
+    assert "KST" in x["axis"]["title"] and trend["encoding"]["x2"]["field"] == "end"
+    assert "(KST)" in texts(app.caption)
+
+    app.segmented_control(key="by_day_bucket").set_value("week").run()
+    assert not app.exception
+    weekly = next(s for s in chart_specs(app) if "주별" in str(s.get("title")))
+    assert weekly["encoding"]["x"]["axis"]["title"] == "주 (KST)"
+
+
+def test_by_day_chart_spans_each_kst_day_or_week_on_a_utc_time_axis():
+    rows = [{"date": "2019-12-30", "positive": 3, "negative": 1}, {"date": "2025-03-10", "positive": 1, "negative": 2}]
+    ends = {"day": ("2019-12-31", "2025-03-11"), "week": ("2020-01-06", "2025-03-17")}
+    for bucket, (end1, end2) in ends.items():
+        spec = charts.by_day_chart(rows, bucket=bucket).to_dict()
+        data = next(iter(spec["datasets"].values()))
+        # six years apart stay six years apart, each bar from its day (or Monday) to the next bucket
+        assert [(d["date"][:10], d["end"][:10]) for d in data if d["kind"] == "positive"] == [
+            ("2019-12-30", end1), ("2025-03-10", end2)]
+        assert all(d["date"].endswith("+00:00") for d in data)  # read as UTC days: no browser shifts them
+        assert spec["encoding"]["x"]["axis"]["format"] == "%Y-%m-%d"
+    share = charts.by_day_chart(rows, share=True).to_dict()
+    assert next(iter(share["datasets"].values()))[0]["긍정 비율"] == 0.75
+
+
+def test_movie_page_lists_disagreements_apart_and_sends_a_correction(app, platform):
+    from reviewops.store.models import Review
+
+    with db.session_scope(platform.db_url) as s:  # a 1-star review the model calls positive, as in the issue
+        movie = s.scalar(sa.select(Movie.id).where(Movie.source == "cgv"))
+        review = s.scalars(sa.select(Review).where(Review.movie_id == movie, Review.label.is_not(None))
+                           .order_by(Review.id)).first()
+        review.label, review.rating, review.text = 0, 1, "최최악이다 돈아깝고 시간 아깝다"
+        prediction = s.scalars(sa.select(Prediction).where(Prediction.review_id == review.id)).first()
+        prediction.label, prediction.score = 1, 0.999
+        prediction_id = prediction.id
+        review.aspects = ["연출", "배우"]  # the aspects chart shows with any film's ticked points
+    page(app, "movie_reviews")
+    app.selectbox(key="movie").set_value(movie).run()
+    written = [str(m.value) for m in app.markdown]
+    start = next(i for i, t in enumerate(written) if "가장 긍정적인 리뷰" in t)
+    end = next(i for i, t in enumerate(written) if "가장 부정적인 리뷰" in t)
+    assert end - start > 1 and not any("최최악이다" in t for t in written[start:end])  # not shown as positive
+    assert any("최최악이다" in t for t in written[end:])  # but listed among the disagreements
+    shown = {}
+    for c in app.get("vega_lite_chart"):
+        spec = json.loads(c.proto.spec)
+        shown[str(spec.get("title"))] = spec
+    assert any("관람 포인트" in t for t in shown)
+    assert "평점과 예측이 다른 리뷰" in texts(app.subheader)
+    assert "평점 1 → 부정 · 예측 긍정 (긍정 확률 0.999)" in texts(app.caption)
+    app.button(key=f"disagree-rating-{review.id}").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    with db.session_scope(platform.db_url) as s:
+        stored = s.execute(sa.select(Feedback.label).where(Feedback.prediction_id == prediction_id)).scalars().all()
+    assert stored == [0]  # the reviewer was right: a training label for this review
+    assert "피드백 반영됨: 부정" in texts(app.caption)
+
+
 # --- 모델 ---------------------------------------------------------------------------------------------------
 
 

@@ -178,7 +178,7 @@ def aspect_chart(rows: Sequence[Mapping]) -> alt.Chart:
     order = frame["관람 포인트"].tolist()  # the site's order
     scale = alt.Scale(domain=[0, 0.5, 1], range=[NEGATIVE_COLOR, "#e5e7eb", POSITIVE_COLOR])
     color = alt.Color("긍정 비율:Q", scale=scale, legend=alt.Legend(format="%"))
-    base = alt.Chart(frame, title="관람 포인트별 언급 수와 긍정 비율").encode(
+    base = alt.Chart(frame).encode(
         y=alt.Y("관람 포인트:N", sort=order, title=None),
         tooltip=["관람 포인트", "언급한 리뷰", alt.Tooltip("언급 비율:Q", format=".1%"),
                  alt.Tooltip("긍정 비율:Q", format=".1%")],
@@ -186,7 +186,7 @@ def aspect_chart(rows: Sequence[Mapping]) -> alt.Chart:
     bars = base.mark_bar().encode(x=alt.X("언급한 리뷰:Q", axis=COUNT_AXIS), color=color)
     labels = base.mark_text(align="left", dx=4).encode(
         x="언급한 리뷰:Q", text=alt.Text("긍정 비율:Q", format=".0%"))
-    return bars + labels
+    return alt.layer(bars, labels, title="관람 포인트별 언급 수와 긍정 비율")
 
 
 # --- models and monitoring ---------------------------------------------------------------------------------
