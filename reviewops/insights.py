@@ -91,8 +91,9 @@ def _movie_filter(query: str | None, source: str | None, crawled: bool | None) -
     words = "".join((query or "").split())  # spacing differs between sites: 어벤져스 엔드게임, 어벤져스:엔드게임
     if words:
         escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        ident = words.rsplit("#", 1)[-1]  # "12345", "#12345" or a name as shown: "NAVER 영화 #12345"
         where.append(or_(func.replace(Movie.title, " ", "").ilike(f"%{escaped}%", escape="\\"),
-                         Movie.source_movie_id == words.lstrip("#")))
+                         Movie.source_movie_id == ident))
     return where
 
 

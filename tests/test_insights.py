@@ -339,6 +339,7 @@ def test_picker_lists_crawled_films_first_and_finds_them_by_title(db_url, tmp_pa
         assert [m["title"] for m in list_movies(s, query="100%")] == ["봄날은 간다 100% 리마스터"]
         assert list_movies(s, query="봄%") == list_movies(s, query="1_0") == []  # % and _ are no patterns
         assert [m["id"] for m in list_movies(s, query="#1002")] == [ids["1002"]]  # a NAVER id
+        assert [m["id"] for m in list_movies(s, query="NAVER 영화 #1003")] == [ids["1003"]]  # its name
         assert [m["id"] for m in list_movies(s, source="megabox")][0] == exhuma
         assert {m["source"] for m in list_movies(s, crawled=False)} == {"naver"}
         assert len(list_movies(s, crawled=True, limit=2)) == 2
@@ -419,8 +420,8 @@ def test_summary_gives_the_films_aspects(db_url, tmp_path):
 
     _build(tmp_path)
     with db.session_scope(db_url) as s:
-        film = _add_movie(s, "megabox", "24010", "파묘", [
-            ("연출이 대단하다", 10, 1, ["연출", "배우"]), ("배우 연기만 좋다", 2, 0, ["배우"]), ("무난", 7, None, None)])
+        film = _add_movie(s, "megabox", "24010", "파묘", [("연출이 대단하다", 10, 1, ["연출", "배우"]),
+                                                        ("배우 연기만 좋다", 2, 0, ["배우"]), ("무난", 7, None, None)])
         s.add_all([_pred(r, 0.9, "1") for r in s.scalars(sa.select(Review).where(Review.movie_id == film))])
     with db.session_scope(db_url) as s:
         summary = movie_summary(s, film, MODEL, "1", top_k=0)
