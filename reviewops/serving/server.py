@@ -9,6 +9,9 @@ is reachable without nginx too (`make up`, compose's network), so the limits liv
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import tempfile
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -82,9 +85,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def run(host: str, port: int, workers: int) -> None:
-    """`reviewops serve`: the API under uvicorn with the guarded protocol."""
+    """`reviewops serve`: the API under uvicorn with the guarded protocol. With several workers, Prometheus'
+    multiprocess mode in a fresh folder (removed at exit), so /metrics sums every worker's counts; the
+    variable must be set before a worker imports prometheus_client, so here, before uvicorn starts them."""
     import uvicorn
 
-    uvicorn.run("reviewops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
-                http="reviewops.serving.server:GuardedHttpToolsProtocol", log_level="info", access_log=False,
-                proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    from reviewops.serving.metrics import MULTIPROC_ENV
+
+    folder = None
+    if workers > 1:
+        folder = tempfile.mkdtemp(prefix="reviewops-metrics-")  # a previous run's files would count again
+        os.environ[MULTIPROC_ENV] = folder
+    try:
+        uvicorn.run("reviewops.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    http="reviewops.serving.server:GuardedHttpToolsProtocol", log_level="info", access_log=False,
+                    proxy_headers=True, forwarded_allow_ips="127.0.0.1")
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
