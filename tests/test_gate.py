@@ -75,3 +75,32 @@ def test_cost_shrinks_the_batch_of_a_model_too_slow_for_its_time_budget():
     cost = measure(very_slow, ["재밌어요"] * 600, seconds=0.6, single_calls=200)
     assert time.perf_counter() - t0 < 1.5
     assert cost.batch_size < 500 and 300 < cost.batch_rps <= 500 and cost.single_calls < 200
+
+
+def test_every_decision_carries_a_code_and_the_figures_its_reason_names():
+    from reviewops.webapp.ui import gate_reason
+
+    first = decide("accuracy", 0.80, None, 0.002, 0.75)
+    assert first.code == "first_model" and first.args == {"metric": "accuracy", "candidate": 0.80, "floor": 0.75}
+    low = decide("accuracy", 0.70, None, 0.002, 0.75)
+    assert low.code == "below_floor" and low.args["candidate"] == 0.70
+    near = decide("accuracy", 0.8810, 0.8800, 0.002, 0.75)
+    assert near.code == "within_margin" and near.args["champion"] == 0.88 and near.args["margin"] == 0.002
+    assert near.args["delta"] == pytest.approx(0.001)
+    assert decide("accuracy", 0.8830, 0.8800, 0.002, 0.75).code == "beats_champion"
+    unscored = decide("accuracy", 0.95, None, 0.002, 0.75, champion_error="checksum mismatch")
+    assert unscored.code == "champion_unscored" and unscored.args["error"] == "checksum mismatch"
+    slow = decide("accuracy", 0.95, 0.88, 0.002, 0.75, cost=_cost(1234, 5.0), budget=BUDGET)
+    assert slow.code == "over_budget_batch" and slow.args["batch_rps"] == 1234 and slow.args["limit"] == 5000
+    laggy = decide("accuracy", 0.95, None, 0.002, 0.75, cost=_cost(20000, 23.4), budget=BUDGET)
+    assert laggy.code == "over_budget_p99" and laggy.args["single_p99_ms"] == 23.4
+    # the app says each in Korean from the code and figures alone, with the same numbers
+    assert gate_reason(first.code, first.args) == "첫 모델: 정확도 0.8000이(가) 최저 기준 0.7500을(를) 넘습니다."
+    assert gate_reason(near.code, near.args) == ("정확도 0.8810 대 챔피언 0.8800: 차이 +0.0010이(가) 필요한 차이 0.0020에 "
+                                                 "못 미칩니다.")
+    assert "1,234리뷰/초" in gate_reason(slow.code, slow.args)
+    assert "23.4 ms" in gate_reason(laggy.code, laggy.args)
+    for d in (low, unscored, decide("accuracy", 0.8830, 0.8800, 0.002, 0.75)):
+        assert not any(c.isascii() and c.isalpha() for c in gate_reason(d.code, d.args).replace("v", ""))
+    # a version recorded before codes existed still reads in Korean
+    assert gate_reason("", {}, "challenger").startswith("도전자")

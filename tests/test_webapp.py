@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from reviewops.config import Settings, reset_settings
 from reviewops.store import db
 from reviewops.store.models import Feedback, Movie, Prediction
-from reviewops.webapp import batch, charts
+from reviewops.webapp import batch, charts, ui
 from reviewops.webapp.client import ApiClient, ApiError, Limits
 from tests.conftest import only_reviewops_env, sample_records, write_jsonl
 
@@ -364,14 +364,41 @@ def login(at: AppTest, token: str) -> AppTest:
     return at
 
 
+def test_model_page_compares_champion_and_challenger_in_korean_with_kst_times(app, platform):
+    page(app, "model")
+    assert metric(app, "학습기") == "기본 선형 모델 (TF-IDF)"
+    compare = app.dataframe[0].value
+    assert list(compare.columns) == ["항목", "챔피언 v1", "도전자 v2", "차이"]
+    rows = compare.set_index("항목")
+    assert {"정확도", "F1", "ROC AUC", "로그 손실", "짧은 리뷰 (20자 미만) · 정확도", "배치 처리량 (리뷰/초)",
+            "단건 지연 p99 (ms)"} <= set(rows.index)
+    acc1, acc2 = (float(rows.at["정확도", c]) for c in ("챔피언 v1", "도전자 v2"))
+    assert float(rows.at["정확도", "차이"]) == pytest.approx(acc2 - acc1, abs=1.5e-4)
+    # the gate's reasons, rendered in Korean from the code and figures the registry recorded
+    captions = texts(app.caption)
+    assert f"v1 (챔피언): 첫 모델: 정확도 {acc1:.4f}이(가) 최저 기준" in captions
+    with ApiClient.from_settings(platform) as c:
+        v2 = c.models()["versions"][1]
+    # below the margin of 0.9, or over the serving budget on a busy machine: either way said in Korean
+    assert v2["reason_code"] in ("within_margin", "over_budget_p99", "over_budget_batch")
+    assert f"v2 (도전자): {ui.gate_reason(v2['reason_code'], v2['reason_args'])}" in captions
+    assert "필요한 차이 0.9000" in captions or "서빙 비용 초과" in captions
+    history = app.dataframe[1].value
+    assert history["사유"][0].startswith("첫 모델: 정확도") and history["게이트 결정"][1] == "도전자"
+    assert all(t.endswith(" KST") for t in history["등록 시각 (KST)"])
+    assert "불러온 시각" in captions and "KST" in captions.split("불러온 시각", 1)[1].split("\n")[0]
+    spec = json.dumps([json.loads(c.proto.spec) for c in app.get("vega_lite_chart")], ensure_ascii=False)
+    assert "버전별 정확도 (95% 구간)" in spec and '"field": "기준"' in spec and "accuracy" not in spec  # floor rule
+
+
 def test_model_page_admin_login_promote_and_rollback(app, platform):
     from reviewops.registry.mlflow_registry import Registry
 
     page(app, "model")
     assert metric(app, "버전") == "v1"
-    table = app.dataframe[0].value
+    table = app.dataframe[1].value
     assert list(table["버전"]) and (table["배치 처리량 (리뷰/초)"] > 0).all()
-    assert charts_on(app) == 2  # accuracy by version; accuracy against serving cost
+    assert charts_on(app) == 3  # slices of champion and challenger; accuracy by version; accuracy against cost
     assert not [b for b in app.button if b.key in ("promote", "rollback")]  # admins only
 
     login(app, "not-the-token")
@@ -384,13 +411,26 @@ def test_model_page_admin_login_promote_and_rollback(app, platform):
     app.button(key="promote").click().run()
     assert "v2을(를) 챔피언으로 승격했습니다" in texts(app.success), texts(app.error)
     assert metric(app, "버전") == "v2" and Registry(platform).by_alias("champion").version == "2"
+    assert app.dataframe[1].value.set_index("버전").at["v2", "사유"] == "관리자가 직접 챔피언으로 승격했습니다."
 
     app.button(key="rollback").click().run()
     assert "v2에서 v1(으)로 롤백했습니다" in texts(app.success), texts(app.error)
     assert metric(app, "버전") == "v1" and Registry(platform).by_alias("champion").version == "1"
+    history = app.dataframe[1].value.set_index("버전")
+    assert history.at["v2", "게이트 결정"] == "롤백됨" and history.at["v2", "사유"] == "v1(으)로 롤백되었습니다."
+    assert "비교 버전 v2" in app.dataframe[0].value.columns  # no challenger alias left: the newest other version
 
     app.button(key="logout").click().run()
     assert not [b for b in app.button if b.key == "promote"]
+
+
+def test_versions_chart_says_something_with_a_single_version():
+    one = [{"version": "1", "aliases": ["champion"], "trainer": "baseline", "accuracy": 0.85,
+            "metrics": {"accuracy": 0.85, "n": 1000.0}}]
+    spec = charts.versions_chart(one, "1", floor=0.75).to_dict()
+    data = next(iter(spec["datasets"].values()))
+    assert len(data) == 1 and data[0]["하한"] < 0.85 < data[0]["상한"] and data[0]["역할"] == "챔피언"
+    assert any(next(iter(d))["기준"] == 0.75 for d in spec["datasets"].values() if "기준" in next(iter(d), {}))
 
 
 # --- 모니터링 ------------------------------------------------------------------------------------------------

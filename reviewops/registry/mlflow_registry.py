@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "champion_history"
 GATE_TAG = "gate.decision"
+# why, for readers in other languages: the decision's code (`evaluate.gate`, or the two below) and, as
+# JSON, the figures its English `gate.reason` was written from
+REASON_CODE_TAG, REASON_ARGS_TAG = "gate.reason_code", "gate.reason_args"
+MANUAL_PROMOTE, ROLLED_BACK = "manual_promote", "rolled_back"
 OWNER_TAG = "reviewops.owner"  # the process working on a run or registering a version: host/pidns:pid:start
 HEARTBEAT_TAG = "reviewops.heartbeat"  # seconds since the epoch, refreshed while that process works
 ABANDONED_TAG = "reviewops.abandoned"  # why `repair` found the work abandoned
@@ -133,6 +137,11 @@ def _probe(uri: str, attempts: int = 3, timeout: float = 5.0) -> None:
     raise ConfigError(f"cannot reach MLflow at {redact_url(uri)} (REVIEWOPS_MLFLOW_TRACKING_URI): {problem}")
 
 
+def _reason_tags(reason: str, code: str, args: dict | None) -> dict[str, str]:
+    """The tags of a gate reason: every one is set each time, so none is left from an earlier decision."""
+    return {"gate.reason": reason, REASON_CODE_TAG: code, REASON_ARGS_TAG: json.dumps(args or {}, ensure_ascii=False)}
+
+
 def _heartbeat_ms(tags: dict[str, str]) -> float | None:
     try:
         return float(tags[HEARTBEAT_TAG]) * 1000
@@ -204,16 +213,16 @@ class Registry:
             raise NotFoundError(f"there is no training run {run_id!r}") from None
         return RunInfo(run_id, dict(data.tags), {k: float(v) for k, v in data.metrics.items()})
 
-    def run_metrics(self, run_id: str | None) -> dict[str, float]:
-        """The summary metrics of a version's training run (no per-slice ones); {} when the run has none
-        or cannot be read: they are for display."""
+    def run_metrics(self, run_id: str | None, slices: bool = False) -> dict[str, float]:
+        """The summary metrics of a version's training run (the per-slice ones only with `slices`); {} when
+        the run has none or cannot be read: they are for display."""
         if not run_id:
             return {}
         try:
             metrics = self._client.get_run(run_id).data.metrics
         except Exception:  # noqa: BLE001 - a missing run or a registry hiccup
             return {}
-        return {k: float(v) for k, v in metrics.items() if not k.startswith("slice.")}
+        return {k: float(v) for k, v in metrics.items() if slices or not k.startswith("slice.")}
 
     def by_alias(self, alias: str) -> VersionInfo | None:
         from mlflow.exceptions import MlflowException
@@ -279,20 +288,23 @@ class Registry:
 
     def record_gate(self, run_id: str, version: str, decision, champion_metric: float | None) -> VersionInfo:
         """Record the gate's `decision` (an `evaluate.gate.GateDecision`) on the training run (decision,
-        reason, registered version, the champion's metric when it was scored, the candidate's serving cost
-        as run metrics and version tags) and act on it: `version` becomes champion or challenger."""
+        reason with its code and figures, registered version, the champion's metric when it was scored, the
+        candidate's serving cost as run metrics and version tags) and act on it: `version` becomes champion
+        or challenger."""
         outcome = "champion" if decision.promote else "challenger"
         if decision.cost is not None:
             self.tag(version, decision.cost.tags())
             for key, value in decision.cost.metrics().items():
                 self._client.log_metric(run_id, key, value)
-        for key, value in {GATE_TAG: outcome, "gate.reason": decision.reason, "registered_version": version}.items():
+        tags = {GATE_TAG: outcome, **_reason_tags(decision.reason, decision.code, decision.args),
+                "registered_version": version}
+        for key, value in tags.items():
             self._client.set_tag(run_id, key, value)
         if champion_metric is not None:
             self._client.log_metric(run_id, f"champion.{self.settings.gate.metric}", champion_metric)
         if decision.promote:
-            return self.promote(version, decision.reason)
-        return self.mark_challenger(version, decision.reason)
+            return self.promote(version, decision.reason, decision.code, decision.args)
+        return self.mark_challenger(version, decision.reason, decision.code, decision.args)
 
     def training_run(self, name: str, tags: dict[str, str]):
         """`with registry.training_run(name, tags) as run:` a new tracking run for one training, owned by
@@ -305,7 +317,8 @@ class Registry:
         for k, v in tags.items():
             self._client.set_model_version_tag(self.name, str(version), k, str(v))
 
-    def promote(self, version: str | int, reason: str = "promoted by hand") -> VersionInfo:
+    def promote(self, version: str | int, reason: str = "promoted by hand", code: str = MANUAL_PROMOTE,
+                args: dict | None = None) -> VersionInfo:
         """Give `version` the champion alias (and record it in the history)."""
         info = self.get(version)
         current = self.by_alias(CHAMPION)
@@ -314,15 +327,15 @@ class Registry:
         self._client.set_registered_model_alias(self.name, CHAMPION, info.version)
         history = self.history() + [info.version]
         self._client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.tag(info.version, {GATE_TAG: "champion", "gate.reason": reason})
+        self.tag(info.version, {GATE_TAG: "champion", **_reason_tags(reason, code, args)})
         challenger = self.by_alias(CHALLENGER)
         if challenger and challenger.version == info.version:
             self._client.delete_registered_model_alias(self.name, CHALLENGER)
         return self.get(info.version)
 
-    def mark_challenger(self, version: str | int, reason: str) -> VersionInfo:
+    def mark_challenger(self, version: str | int, reason: str, code: str = "", args: dict | None = None) -> VersionInfo:
         self._client.set_registered_model_alias(self.name, CHALLENGER, str(version))
-        self.tag(str(version), {GATE_TAG: "challenger", "gate.reason": reason})
+        self.tag(str(version), {GATE_TAG: "challenger", **_reason_tags(reason, code, args)})
         return self.get(version)
 
     def rollback(self) -> tuple[VersionInfo, VersionInfo]:
@@ -339,7 +352,8 @@ class Registry:
         previous = self.get(history[-1])
         self._client.set_registered_model_alias(self.name, CHAMPION, previous.version)
         self._client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history))
-        self.tag(current.version, {GATE_TAG: "rolled_back", "gate.reason": f"rolled back to {previous.version}"})
+        self.tag(current.version, {GATE_TAG: "rolled_back", **_reason_tags(
+            f"rolled back to {previous.version}", ROLLED_BACK, {"to": previous.version})})
         return current, self.get(previous.version)
 
     def delete_version(self, version: str) -> None:

@@ -192,26 +192,66 @@ def aspect_chart(rows: Sequence[Mapping]) -> alt.Chart:
 # --- models and monitoring ---------------------------------------------------------------------------------
 
 
-def versions_chart(versions: Sequence[Mapping], champion: str | None, metric: str = "accuracy") -> alt.Chart:
-    """A metric per model version; the champion is highlighted."""
+ROLE_SCALE = alt.Scale(domain=["챔피언", "도전자", "기타"], range=["#f59e0b", "#7c3aed", "#64748b"])
+
+
+def _role(v: Mapping, champion: str | None) -> str:
+    if v["version"] == str(champion):
+        return "챔피언"
+    return "도전자" if "challenger" in (v.get("aliases") or ()) else "기타"
+
+
+def versions_chart(versions: Sequence[Mapping], champion: str | None, floor: float | None = None) -> alt.LayerChart:
+    """Accuracy per model version with its 95% interval on the evaluation set (Wilson, from the run's `n`),
+    the gate's floor as a rule when known, and each point's role: with a single version it still says how
+    sure the figure is and how far above the floor it stands."""
+    from reviewops.evaluate.metrics import accuracy_interval
+
     rows = []
     for v in versions:
-        value = v.get(metric)  # a top-level field (accuracy) or one of the run's metrics
-        if value is None:
-            value = v["metrics"].get(metric)
-        if value is None:
+        acc = v.get("accuracy") if v.get("accuracy") is not None else (v.get("metrics") or {}).get("accuracy")
+        if acc is None:
             continue
-        role = "챔피언" if v["version"] == str(champion) else "기타"
-        rows.append({"버전": f"v{v['version']}", "번호": int(v["version"]) if v["version"].isdigit() else 0,
-                     metric: float(value), "역할": role, "학습기": v["trainer"]})
-    frame = pd.DataFrame(rows, columns=["버전", "번호", metric, "역할", "학습기"])
-    base = alt.Chart(frame, title=f"버전별 {metric}").encode(
-        x=alt.X("버전:N", sort=alt.EncodingSortField("번호"), axis=alt.Axis(labelAngle=0)),
-        y=alt.Y(f"{metric}:Q", scale=alt.Scale(zero=False), title=metric),
-        tooltip=["버전", alt.Tooltip(f"{metric}:Q", format=".4f"), "역할", "학습기"],
+        n = int((v.get("metrics") or {}).get("n") or 0)
+        low, high = accuracy_interval(round(acc * n), n) if n else (acc, acc)
+        rows.append({"버전": f"v{v['version']}", "번호": int(v["version"]) if str(v["version"]).isdigit() else 0,
+                     "정확도": float(acc), "하한": low, "상한": high, "평가 리뷰 수": n, "역할": _role(v, champion),
+                     "학습기": v.get("trainer_name") or v.get("trainer") or "-"})
+    frame = pd.DataFrame(rows, columns=["버전", "번호", "정확도", "하한", "상한", "평가 리뷰 수", "역할", "학습기"])
+    values = [*frame["하한"], *frame["상한"], *([floor] if floor is not None else [])]
+    pad = 0.01
+    scale = alt.Scale(domain=[min(values) - pad, min(1.0, max(values) + pad)]) if values else alt.Scale(zero=False)
+    x = alt.X("버전:N", sort=alt.EncodingSortField("번호"), axis=alt.Axis(labelAngle=0), title="버전")
+    base = alt.Chart(frame).encode(x=x)
+    tooltip = ["버전", "역할", "학습기", alt.Tooltip("정확도:Q", format=".4f"),
+               alt.Tooltip("하한:Q", title="95% 구간 하한", format=".4f"),
+               alt.Tooltip("상한:Q", title="95% 구간 상한", format=".4f"), alt.Tooltip("평가 리뷰 수:Q", format=",")]
+    bars = base.mark_rule(strokeWidth=2, color="#94a3b8").encode(y=alt.Y("하한:Q", scale=scale, title="정확도"),
+                                                                 y2="상한:Q")
+    points = base.mark_point(size=140, filled=True, opacity=1).encode(
+        y=alt.Y("정확도:Q", scale=scale), color=alt.Color("역할:N", title="역할", scale=ROLE_SCALE), tooltip=tooltip)
+    labels = base.mark_text(dx=14, align="left", fontSize=11).encode(
+        y="정확도:Q", text=alt.Text("정확도:Q", format=".4f"))
+    layers = [bars, points, labels]
+    if floor is not None:
+        rule = pd.DataFrame({"기준": [floor], "이름": [f"최저 기준 {floor:.4f}"]})
+        layers.append(alt.Chart(rule).mark_rule(color="#dc2626", strokeDash=[6, 4]).encode(y="기준:Q"))
+        layers.append(alt.Chart(rule).mark_text(align="left", dy=-7, color="#dc2626", fontSize=11).encode(
+            y="기준:Q", text="이름:N", x=alt.value(4)))
+    return alt.layer(*layers).properties(title="버전별 정확도 (95% 구간)")
+
+
+def comparison_chart(rows: Sequence[Mapping]) -> alt.Chart:
+    """Side-by-side bars of two versions on the same measures (`{"지표", "버전", "값"}` rows, e.g. accuracy per
+    slice of the champion and the challenger)."""
+    frame = pd.DataFrame(list(rows), columns=["지표", "버전", "값"])
+    return alt.Chart(frame, title="챔피언과 도전자: 구간별 정확도").mark_bar().encode(
+        y=alt.Y("지표:N", title=None, sort=None),
+        yOffset="버전:N",
+        x=alt.X("값:Q", title="정확도", scale=alt.Scale(zero=False)),
+        color=alt.Color("버전:N", title="버전"),
+        tooltip=["지표", "버전", alt.Tooltip("값:Q", format=".4f")],
     )
-    return base.mark_line(color="#94a3b8") + base.mark_point(size=120, filled=True).encode(
-        color=alt.Color("역할:N", scale=alt.Scale(domain=["챔피언", "기타"], range=["#f59e0b", "#64748b"])))
 
 
 def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerChart:
@@ -220,7 +260,7 @@ def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerCh
     rows = [{"버전": f"v{v['version']}", "정확도": float(v["accuracy"]),
              "처리량": float(v["cost"]["batch_reviews_per_second"]),
              "p99": float(v["cost"]["single_p99_ms"]), "p50": float(v["cost"]["single_p50_ms"]),
-             "역할": "챔피언" if v["version"] == str(champion) else "기타", "학습기": v["trainer"]}
+             "역할": _role(v, champion), "학습기": v.get("trainer_name") or v["trainer"]}
             for v in versions if v.get("cost") and v.get("accuracy") is not None]
     frame = pd.DataFrame(rows, columns=["버전", "정확도", "처리량", "p99", "p50", "역할", "학습기"])
     base = alt.Chart(frame).encode(
@@ -231,9 +271,7 @@ def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerCh
                  alt.Tooltip("p50:Q", title="단건 지연 p50 (ms)", format=".1f"),
                  alt.Tooltip("p99:Q", title="단건 지연 p99 (ms)", format=".1f")],
     )
-    points = base.mark_point(size=140, filled=True).encode(
-        color=alt.Color("역할:N", title="역할", scale=alt.Scale(domain=["챔피언", "기타"],
-                                                              range=["#f59e0b", "#64748b"])))
+    points = base.mark_point(size=140, filled=True).encode(color=alt.Color("역할:N", title="역할", scale=ROLE_SCALE))
     labels = base.mark_text(dy=-12, fontSize=11).encode(text="버전:N")
     return (points + labels).properties(title="버전별 정확도와 서빙 비용")
 

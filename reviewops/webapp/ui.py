@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
 
 from reviewops.config import TIMEZONE, get_settings
+from reviewops.data.labels import FLAG_NAMES_KO, VERDICT_UNCERTAIN
+from reviewops.insights import SOURCE_NAMES
 from reviewops.webapp import charts
 from reviewops.webapp.client import POSITIVE, ApiClient, ApiError, Limits, opposite
 
@@ -65,8 +68,155 @@ def confidence(score: float) -> float:
     return max(score, 1.0 - score)
 
 
-def sentiment_badge(label: str) -> str:
-    return f"{'😀' if label == POSITIVE else '😞'} {label}"
+def sentiment_badge(label: str | None) -> str:
+    """A label or verdict with its face: 긍정, 부정 or 애매함 (the model does not know)."""
+    if label == POSITIVE:
+        return f"😀 {label}"
+    if label == VERDICT_UNCERTAIN or not label:
+        return f"🤔 {VERDICT_UNCERTAIN}"
+    return f"😞 {label}"
+
+
+def certainty(prediction: Mapping[str, Any]) -> str:
+    """How sure the model is, in words a user can act on: 애매함 for an uncertain verdict (never a
+    "100%" on a review the model cannot read), else the confidence max(p, 1-p) as a percentage."""
+    score = prediction.get("score")
+    if prediction.get("verdict") == VERDICT_UNCERTAIN or score is None:
+        return VERDICT_UNCERTAIN
+    return percent(confidence(float(score)))
+
+
+def flag_names(flags: Sequence[str] | None) -> str:
+    """The API's input flags in Korean, joined ("" for none)."""
+    return ", ".join(FLAG_NAMES_KO.get(f, f) for f in flags or ())
+
+
+# --- why this label: highlighted words -------------------------------------------------------------------
+
+HIGHLIGHT_RGB = {POSITIVE: (22, 163, 74), "부정": (220, 38, 38)}  # green pushes toward 긍정, red toward 부정
+
+
+def highlight(text: str, spans: Sequence[Mapping[str, Any]] | None, top: int = 12) -> str:
+    """`text` as HTML (escaped) with the API's explanation spans marked: green for words that pushed the
+    score toward 긍정, red toward 부정, stronger for larger weights. Only the `top` spans by |weight| are
+    marked, so that a long review shows what mattered."""
+    spans = sorted((s for s in spans or () if s.get("weight")), key=lambda s: -abs(float(s["weight"])))[:top]
+    strongest = max((abs(float(s["weight"])) for s in spans), default=0.0)
+    out, at = [], 0
+    for span in sorted(spans, key=lambda s: int(s["start"])):
+        start, end, weight = int(span["start"]), int(span["end"]), float(span["weight"])
+        if start < at or end <= start or end > len(text):
+            continue  # overlapping or out of range: leave the text as it is
+        r, g, b = HIGHLIGHT_RGB[POSITIVE if weight > 0 else "부정"]
+        alpha = 0.2 + 0.6 * abs(weight) / strongest
+        direction = "긍정" if weight > 0 else "부정"
+        out.append(html.escape(text[at:start]))
+        out.append(f'<mark style="background-color: rgba({r},{g},{b},{alpha:.2f}); padding: 0 2px; '
+                   f'border-radius: 3px" title="{direction} 쪽으로 {abs(weight):.2f}">'
+                   f"{html.escape(text[start:end])}</mark>")
+        at = end
+    out.append(html.escape(text[at:]))
+    return "".join(out).replace("\n", "<br>")
+
+
+def top_words(spans: Sequence[Mapping[str, Any]] | None, n: int = 3) -> str:
+    """The words that pushed most toward each side, as short text for a table cell: "+좋았고 +최고 / -지루"."""
+    spans = [s for s in spans or () if s.get("weight")]
+    ups = sorted((s for s in spans if s["weight"] > 0), key=lambda s: -s["weight"])[:n]
+    downs = sorted((s for s in spans if s["weight"] < 0), key=lambda s: s["weight"])[:n]
+    parts = [" ".join(f"+{s['text']}" for s in ups), " ".join(f"-{s['text']}" for s in downs)]
+    return " / ".join(p for p in parts if p)
+
+
+HIGHLIGHT_LEGEND = ('<span style="background-color: rgba(22,163,74,0.5); padding: 0 4px">초록</span>은 긍정 쪽으로, '
+                    '<span style="background-color: rgba(220,38,38,0.5); padding: 0 4px">빨강</span>은 부정 쪽으로 '
+                    "판정을 민 단어입니다 (진할수록 크게).")
+
+
+def show_highlight(text: str, spans: Sequence[Mapping[str, Any]] | None) -> None:
+    """One review with its deciding words highlighted, and the colour legend."""
+    st.markdown(f'<div style="line-height: 1.9; font-size: 1.05rem">{highlight(text, spans)}</div>',
+                unsafe_allow_html=True)
+    st.caption(HIGHLIGHT_LEGEND, unsafe_allow_html=True)
+
+
+def highlight_table(rows: pd.DataFrame, spans: Sequence[Sequence[Mapping[str, Any]] | None]) -> str:
+    """An HTML table of upload rows (`id`, `verdict`, `document`) with each review's words highlighted."""
+    cells = []
+    for (_, row), row_spans in zip(rows.iterrows(), spans, strict=True):
+        cells.append(f"<tr><td>{html.escape(str(row['id']))}</td><td>{html.escape(sentiment_badge(row['verdict']))}"
+                     f"</td><td>{highlight(str(row['document']), row_spans)}</td></tr>")
+    return ('<table style="width: 100%"><thead><tr><th>ID</th><th>판정</th><th>리뷰 (근거 단어 표시)</th></tr>'
+            f"</thead><tbody>{''.join(cells)}</tbody></table>")
+
+
+# --- the model in Korean ---------------------------------------------------------------------------------
+
+METRIC_NAMES = {"accuracy": "정확도", "f1": "F1", "roc_auc": "ROC AUC", "log_loss": "로그 손실", "n": "평가 리뷰 수"}
+TRAINER_NAMES = {"baseline": "기본 선형 모델 (TF-IDF)", "stack": "스태킹 모델 (형태소 + 선형)",
+                 "transformer": "트랜스포머"}
+BACKEND_NAMES = {"baseline": "선형 모델", "stack": "스태킹 모델", "transformer": "트랜스포머 (PyTorch)",
+                 "onnx-int8": "트랜스포머 (ONNX int8)"}
+DECISION_NAMES = {"champion": "챔피언", "challenger": "도전자", "rolled_back": "롤백됨"}
+SLICE_NAMES = {"len_lt20": "짧은 리뷰 (20자 미만)", "len_20_60": "중간 리뷰 (20~60자)",
+               "len_ge60": "긴 리뷰 (60자 이상)"}
+BEHAVIOUR_NAMES = {"negation": "부정문", "double_negation": "이중 부정", "sarcasm": "반어·비꼼", "mixed": "복합 감정",
+                   "intensifier": "강조 표현", "typo_slang": "오타·은어"}
+
+
+def trainer_name(trainer: str | None) -> str:
+    return TRAINER_NAMES.get(trainer or "", trainer or "-")
+
+
+def metric_name(key: str) -> str:
+    """A run metric's Korean name: overall (`accuracy`), per slice (`slice.len_lt20.accuracy`, `slice.source_cgv.f1`)
+    or on the behavioural set (`behaviour.negation.accuracy`)."""
+    group, _, rest = key.partition(".")
+    if group == "slice" and rest:
+        part, _, metric = rest.rpartition(".")
+        source = part.removeprefix("source_")
+        where = SLICE_NAMES.get(part) or (f"출처 {SOURCE_NAMES.get(source, source)}" if source != part else part)
+        return f"{where} · {METRIC_NAMES.get(metric, metric)}"
+    if group == "behaviour" and rest:
+        part, _, metric = rest.rpartition(".")
+        if not part:  # the whole set
+            return "행동 테스트 사례 수" if metric == "n" else f"행동 테스트 전체 · {METRIC_NAMES.get(metric, metric)}"
+        return f"행동 테스트 {BEHAVIOUR_NAMES.get(part, part)} · {METRIC_NAMES.get(metric, metric)}"
+    return METRIC_NAMES.get(key, key)
+
+
+def gate_reason(code: str, args: Mapping[str, Any], decision: str = "") -> str:
+    """Why the gate (or an admin) decided, in Korean, from the decision's code and figures (the English
+    `reason` is for logs and MLflow)."""
+    a = dict(args)
+    metric = METRIC_NAMES.get(str(a.get("metric", "")), str(a.get("metric", "")))
+
+    def f4(key: str) -> str:
+        return f"{float(a[key]):.4f}"
+
+    try:
+        return _GATE_REASONS[code](a, metric, f4)
+    except (KeyError, TypeError, ValueError):
+        # a version gated before codes were recorded, or a code this app does not know
+        return f"{DECISION_NAMES.get(decision, '결정')} (자세한 사유는 MLflow에 기록되어 있습니다)" if decision else "-"
+
+
+_GATE_REASONS: dict[str, Callable[[dict, str, Callable[[str], str]], str]] = {
+    "below_floor": lambda a, m, f: f"{m} {f('candidate')}이(가) 최저 기준 {f('floor')}에 못 미칩니다.",
+    "over_budget_batch": lambda a, m, f: (f"서빙 비용 초과: 배치 처리량 {float(a['batch_rps']):,.0f}리뷰/초가 "
+                                          f"기준 {float(a['limit']):,.0f}리뷰/초보다 느립니다."),
+    "over_budget_p99": lambda a, m, f: (f"서빙 비용 초과: 단건 지연 p99 {float(a['single_p99_ms']):,.1f} ms가 "
+                                        f"기준 {float(a['limit']):,.1f} ms를 넘습니다."),
+    "champion_unscored": lambda a, m, f: ("현재 챔피언을 평가하지 못해 자동으로 승격하지 않았습니다. "
+                                          "확인 후 직접 승격하세요."),
+    "first_model": lambda a, m, f: f"첫 모델: {m} {f('candidate')}이(가) 최저 기준 {f('floor')}을(를) 넘습니다.",
+    "beats_champion": lambda a, m, f: (f"{m} {f('candidate')}이(가) 챔피언의 {f('champion')}보다 "
+                                       f"{float(a['delta']):+.4f} 높습니다 (필요한 차이 {f('margin')})."),
+    "within_margin": lambda a, m, f: (f"{m} {f('candidate')} 대 챔피언 {f('champion')}: "
+                                      f"차이 {float(a['delta']):+.4f}이(가) 필요한 차이 {f('margin')}에 못 미칩니다."),
+    "manual_promote": lambda a, m, f: "관리자가 직접 챔피언으로 승격했습니다.",
+    "rolled_back": lambda a, m, f: f"v{a['to']}(으)로 롤백되었습니다.",
+}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

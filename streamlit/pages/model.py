@@ -3,9 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from reviewops.webapp import charts, ui
+from reviewops.webapp import charts, compare, ui
 
-METRICS = (("accuracy", "정확도"), ("f1", "F1"), ("roc_auc", "ROC AUC"), ("log_loss", "로그 손실"))
+METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
 
 st.title("🧠 모델")
 api = ui.client()
@@ -20,38 +20,59 @@ if champion is not None:
     metrics = champion.get("metrics") or {}
     cols = st.columns(2 + len(METRICS))
     cols[0].metric("버전", f"v{champion['version']}")
-    cols[1].metric("학습기", champion.get("trainer") or "-")
-    for col, (key, name) in zip(cols[2:], METRICS, strict=True):
-        col.metric(name, ui.number(metrics.get(key), ".4f"))
-    st.caption(f"{champion.get('name', '')} · 백엔드 {champion.get('backend', '-')} · 스냅샷 "
-               f"{champion.get('snapshot_id') or '-'} · 불러온 시각 {champion.get('loaded_at', '-')} (UTC)")
+    cols[1].metric("학습기", ui.trainer_name(champion.get("trainer")))
+    for col, key in zip(cols[2:], METRICS, strict=True):
+        col.metric(ui.metric_name(key), ui.number(metrics.get(key), ".4f"))
+    st.caption(f"{champion.get('name', '')} · 서빙 방식 {ui.BACKEND_NAMES.get(champion.get('backend'), '-')} · "
+               f"학습 데이터 스냅샷 {champion.get('snapshot_id') or '-'} · "
+               f"불러온 시각 {ui.local_time(champion.get('loaded_at'))}")
 
-# --- history ----------------------------------------------------------------------------------------
-st.subheader("버전 기록")
 history = ui.require(ui.call(api.models))
-versions = history["versions"]
+versions = [v | {"trainer_name": ui.trainer_name(v["trainer"]),
+                 "reason_ko": ui.gate_reason(v.get("reason_code", ""), v.get("reason_args") or {}, v["decision"])}
+            for v in history["versions"]]
 registry_champion = history["champion"]
 if champion is not None and registry_champion and str(registry_champion) != str(champion["version"]):
     st.info(f"레지스트리의 챔피언은 v{registry_champion}입니다. API가 곧 새 버전을 불러옵니다.")
-if not versions:
+
+# --- champion against challenger --------------------------------------------------------------------
+st.subheader("챔피언과 도전자 비교")
+pair = compare.champion_and_challenger(versions, registry_champion)
+if pair is None:
     st.info("등록된 모델 버전이 없습니다.")
 else:
+    best, rival = pair
+    if rival is None:
+        st.caption("도전자가 없습니다: 챔피언만 보여 줍니다. 새로 학습한 모델이 챔피언을 넘지 못하면 도전자가 됩니다.")
+    st.dataframe(compare.comparison_table(best, rival, ui.metric_name), hide_index=True, width="stretch")
+    for v in (best, rival):
+        if v is not None:
+            st.caption(f"v{v['version']} ({ui.DECISION_NAMES.get(v['decision'], '-')}): {v['reason_ko']}")
+    slices = compare.slice_rows(best, rival, ui.metric_name)
+    if slices:
+        st.altair_chart(charts.comparison_chart(slices), width="stretch")
+
+# --- history ----------------------------------------------------------------------------------------
+st.subheader("버전 기록")
+if versions:
     table = pd.DataFrame([{
         "버전": f"v{v['version']}",
-        "별칭": ", ".join(v["aliases"]),
-        "학습기": v["trainer"],
+        "역할": ", ".join(ui.DECISION_NAMES.get(a, a) for a in v["aliases"]),
+        "학습기": v["trainer_name"],
         "정확도": v["accuracy"],
         "배치 처리량 (리뷰/초)": (v.get("cost") or {}).get("batch_reviews_per_second"),
         "단건 p99 (ms)": (v.get("cost") or {}).get("single_p99_ms"),
-        "게이트 결정": {"champion": "챔피언", "challenger": "도전자"}.get(v["decision"], v["decision"]),
-        "사유": v["reason"],
-        "등록 시각 (UTC)": v["created_at"] or "",
+        "게이트 결정": ui.DECISION_NAMES.get(v["decision"], v["decision"] or "-"),
+        "사유": v["reason_ko"],
+        "등록 시각 (KST)": ui.local_time(v["created_at"]),
     } for v in versions])
     st.dataframe(table, hide_index=True,
                  column_config={"정확도": st.column_config.NumberColumn(format="%.4f"),
                                 "배치 처리량 (리뷰/초)": st.column_config.NumberColumn(format="%,.0f"),
                                 "단건 p99 (ms)": st.column_config.NumberColumn(format="%.1f")})
-    st.altair_chart(charts.versions_chart(versions, registry_champion), width="stretch")
+    st.altair_chart(charts.versions_chart(versions, registry_champion, compare.gate_floor(versions)),
+                    width="stretch")
+    st.caption("세로 막대는 평가 리뷰 수로 본 정확도의 95% 신뢰 구간, 빨간 점선은 게이트의 최저 기준입니다.")
     if any(v.get("cost") for v in versions):
         st.altair_chart(charts.cost_chart(versions, registry_champion), width="stretch")
         st.caption("서빙 비용은 게이트 시점에 평가 리뷰로 CPU에서 잰 값입니다 (오른쪽 위일수록 좋습니다).")

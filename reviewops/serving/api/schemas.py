@@ -119,6 +119,8 @@ class ModelVersion(BaseModel):
                                              "empty for a version gated before codes were recorded")
     reason_args: dict[str, float | str] = Field(default_factory=dict,
                                                 description="the figures and names the reason was written from")
+    slices: dict[str, float] = Field(default_factory=dict, description="the evaluation per slice of the set: "
+                                     "slice.<slice>.<metric>, slices by text length and by source")
 
 
 class ModelHistory(BaseModel):

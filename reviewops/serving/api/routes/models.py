@@ -1,11 +1,12 @@
 """GET /v1/model (the model served now) and GET /v1/models (the registry's versions)."""
 
+import json
 import time
 
 from fastapi import APIRouter, HTTPException
 
 from reviewops.evaluate.cost import ServingCost
-from reviewops.registry.mlflow_registry import CHAMPION, VersionInfo
+from reviewops.registry.mlflow_registry import CHAMPION, REASON_ARGS_TAG, REASON_CODE_TAG, VersionInfo
 from reviewops.serving.api.deps import ManagerDep, RegistryDep
 from reviewops.serving.api.schemas import ModelHistory, ModelVersion, Problem, ServedModel, ServingCostOut
 
@@ -24,7 +25,8 @@ def served_model(manager: ManagerDep) -> ServedModel:
 def model_history(registry: RegistryDep) -> ModelHistory:
     champion = registry.by_alias(CHAMPION)
     return ModelHistory(name=registry.name, champion=champion.version if champion else None,
-                        versions=[_version(v, registry.run_metrics(v.run_id)) for v in registry.versions()])
+                        versions=[_version(v, registry.run_metrics(v.run_id, slices=True))
+                                  for v in registry.versions()])
 
 
 def _version(v: VersionInfo, run_metrics: dict[str, float]) -> ModelVersion:
@@ -34,6 +36,19 @@ def _version(v: VersionInfo, run_metrics: dict[str, float]) -> ModelVersion:
                         accuracy=run_metrics.get("accuracy"), decision=v.tags.get("gate.decision", ""),
                         reason=v.tags.get("gate.reason", ""),
                         created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", created) if created else None,
-                        metrics=run_metrics,
+                        metrics={k: x for k, x in run_metrics.items() if not k.startswith("slice.")},
+                        slices={k: x for k, x in run_metrics.items() if k.startswith("slice.")},
+                        reason_code=v.tags.get(REASON_CODE_TAG, ""),
+                        reason_args=_reason_args(v.tags.get(REASON_ARGS_TAG)),
                         cost=ServingCostOut(batch_reviews_per_second=cost.batch_rps, single_p50_ms=cost.single_p50_ms,
                                             single_p99_ms=cost.single_p99_ms) if cost else None)
+
+
+def _reason_args(raw: str | None) -> dict[str, float | str]:
+    """The gate reason's figures from their JSON tag; none for a version gated before they were recorded."""
+    try:
+        args = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {str(k): v if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
+            for k, v in args.items()} if isinstance(args, dict) else {}
