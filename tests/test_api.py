@@ -160,6 +160,24 @@ def test_blank_texts_are_answered_not_refused_and_not_logged(client, env):
     assert r.status_code == 200 and r.json()["predictions"][0]["explanation"] == []
 
 
+def test_micro_batched_models_answer_by_the_same_rule(client, env):
+    """A transformer's path (micro-batched) scores only the texts that are not blank and judges them alike."""
+    from reviewops.serving.models import LoadedModel, ModelManager
+
+    texts = ["", TEXTS[0], " ", TEXTS[1], "good"]
+    direct = client.post("/v1/predict", json={"texts": texts}).json()["predictions"]
+    manager = ModelManager(env)
+    manager.current = LoadedModel("review-sentiment", "1", "transformer", client.app.state.manager.current.model)
+    with TestClient(create_app(env, manager=manager, poll=False)) as c:
+        batched = c.post("/v1/predict", json={"texts": texts}).json()["predictions"]
+        blank = c.post("/v1/predict", json={"texts": ["", "  "]}).json()["predictions"]
+    strip = ("id",)
+    assert [{k: v for k, v in p.items() if k not in strip} for p in batched] == \
+        [{k: v for k, v in p.items() if k not in strip} for p in direct]
+    assert [p["verdict"] for p in batched[:4]] == ["애매함", "긍정", "애매함", "부정"]
+    assert [p["id"] is None for p in blank] == [True, True]
+
+
 def test_explanations_are_spans_of_the_original_text(client, env):
     from reviewops.models.explain import contributions
 
@@ -718,7 +736,8 @@ def test_movies_crawled_first_searchable_and_disagreements_correctable(client, e
         "movies": [], "total": 0, "sources": []}
 
     summary = client.get(f"/v1/movies/{movie_id}/summary").json()
-    assert [r["text"] for r in summary["representative"]["positive"]] == [rows[0][0], rows[2][0]]  # not the 1-star
+    # not the 1-star review, nor the 0.6 one (애매함: in the settings' uncertain band)
+    assert [r["text"] for r in summary["representative"]["positive"]] == [rows[0][0]]
     assert summary["by_week"] and summary["aspects"] == []
     wrong = summary["disagreements"]
     assert wrong["count"] == 1 and wrong["reviews"][0]["text"] == rows[1][0]
