@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from reviewops.config import TIMEZONE
 from reviewops.errors import ConfigError
+from reviewops.predict import Band
 from reviewops.sources.crawl import SOURCES as CRAWLED_SOURCES
 from reviewops.store import queries
 from reviewops.store.feedback import feedback_id
@@ -242,6 +243,7 @@ def movie_summary(
     top_k: int = 15,
     per_side: int = 3,
     disagreements: int = DISAGREEMENTS_LISTED,
+    band: Band | None = None,
 ) -> dict | None:
     """The summary of one movie's kept reviews as `model_name` predicted them, or None for an
     unknown movie id. The shape is the API contract's (fastapi/README.md):
@@ -261,12 +263,15 @@ def movie_summary(
       words; `top_k=0` skips the tagger);
     - `representative`: `{"positive": [{"text", "score", "rating"}], "negative": [...]}`, the
       `per_side` most confident reviews of each side (score closest to 1, resp. 0) that the reviewer's
-      sentiment does not contradict, those it agrees with first, then those whose text is 10..200
-      characters; `text` is the review as written and `score` the prediction's P(positive);
-    - `disagreements`: `{"count", "reviews": [...]}`: the reviews whose rating label and prediction differ
-      (`count`), the `disagreements` most confident predictions of them listed, those no user has judged
-      yet first: `{"review_id", "feedback_id" (for POST /v1/feedback), "text", "rating", "kind", "label"
-      (the rating's), "predicted", "score", "feedback" (the label a user gave, or None)}`;
+      sentiment does not contradict and whose score is outside the uncertain `band` (the model's 애매함),
+      those it agrees with first, then those whose text is 10..200 characters; `text` is the review as
+      written and `score` the prediction's P(positive);
+    - `disagreements`: `{"count", "reviews": [...]}`: the reviews whose rating label and prediction differ,
+      the prediction outside the uncertain `band` (`count`), the `disagreements` most confident predictions
+      of them listed, those no user has judged yet first: `{"review_id", "feedback_id" (for POST
+      /v1/feedback), "text", "rating", "kind", "label" (the rating's), "predicted", "score", "feedback" (the
+      label a user gave, or None)}`; `band` is `predict.Band()` (0.35..0.65) unless given (the API gives
+      the settings');
     - `aspects`: `store.queries.aspect_summary` (Megabox's points; [] for other films).
     """
     movie = session.get(Movie, movie_id)
@@ -275,6 +280,8 @@ def movie_summary(
     reviews = _reviews(session, movie_id)
     scored, predictions = _predictions(session, reviews, model_name)
     chosen, requested = _choose(predictions, model_version)
+    band = band or Band()
+    sure = {rid for rid, p in chosen.items() if not band.low <= p.score <= band.high}
     corrections = _corrections(session, chosen)
     own = {rid: corrections.get(rid, reviews[rid].label) for rid in chosen}  # the reviewer's, or a user's fix
     versions = sorted({p.model_version for p in chosen.values()}, key=_version_key)
@@ -295,7 +302,8 @@ def movie_summary(
             words[side] = keywords([texts[rid] for rid in recent], top_k)
         else:
             words[side] = []
-        representative[side] = _representative(session, reviews, chosen, own, ids, label, per_side)
+        representative[side] = _representative(session, reviews, chosen, own, [i for i in ids if i in sure], label,
+                                               per_side)
 
     return {
         "movie": _movie(movie, len(reviews), len(scored)),
@@ -311,7 +319,8 @@ def movie_summary(
         "rating_vs_prediction": [{"rating": int(r), "positive": p, "negative": n} for r, p, n in by_rating],
         "keywords": words,
         "representative": representative,
-        "disagreements": _disagreements(session, reviews, chosen, corrections, disagreements),
+        "disagreements": _disagreements(session, reviews, {rid: chosen[rid] for rid in sure}, corrections,
+                                        disagreements),
         "aspects": queries.aspect_summary(session, movie_id),
     }
 

@@ -15,6 +15,7 @@ from reviewops.config import Settings
 from reviewops.errors import ConfigError
 from reviewops.insights import keywords, list_movies, movie_summary
 from reviewops.jobs.train import run_ingest
+from reviewops.predict import Band
 from reviewops.store import db
 from reviewops.store.models import Movie, Prediction, Review
 
@@ -379,7 +380,8 @@ def test_reviews_the_rating_contradicts_are_listed_apart_and_correctable(db_url,
         assert summary["keywords"][side] == keywords(kept)
 
     listed = summary["disagreements"]
-    assert listed["count"] == len(contradicted) > len(listed["reviews"]) == insights.DISAGREEMENTS_LISTED
+    sure = {rid for rid in contradicted if not 0.35 <= chosen[rid].score <= 0.65}  # outside the 애매함 band
+    assert len(contradicted) > listed["count"] == len(sure) > len(listed["reviews"]) == insights.DISAGREEMENTS_LISTED
     first, second = listed["reviews"][:2]  # the most confident predictions first
     assert {first["score"], second["score"]} == {0.9999, 0.0001}
     row = next(r for r in listed["reviews"] if r["score"] == 0.9999)
@@ -400,6 +402,12 @@ def test_reviews_the_rating_contradicts_are_listed_apart_and_correctable(db_url,
     assert after["disagreements"]["reviews"][-1]["review_id"] == wrong_pos.id  # judged: listed last
     assert after["disagreements"]["reviews"][-1]["feedback"] == 1
     assert after["representative"]["positive"][0]["text"] == wrong_pos.text  # 0.9999 and now agreeing
+
+    # a model that is never sure (everything in the band) stands for no side and contradicts no one
+    with db.session_scope(db_url) as s:
+        unsure = movie_summary(s, movie, MODEL, "1", top_k=0, band=Band(0.0, 1.0))
+    assert unsure["representative"] == {"positive": [], "negative": []}
+    assert unsure["disagreements"] == {"count": 0, "reviews": []}
 
 
 def test_an_api_prediction_is_not_reachable_by_its_row_id(db_url, tmp_path):

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from reviewops import insights
+from reviewops.predict import Band
 from reviewops.serving.api.deps import ManagerDep, SessionDep, SettingsDep
 from reviewops.serving.api.schemas import MovieList, MovieSummary, Problem
 
@@ -27,7 +28,7 @@ def movies(session: SessionDep,
 def movie_summary(movie_id: Annotated[int, Path(ge=1, le=2**31 - 1)], session: SessionDep,
                   settings: SettingsDep, manager: ManagerDep) -> MovieSummary:
     version = manager.current.version if manager.current else None
-    summary = insights.movie_summary(session, movie_id, settings.model.name, version)
+    summary = insights.movie_summary(session, movie_id, settings.model.name, version, band=Band.from_settings(settings))
     if summary is None:
         raise HTTPException(404, f"unknown movie {movie_id}")
     return MovieSummary.model_validate(summary)
