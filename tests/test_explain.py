@@ -146,6 +146,23 @@ def test_unseen_share_counts_the_words_the_model_never_saw(baseline, stack):
     assert unseen_share(Opaque(), ["뷁뛟"]) is None
 
 
+def test_a_transformer_counts_its_unknown_subwords(tmp_path):
+    from tests.tiny_hf import korean_texts, make_tokenizer
+
+    class Served:  # as the API holds an ONNX model: the tokenizer one level down
+        def __init__(self, tokenizer):
+            self.model = type("Inner", (), {"tokenizer": tokenizer})()
+
+        def predict_proba(self, texts):
+            return np.full(len(texts), 0.5)
+
+    tokenizer = make_tokenizer(tmp_path / "tok", korean_texts(1500), vocab_size=400)
+    shares = unseen_share(Served(tokenizer), ["영화 정말 재밌어요", "ﾀﾞﾒ 뷁 🙃🙃 똵쒧", "!!"])
+    assert shares[0] == 0.0 and shares[1] > 0.5
+    judged = judge(Served(tokenizer), ["영화 정말 재밌어요", "ﾀﾞﾒ 뷁 🙃🙃 똵쒧"], [0.9, 0.9], Band())
+    assert judged.flags == [[], ["mostly_unseen"]] and judged.verdicts == ["긍정", "애매함"]
+
+
 # --- the one rule -------------------------------------------------------------------------------------
 
 

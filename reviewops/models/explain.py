@@ -224,15 +224,17 @@ def _vocabulary(model: BaselineModel) -> _Vocabulary | None:
 
 def unseen_share(model, texts: list[str]) -> np.ndarray | None:
     """Per text, the share of its words the model never saw in training (NaN for a text without words);
-    None when the model cannot tell (transformers: their subword vocabulary covers any Hangul).
+    None when the model cannot tell.
 
-    A word counts as seen when the model saw it as a word, or saw it without its last one or two
-    syllables: Korean attaches particles and endings to words (영화가, 영화는, 재밌었다), and a model that
-    knows 영화 knows 영화가."""
+    Linear models: a word counts as seen when the model saw it as a word, or saw it without its last one
+    or two syllables: Korean attaches particles and endings to words (영화가, 영화는, 재밌었다), and a
+    model that knows 영화 knows 영화가. Transformers: the share of the text's subword tokens that are the
+    tokenizer's unknown token (a WordPiece vocabulary makes a word unknown when it has a character it
+    never saw; byte-level vocabularies have no unknown token and never flag)."""
     linear = _linear_part(model)
     vocab = _vocabulary(linear) if linear is not None else None
     if vocab is None:
-        return None
+        return _unknown_subwords(model, texts)
     findall = vocab.pattern.findall
     words = [findall(t.lower()) for t in texts]
     known = vocab.known  # requests run in threads: this call keeps its dict even if another replaces it
@@ -244,3 +246,12 @@ def unseen_share(model, texts: list[str]) -> np.ndarray | None:
         known.update(vocab.decide(new))
     get = known.__getitem__  # every word is decided now; this is the batch route's hot loop
     return np.fromiter(((1.0 - sum(map(get, ws)) / len(ws)) if ws else np.nan for ws in words), float, len(words))
+
+
+def _unknown_subwords(model, texts: list[str]) -> np.ndarray | None:
+    tokenizer = getattr(model, "tokenizer", None) or getattr(getattr(model, "model", None), "tokenizer", None)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None:
+        return None
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return np.array([float(np.mean(np.asarray(i) == unk)) if len(i) else np.nan for i in ids])
