@@ -170,6 +170,9 @@ def test_text_page_predicts_one_review_and_sends_feedback(app, platform):
     assert metric(app, "감성").endswith("긍정")
     assert metric(app, "신뢰도").endswith("%") and float(metric(app, "신뢰도")[:-1]) >= 50
     pid = app.session_state["single_result"]["prediction"]["id"]
+    # why: the review with the words that pushed it marked, green toward 긍정 and red toward 부정
+    marked = next(m.value for m in app.markdown if "<mark" in m.value)
+    assert "rgba(22,163,74," in marked and ">좋았고</mark>" in marked.replace("좋았고 ", "좋았고")
 
     app.text_input(key="fb-comment-single").input("정확해요")
     app.button(key="fb-up-single").click().run()
@@ -180,9 +183,22 @@ def test_text_page_predicts_one_review_and_sends_feedback(app, platform):
     assert not [b for b in app.button if b.key == "fb-up-single"]
 
 
-def test_text_page_refuses_an_empty_review(app):
+def test_text_page_answers_an_empty_review_as_uncertain(app):
     app.button(key="analyze").click().run()
-    assert "비어 있습니다" in texts(app.warning)
+    assert not app.exception and not app.error, texts(app.error)
+    assert metric(app, "감성") == "🤔 애매함" and metric(app, "신뢰도") == "애매함" and metric(app, "긍정 확률") == "-"
+    assert "빈 텍스트" in texts(app.warning)
+    assert not [b for b in app.button if b.key == "fb-up-single"]  # nothing was logged: nothing to correct
+
+
+@pytest.mark.parametrize(("review", "flag"), [("What a great movie, loved it", "한글 없음"), ("😍😍👍👍", "이모지")])
+def test_text_page_says_when_the_model_does_not_know(app, review, flag):
+    app.text_area(key="review_text").input(review)
+    app.button(key="analyze").click().run()
+    assert not app.exception and not app.error, texts(app.error)
+    # 애매함 instead of a "신뢰도 100.0%" the model has no grounds for, and why, in Korean
+    assert metric(app, "감성") == "🤔 애매함" and metric(app, "신뢰도") == "애매함"
+    assert flag in texts(app.warning) and not any(c.isascii() and c.isalpha() for c in texts(app.warning))
 
 
 def test_upload_gives_table_charts_word_clouds_download_and_row_feedback(app, platform):
@@ -191,11 +207,16 @@ def test_upload_gives_table_charts_word_clouds_download_and_row_feedback(app, pl
     data = pd.DataFrame(rows, columns=["id", "document"]).assign(extra="x").to_csv(index=False).encode("utf-8")
     app.file_uploader(key="upload_file").set_value(("reviews.csv", data, "text/csv")).run()
     assert not app.exception and not app.error, texts(app.error)
-    assert metric(app, "분석한 리뷰") == "4" and metric(app, "제외한 행") == "2"
+    assert metric(app, "분석한 리뷰") == "5" and metric(app, "제외한 행") == "1"
     table = app.dataframe[0].value
     assert list(table["id"]) == ["r1", "r2", "r3", "r4", "r5", "r6"]
-    assert list(table["label"][:2]) == ["긍정", "부정"] and pd.isna(table["label"][2])
-    assert "비어" in table["note"][2] and "너무 깁니다" in table["note"][5]
+    assert list(table["verdict"][:2]) == ["긍정", "부정"]
+    # the blank row is kept and answered 애매함 (빈 리뷰), with no confidence to show
+    assert table["verdict"][2] == "애매함" and table["note"][2] == "빈 리뷰" and table["flags"][2] == "빈 텍스트"
+    assert pd.isna(table["confidence"][2]) and pd.isna(table["verdict"][5]) and "너무 깁니다" in table["note"][5]
+    assert "+" in table["words"][0] and "-" in table["words"][1]  # the strongest words each way
+    highlighted = next(m.value for m in app.markdown if "<table" in m.value)
+    assert highlighted.count("<tr>") == 1 + 6 and "rgba(22,163,74," in highlighted and "rgba(220,38,38," in highlighted
     assert charts_on(app) >= 2 and len(app.get("download_button")) == 1
     assert len(app.image) == 2  # positive and negative word clouds
 

@@ -12,19 +12,25 @@ import io
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from reviewops.data.labels import FLAG_NAMES_KO
 from reviewops.errors import InputError
 from reviewops.predict import REQUIRED, read_reviews
 from reviewops.webapp.client import LABELS, ApiClient
 
 MAX_UPLOAD_ROWS = 50_000
 SUFFIXES = (".csv", ".tsv", ".txt")
-RESULT_COLUMNS = ["id", "document", "label", "score", "confidence", "prediction_id", "note"]
+RESULT_COLUMNS = ["id", "document", "verdict", "label", "score", "confidence", "flags", "words", "prediction_id",
+                  "note"]
+# up to this many rows an upload is answered with the words behind each label (a request explains at most
+# `Limits.max_explain_texts` texts, and explaining costs more than predicting)
+EXPLAIN_MAX_ROWS = 2_000
+EMPTY_NOTE = "빈 리뷰"
 
 
 class UploadError(ValueError):
@@ -76,31 +82,52 @@ def read_upload(name: str, data: bytes) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def predict_reviews(client: ApiClient, df: pd.DataFrame,
-                    on_progress: Callable[[int, int], None] | None = None) -> tuple[pd.DataFrame, dict]:
-    """Predict every usable review of `df` (`id`, `document`) through the API, in requests it accepts.
+def predict_reviews(client: ApiClient, df: pd.DataFrame, on_progress: Callable[[int, int], None] | None = None,
+                    explain: bool | None = None) -> tuple[pd.DataFrame, dict, list[list[dict] | None]]:
+    """Predict every row of `df` (`id`, `document`) through the API, in requests it accepts.
 
-    Returns (results, model): one row per input row with `label` (긍정/부정), `score` (P(긍정)),
-    `confidence`, `prediction_id` and `note` (why a row was left out: empty or too long)."""
+    Returns (results, model, explanations): one row per input row with `verdict` (긍정/부정/애매함), `label`,
+    `score` (P(긍정)), `confidence` (none for 애매함: the model does not know), `flags` (Korean), `words` (the
+    strongest words each way), `prediction_id` and `note` (빈 리뷰, or why a row was left out: too long);
+    and each row's explanation spans (None where there are none). A blank row is answered 애매함 by the
+    API like any other text. `explain` defaults to uploads of at most `EXPLAIN_MAX_ROWS` rows."""
     out = df[["id", "document"]].copy()
-    out["document"] = out["document"].astype(str)
+    out["document"] = out["document"].fillna("").astype(str)
     notes = [client.check_text(t) or "" for t in out["document"]]
-    out["note"] = notes
     usable = [i for i, note in enumerate(notes) if not note]
-    out["label"] = None
+    explain = len(usable) <= EXPLAIN_MAX_ROWS if explain is None else explain
+    out["note"] = notes
+    for column in ("verdict", "label", "flags", "words", "prediction_id"):
+        out[column] = None
     out["score"] = float("nan")
-    out["prediction_id"] = None
+    spans: list[list[dict] | None] = [None] * len(out)
     model: dict = {}
     if usable:
-        answer = client.predict(out["document"].iloc[usable].tolist(), on_progress)
+        answer = client.predict(out["document"].iloc[usable].tolist(), on_progress, explain=explain)
         model = answer["model"]
         preds = answer["predictions"]
         idx = out.index[usable]
+        out.loc[idx, "verdict"] = [p.get("verdict") for p in preds]
         out.loc[idx, "label"] = [LABELS.get(p.get("label_id"), p.get("label")) for p in preds]
-        out.loc[idx, "score"] = [float(p["score"]) for p in preds]
-        out.loc[idx, "prediction_id"] = [str(p["id"]) for p in preds]
-    out["confidence"] = np.maximum(out["score"], 1.0 - out["score"])
-    return out[RESULT_COLUMNS], model
+        out.loc[idx, "score"] = [float("nan") if p.get("score") is None else float(p["score"]) for p in preds]
+        out.loc[idx, "prediction_id"] = [None if p.get("id") is None else str(p["id"]) for p in preds]
+        out.loc[idx, "flags"] = [", ".join(FLAG_NAMES_KO.get(f, f) for f in p.get("flags") or ()) for p in preds]
+        out.loc[idx, "note"] = [EMPTY_NOTE if "empty" in (p.get("flags") or ()) else "" for p in preds]
+        for i, p in zip(usable, preds, strict=True):
+            spans[i] = p.get("explanation")
+        out.loc[idx, "words"] = [top_words(spans[i]) for i in usable]
+    decided = out["verdict"].isin(list(LABELS.values()))
+    out["confidence"] = np.maximum(out["score"], 1.0 - out["score"]).where(decided)
+    return out[RESULT_COLUMNS], model, spans
+
+
+def top_words(spans: Iterable[Mapping] | None, n: int = 3) -> str:
+    """The words that pushed most toward each side, for a table cell: "+좋았고 +최고 / -지루"."""
+    spans = [s for s in spans or () if s.get("weight")]
+    ups = sorted((s for s in spans if s["weight"] > 0), key=lambda s: -s["weight"])[:n]
+    downs = sorted((s for s in spans if s["weight"] < 0), key=lambda s: s["weight"])[:n]
+    parts = [" ".join(f"+{s['text']}" for s in ups), " ".join(f"-{s['text']}" for s in downs)]
+    return " / ".join(p for p in parts if p)
 
 
 def results_csv(results: pd.DataFrame) -> bytes:

@@ -17,6 +17,7 @@ from pathlib import Path
 import altair as alt
 import pandas as pd
 
+from reviewops.data.labels import VERDICT_UNCERTAIN as UNCERTAIN
 from reviewops.webapp.client import NEGATIVE, POSITIVE
 
 FONT_PACKAGE = "koreanize_matplotlib"
@@ -24,6 +25,9 @@ FONT_FILE = "NanumGothic.ttf"
 POSITIVE_COLOR = "#2563eb"
 NEGATIVE_COLOR = "#dc2626"
 SENTIMENT_SCALE = alt.Scale(domain=[POSITIVE, NEGATIVE], range=[POSITIVE_COLOR, NEGATIVE_COLOR])
+UNCERTAIN_COLOR = "#94a3b8"
+VERDICT_SCALE = alt.Scale(domain=[POSITIVE, NEGATIVE, UNCERTAIN],
+                          range=[POSITIVE_COLOR, NEGATIVE_COLOR, UNCERTAIN_COLOR])
 COUNT_AXIS = alt.Axis(tickMinStep=1, format="d")
 _PALETTES = {
     POSITIVE: ("#1e3a8a", "#1d4ed8", "#2563eb", "#3b82f6", "#0e7490", "#0369a1"),
@@ -77,21 +81,22 @@ def wordcloud_png(frequencies: Mapping[str, float], label: str = POSITIVE, width
 
 
 def sentiment_bar(results: pd.DataFrame) -> alt.Chart:
-    """Number of reviews per predicted label."""
-    counts = results["label"].dropna().value_counts().reindex([POSITIVE, NEGATIVE], fill_value=0)
-    data = pd.DataFrame({"감성": counts.index, "리뷰 수": counts.to_numpy()})
+    """Number of reviews per verdict: 긍정, 부정 and 애매함 (the model does not know)."""
+    order = [POSITIVE, NEGATIVE, UNCERTAIN]
+    counts = results["verdict"].dropna().value_counts().reindex(order, fill_value=0)
+    data = pd.DataFrame({"판정": counts.index, "리뷰 수": counts.to_numpy()})
     data["비율"] = data["리뷰 수"] / max(int(data["리뷰 수"].sum()), 1)
-    return alt.Chart(data, title="감성 분포").mark_bar().encode(
-        x=alt.X("감성:N", sort=[POSITIVE, NEGATIVE], axis=alt.Axis(labelAngle=0)),
+    return alt.Chart(data, title="판정 분포").mark_bar().encode(
+        x=alt.X("판정:N", sort=order, axis=alt.Axis(labelAngle=0)),
         y=alt.Y("리뷰 수:Q", axis=COUNT_AXIS),
-        color=alt.Color("감성:N", scale=SENTIMENT_SCALE, legend=None),
-        tooltip=["감성", "리뷰 수", alt.Tooltip("비율:Q", format=".1%")],
+        color=alt.Color("판정:N", scale=VERDICT_SCALE, legend=None),
+        tooltip=["판정", "리뷰 수", alt.Tooltip("비율:Q", format=".1%")],
     )
 
 
 def confidence_histogram(results: pd.DataFrame) -> alt.Chart:
-    """Histogram of the confidence (max(p, 1-p)) of the predictions, stacked by label."""
-    data = results.dropna(subset=["label"]).rename(columns={"label": "감성", "confidence": "신뢰도"})
+    """Histogram of the confidence (max(p, 1-p)) of the decided predictions (not 애매함), stacked by label."""
+    data = results.dropna(subset=["confidence"]).rename(columns={"verdict": "감성", "confidence": "신뢰도"})
     return alt.Chart(data[["감성", "신뢰도"]], title="신뢰도 분포").mark_bar().encode(
         x=alt.X("신뢰도:Q", bin=alt.Bin(extent=[0.5, 1.0], step=0.05), title="신뢰도"),
         y=alt.Y("count():Q", title="리뷰 수", stack=True, axis=COUNT_AXIS),

@@ -52,11 +52,12 @@ class Limits:
     max_texts: int = MAX_TEXTS_PER_REQUEST
     max_text_chars: int = 2000
     max_body_bytes: int = 2_000_000
+    max_explain_texts: int = 100  # texts per request that asks for explanations
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
         return cls(min(settings.api.max_texts, MAX_TEXTS_PER_REQUEST), settings.api.max_text_chars,
-                   settings.api.max_body_bytes)
+                   settings.api.max_body_bytes, settings.api.max_explain_texts)
 
 
 def _detail(response: httpx.Response) -> str | None:
@@ -160,20 +161,21 @@ class ApiClient:
     # --- prediction ---------------------------------------------------------------------------------
 
     def check_text(self, text: str) -> str | None:
-        """Why the API would refuse this text (a Korean sentence), or None when it is fine."""
-        if not text or not text.strip():
-            return "리뷰 내용이 비어 있습니다."
+        """Why the API would refuse this text (a Korean sentence), or None when it is fine. A blank text is
+        fine: the API answers it 애매함 with the flag `empty`."""
         if len(text) > self.limits.max_text_chars:
             return f"리뷰가 너무 깁니다 ({len(text):,}자, 최대 {self.limits.max_text_chars:,}자)."
         return None
 
-    def chunks(self, texts: Sequence[str]) -> Iterator[tuple[int, list[str]]]:
-        """(start, texts) per request: at most `max_texts` texts and ~80% of `max_body_bytes`."""
+    def chunks(self, texts: Sequence[str], explain: bool = False) -> Iterator[tuple[int, list[str]]]:
+        """(start, texts) per request: at most `max_texts` texts (`max_explain_texts` with `explain`) and ~80%
+        of `max_body_bytes`."""
         budget = int(self.limits.max_body_bytes * 0.8)
+        most = self.limits.max_explain_texts if explain else self.limits.max_texts
         start, current, size = 0, [], 16
         for i, text in enumerate(texts):
             n = len(json.dumps(text, ensure_ascii=False).encode("utf-8")) + 1
-            if current and (len(current) >= self.limits.max_texts or size + n > budget):
+            if current and (len(current) >= most or size + n > budget):
                 yield start, current
                 start, current, size = i, [], 16
             current.append(text)
@@ -181,9 +183,11 @@ class ApiClient:
         if current:
             yield start, current
 
-    def predict(self, texts: Sequence[str], on_progress: Callable[[int, int], None] | None = None) -> dict:
+    def predict(self, texts: Sequence[str], on_progress: Callable[[int, int], None] | None = None,
+                explain: bool = False) -> dict:
         """Predictions for `texts`, in order: `{"model": {...}, "predictions": [{"id", "label", "label_id",
-        "score"}, ...]}`. Texts must pass `check_text`; long lists go in several requests."""
+        "score", "verdict", "flags"}, ...]}`, with `explanation` (the words that pushed the score, as spans of
+        the text) when `explain`. Texts must pass `check_text`; long lists go in several requests."""
         texts = list(texts)
         if not texts:
             raise ApiError("분석할 리뷰가 없습니다.")
@@ -193,8 +197,9 @@ class ApiClient:
                 raise ApiError(problem if len(texts) == 1 else f"{i + 1}번째 리뷰: {problem}")
         predictions: list[dict] = []
         model: dict = {}
-        for start, chunk in self.chunks(texts):
-            answer = self._request("POST", "/v1/predict", body={"texts": chunk}, timeout=self.predict_timeout)
+        for start, chunk in self.chunks(texts, explain):
+            body: dict[str, Any] = {"texts": chunk} | ({"explain": True} if explain else {})
+            answer = self._request("POST", "/v1/predict", body=body, timeout=self.predict_timeout)
             got = answer["predictions"]
             if len(got) != len(chunk):
                 raise ApiError(f"API가 {len(chunk)}개 리뷰에 {len(got)}개 예측을 돌려주었습니다.")

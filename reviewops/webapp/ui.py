@@ -119,15 +119,6 @@ def highlight(text: str, spans: Sequence[Mapping[str, Any]] | None, top: int = 1
     return "".join(out).replace("\n", "<br>")
 
 
-def top_words(spans: Sequence[Mapping[str, Any]] | None, n: int = 3) -> str:
-    """The words that pushed most toward each side, as short text for a table cell: "+좋았고 +최고 / -지루"."""
-    spans = [s for s in spans or () if s.get("weight")]
-    ups = sorted((s for s in spans if s["weight"] > 0), key=lambda s: -s["weight"])[:n]
-    downs = sorted((s for s in spans if s["weight"] < 0), key=lambda s: s["weight"])[:n]
-    parts = [" ".join(f"+{s['text']}" for s in ups), " ".join(f"-{s['text']}" for s in downs)]
-    return " / ".join(p for p in parts if p)
-
-
 HIGHLIGHT_LEGEND = ('<span style="background-color: rgba(22,163,74,0.5); padding: 0 4px">초록</span>은 긍정 쪽으로, '
                     '<span style="background-color: rgba(220,38,38,0.5); padding: 0 4px">빨강</span>은 부정 쪽으로 '
                     "판정을 민 단어입니다 (진할수록 크게).")
