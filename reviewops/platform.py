@@ -90,19 +90,25 @@ def test_dag(settings: Settings, dag_id: str, conf: dict | None = None) -> dict:
 def _mlflow_notices_hidden() -> Iterator[None]:
     """The tasks run in this process, where MLflow prints notices to stderr ("Successfully registered model
     ...", "Created version ...", INFO lines); the task table says what happened. MLflow's warnings and
-    errors still reach stderr."""
+    errors still reach stderr. (MLflow's own switch, `disable_logging`, is switched back on by its
+    autologging wrappers: its stream drops the notices here instead, and its logger writes to stderr.)"""
     from mlflow.utils import logging_utils
 
+    stream = logging_utils.MLFLOW_LOGGING_STREAM
     logger = logging.getLogger("mlflow")
-    warnings_only = logging.StreamHandler(sys.stderr)
-    warnings_only.setLevel(logging.WARNING)
-    logger.addHandler(warnings_only)
-    logging_utils.disable_logging()  # MLflow's own stream: its notices and its logger's handler
+    level = logger.level
+    handlers = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and h.stream is stream]
+    for handler in handlers:
+        handler.setStream(sys.stderr)
+    logger.setLevel(logging.WARNING)
+    stream.write = len  # what still writes to MLflow's stream is `eprint`: a notice, dropped
     try:
         yield
     finally:
-        logging_utils.enable_logging()
-        logger.removeHandler(warnings_only)
+        del stream.write
+        logger.setLevel(level)
+        for handler in handlers:
+            handler.setStream(stream)
 
 
 def init_platform(settings: Settings, bootstrap: bool = True, echo=print) -> int:

@@ -188,11 +188,12 @@ def test_dag_runs_hide_mlflow_notices_but_not_its_warnings(capfd):
     import logging
 
     import mlflow  # noqa: F401 - configures MLflow's logger and stream, as a task's import does
-    from mlflow.utils.logging_utils import eprint
+    from mlflow.utils.logging_utils import enable_logging, eprint
 
     from reviewops.platform import _mlflow_notices_hidden
 
     with _mlflow_notices_hidden():
+        enable_logging()  # as MLflow's autologging wrappers do on their way out
         eprint("Successfully registered model 'review-sentiment'.")
         logging.getLogger("mlflow.tracking.fluent").info("an INFO line")
         logging.getLogger("mlflow.tracking.fluent").warning("a warning")
