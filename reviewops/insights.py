@@ -38,7 +38,7 @@ from reviewops.predict import Band
 from reviewops.sources.crawl import SOURCES as CRAWLED_SOURCES
 from reviewops.store import queries
 from reviewops.store.feedback import feedback_id
-from reviewops.store.models import Feedback, Movie, Prediction, Review
+from reviewops.store.models import Feedback, Movie, Prediction, Review, storable
 
 # Keyword extraction reads at most this many texts per call: a summary stays fast on any movie.
 MAX_KEYWORD_TEXTS = 2_000
@@ -86,10 +86,11 @@ def movie_name(source: str, source_movie_id: str, title: str | None) -> str:
 def _movie_filter(query: str | None, source: str | None, crawled: bool | None) -> list:
     where = []
     if source:
-        where.append(Movie.source == source)
+        where.append(Movie.source == storable(source))
     if crawled is not None:
         where.append(_crawled if crawled else ~_crawled)
-    words = "".join((query or "").split())  # spacing differs between sites: 어벤져스 엔드게임, 어벤져스:엔드게임
+    # spacing differs between sites (어벤져스 엔드게임, 어벤져스:엔드게임); NUL and lone surrogates as stored
+    words = storable("".join((query or "").split()))
     if words:
         escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         ident = words.rsplit("#", 1)[-1]  # "12345", "#12345" or a name as shown: "NAVER 영화 #12345"

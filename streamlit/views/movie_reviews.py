@@ -124,7 +124,7 @@ if not disagreements["count"]:
     st.caption("리뷰어 평점과 모델 예측이 어긋난 리뷰가 없습니다.")
 else:
     st.caption("모델의 오류나 잘못 매겨진 평점을 찾는 곳입니다. 어느 쪽이 맞는지 알려 주시면 피드백으로 저장되어 "
-               "다음 학습의 정답으로 쓰입니다. 확신이 큰 예측부터 보여 줍니다.")
+               "다음 학습의 정답으로 쓰입니다. 확신이 큰 예측부터 보여 주며, 모델이 애매하다고 본 예측은 뺐습니다.")
 for r in disagreements["reviews"]:
     with st.container(border=True):
         st.write(r["text"])
