@@ -336,9 +336,25 @@ def test_by_day_chart_spans_each_kst_day_or_week_on_a_utc_time_axis():
         assert [(d["date"][:10], d["end"][:10]) for d in data if d["kind"] == "positive"] == [
             ("2019-12-30", end1), ("2025-03-10", end2)]
         assert all(d["date"].endswith("+00:00") for d in data)  # read as UTC days: no browser shifts them
+        # stacked here (Vega-Lite leaves x-ranged bars unstacked): positive from 0, negative on top of it
+        assert [(d["kind"], d["아래"], d["위"]) for d in data if d["date"].startswith("2019")] == [
+            ("positive", 0, 3), ("negative", 3, 4)]
+        assert spec["encoding"]["y2"]["field"] == "아래"
         assert spec["encoding"]["x"]["axis"]["format"] == "%Y-%m-%d"
     share = charts.by_day_chart(rows, share=True).to_dict()
     assert next(iter(share["datasets"].values()))[0]["긍정 비율"] == 0.75
+
+
+def test_aspect_chart_shows_each_point_with_its_positive_share():
+    rows = [{"aspect": "연출", "reviews": 30, "share": 0.3, "positive_share": 0.8},
+            {"aspect": "영상미", "reviews": 0, "share": 0.0, "positive_share": None},
+            {"aspect": "OST", "reviews": 5, "share": 0.05, "positive_share": 1.0}]
+    spec = charts.aspect_chart(rows).to_dict()
+    data = next(iter(spec["datasets"].values()))
+    assert [(d["관람 포인트"], d["언급한 리뷰"], d["표시"]) for d in data] == [
+        ("연출", 30, "긍정 80%"), ("영상미", 0, ""), ("OST", 5, "긍정 100%")]  # no "null" for a point none names
+    assert spec["title"] == "관람 포인트별 언급 수와 긍정 비율"
+    assert spec["layer"][0]["encoding"]["y"]["sort"] == ["연출", "영상미", "OST"]  # the site's order
 
 
 def test_movie_page_lists_disagreements_apart_and_sends_a_correction(app, platform):

@@ -135,13 +135,17 @@ def by_day_chart(by_day: Sequence[Mapping], share: bool = False, bucket: str = "
     long = frame.melt(id_vars=["date", "end"], value_vars=["positive", "negative"], var_name="kind",
                       value_name="리뷰 수")
     long["감성"] = long["kind"].map({"positive": POSITIVE, "negative": NEGATIVE})
-    # each bar spans its day or week on the time axis (x to x2), so gaps between dates stay visible
+    # Each bar spans its day or week on the time axis (x to x2), so gaps between dates stay visible. Vega-Lite
+    # does not stack bars ranged in x (they came out as thin lines), so the stack is computed here: positive at
+    # the bottom, negative on top.
+    long["위"] = long["리뷰 수"] + long["kind"].eq("negative") * long["date"].map(frame.set_index("date")["positive"])
+    long["아래"] = long["위"] - long["리뷰 수"]
     return alt.Chart(long, title=f"{'주별' if bucket == 'week' else '날짜별'} 감성").mark_bar().encode(
         x=x,
         x2="end:T",
-        y=alt.Y("리뷰 수:Q", stack=True, axis=COUNT_AXIS),
+        y=alt.Y("위:Q", axis=COUNT_AXIS, title="리뷰 수"),
+        y2="아래:Q",
         color=alt.Color("감성:N", scale=SENTIMENT_SCALE),
-        order=alt.Order("감성:N", sort="ascending"),
         tooltip=[when, "감성", "리뷰 수"],
     )
 
@@ -176,21 +180,23 @@ def keyword_bar(words: Sequence[Mapping], label: str, top: int = 15) -> alt.Char
 
 def aspect_chart(rows: Sequence[Mapping]) -> alt.Chart:
     """Megabox's points (연출, 스토리, ...): how many reviews name each (bar length) and the positive share
-    of those reviews (colour, blue positive to red negative; grey when none has a sentiment)."""
+    of those reviews (colour, red negative through grey to blue positive, and the figure beside the bar)."""
     names = {"aspect": "관람 포인트", "reviews": "언급한 리뷰", "share": "언급 비율", "positive_share": "긍정 비율"}
     frame = pd.DataFrame(list(rows), columns=list(names)).rename(columns=names)
     frame["긍정 비율"] = frame["긍정 비율"].astype(float)
+    frame["표시"] = [f"긍정 {p:.0%}" if pd.notna(p) else "" for p in frame["긍정 비율"]]
     order = frame["관람 포인트"].tolist()  # the site's order
-    scale = alt.Scale(domain=[0, 0.5, 1], range=[NEGATIVE_COLOR, "#e5e7eb", POSITIVE_COLOR])
+    scale = alt.Scale(domain=[0, 0.5, 1], range=[NEGATIVE_COLOR, "#d1d5db", POSITIVE_COLOR], interpolate="rgb")
     color = alt.Color("긍정 비율:Q", scale=scale, legend=alt.Legend(format="%"))
+    room = max(1, int(frame["언급한 리뷰"].max() if len(frame) else 1) * 1.2)  # the figure beside the longest bar
+    x = alt.X("언급한 리뷰:Q", axis=COUNT_AXIS, scale=alt.Scale(domain=[0, room]))
     base = alt.Chart(frame).encode(
         y=alt.Y("관람 포인트:N", sort=order, title=None),
         tooltip=["관람 포인트", "언급한 리뷰", alt.Tooltip("언급 비율:Q", format=".1%"),
                  alt.Tooltip("긍정 비율:Q", format=".1%")],
     )
-    bars = base.mark_bar().encode(x=alt.X("언급한 리뷰:Q", axis=COUNT_AXIS), color=color)
-    labels = base.mark_text(align="left", dx=4).encode(
-        x="언급한 리뷰:Q", text=alt.Text("긍정 비율:Q", format=".0%"))
+    bars = base.mark_bar().encode(x=x, color=color)
+    labels = base.mark_text(align="left", dx=4).encode(x=x, text="표시:N")
     return alt.layer(bars, labels, title="관람 포인트별 언급 수와 긍정 비율")
 
 
