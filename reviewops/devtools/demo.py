@@ -112,8 +112,8 @@ def main() -> None:
     console.print(
         f"Predictions: {out}\n"
         f"Predict your own file:  .venv/bin/reviewops predict --input reviews.tsv --output out.tsv\n"
-        f"The whole platform:     make up   (http://127.0.0.1:8088/: the app, /api/, /airflow/ with the four "
-        f"DAGs, /mlflow/)\n"
+        f"The whole platform:     make up   (http://127.0.0.1:8088/: the app, /api/docs, /airflow/ with the four "
+        f"DAGs, /mlflow/ on model '{settings.model.name}')\n"
         f"Open the MLflow UI:     make mlflow-ui   (then http://127.0.0.1:5000, experiment "
         f"'{settings.mlflow.experiment}', model '{settings.model.name}')\n"
         "Train on the full corpus: "
