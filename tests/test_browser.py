@@ -201,3 +201,27 @@ def test_api_docs_render_their_operations_through_nginx_and_at_the_api(api_behin
     assert "servers" not in httpx.get(f"{api}/openapi.json").json()
     r = httpx.get(f"{nginx.url}/api/docs/assets/swagger-ui-bundle.js", headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200 and r.headers["content-encoding"] == "gzip"
+
+
+def test_mlflow_opens_on_the_model_and_airflow_shows_kst_in_chromium(tmp_path, browser):
+    """The lines nginx adds to MLflow's and Airflow's pages run in a real browser, under the proxy's CSP."""
+    from tests.test_nginx import Nginx, Upstream
+
+    upstreams = {name: Upstream(name) for name in ("streamlit", "api", "mlflow", "airflow")}
+    nginx = Nginx(tmp_path / "nginx", {name: f"127.0.0.1:{u.port}" for name, u in upstreams.items()})
+    try:
+        browser.render(f"http://{nginx.user}:{nginx.password}@127.0.0.1:{nginx.port}/mlflow/?html", "title")
+        driver = browser._start()
+        deadline = time.monotonic() + 10
+        while not driver.current_url.endswith("#/models/review-sentiment"):
+            assert time.monotonic() < deadline, driver.current_url
+            time.sleep(0.1)
+        browser.render(f"{nginx.url}/airflow/?html", "title")
+        assert driver.execute_script("return localStorage.getItem('timezone')") == '"Asia/Seoul"'
+        driver.execute_script("localStorage.setItem('timezone', JSON.stringify('Europe/Berlin'))")
+        browser.render(f"{nginx.url}/airflow/?html", "title")  # a choice the user made stays
+        assert driver.execute_script("return localStorage.getItem('timezone')") == '"Europe/Berlin"'
+    finally:
+        nginx.stop()
+        for upstream in upstreams.values():
+            upstream.stop()
