@@ -111,8 +111,8 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(installed):
     for path in (dags, template, app, sample):
         assert path.is_relative_to(installed["site"] / "reviewops" / "resources") and path.exists()
     assert {p.name for p in dags.glob("*.py")} >= DAG_FILES
-    pages = {p.name for p in (ROOT / "streamlit" / "pages").glob("*.py")}
-    assert {p.name for p in (app.parent / "pages").glob("*.py")} == pages
+    pages = {p.name for p in (ROOT / "streamlit" / "views").glob("*.py")}
+    assert pages and {p.name for p in (app.parent / "views").glob("*.py")} == pages
 
 
 def test_cli_database_and_dags_from_the_wheel(installed):

@@ -5,7 +5,7 @@ docker compose and the Dockerfiles use them; building the wheel copies the files
 
 * `dags/` → `airflow/dags/`: the Airflow DAGs (Airflow's DAGs folder points here);
 * `nginx/` → `nginx/`: `nginx.conf.template`, the reverse proxy's configuration;
-* `streamlit/` → `streamlit/`: the app (`app.py`) and its pages (`pages/*.py`);
+* `streamlit/` → `streamlit/`: the app (`app.py`) and its pages (`views/*.py`);
 * `sample/` → `data/sample/`: `reviews.sample.jsonl.gz`, the bundled sample corpus.
 """
 
