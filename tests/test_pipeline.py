@@ -134,7 +134,7 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
 def test_failure_after_registration_leaves_no_half_registered_version(db_url, fast, small_corpus, monkeypatch):
     run_json("pipeline", "run", "--corpus", str(small_corpus))
 
-    def broken(self, version, reason):
+    def broken(self, version, reason, *more):
         raise RuntimeError("registry went away")
 
     with monkeypatch.context() as m:
