@@ -96,8 +96,8 @@ def test_every_decision_carries_a_code_and_the_figures_its_reason_names():
     assert laggy.code == "over_budget_p99" and laggy.args["single_p99_ms"] == 23.4
     # the app says each in Korean from the code and figures alone, with the same numbers
     assert gate_reason(first.code, first.args) == "첫 모델: 정확도 0.8000이(가) 최저 기준 0.7500을(를) 넘습니다."
-    assert gate_reason(near.code, near.args) == ("정확도 0.8810 대 챔피언 0.8800: 차이 +0.0010이(가) 필요한 차이 0.0020에 "
-                                                 "못 미칩니다.")
+    assert gate_reason(near.code, near.args) == ("정확도 0.8810 대 챔피언 0.8800: 차이 +0.0010이(가) "
+                                                 "필요한 차이 0.0020에 못 미칩니다.")
     assert "1,234리뷰/초" in gate_reason(slow.code, slow.args)
     assert "23.4 ms" in gate_reason(laggy.code, laggy.args)
     for d in (low, unscored, decide("accuracy", 0.8830, 0.8800, 0.002, 0.75)):
