@@ -260,6 +260,12 @@ def test_client_splits_large_batches_into_requests_the_api_accepts(platform):
         long = ["가나다라마바사 정말 재밌다 " * 100] * 600  # ~4.7 MB in one request: over the API's body limit
         assert max(len(chunk) for _, chunk in c.chunks(long)) < 600
         assert len(c.predict(long)["predictions"]) == 600
+        # explanations are asked for in requests the API explains (REVIEWOPS_API_MAX_EXPLAIN_TEXTS, 100)
+        seen.clear()
+        explained = c.predict([POSITIVE_TEXT, "", NEGATIVE_TEXT] * 84, lambda done, total: seen.append(done),
+                              explain=True)["predictions"]
+        assert seen == [100, 200, 252] and len(explained) == 252
+        assert explained[0]["explanation"] and explained[1]["verdict"] == "애매함" and explained[1]["id"] is None
 
 
 # --- 영화 리뷰 분석 --------------------------------------------------------------------------------------
