@@ -340,9 +340,9 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, thresholds: Thr
 
 
 CHECK_NAMES_KO = {
-    "length_psi": "리뷰 길이 분포 (PSI)",
+    "length_psi": "리뷰 길이 분포 변화 지수",
     "unknown_token_rate": "처음 보는 단어 비율",
-    "score_psi": "예측 점수 분포 (PSI)",
+    "score_psi": "예측 점수 분포 변화 지수",
     "positive_share": "긍정 예측 비율",
     "mean_confidence": "평균 신뢰도",
     "agreement": "리뷰어 평점과의 일치율",
@@ -373,9 +373,9 @@ def _measure_ko(c: dict) -> str:
         medians = ""
         if c.get("median_chars") is not None and c.get("reference_median_chars") is not None:
             medians = f", 길이 중앙값 {c['median_chars']:.0f}자 (기준 {c['reference_median_chars']:.0f}자)"
-        return f"리뷰 길이 분포의 PSI {v:.3f}{medians}"
+        return f"리뷰 길이 분포 변화 지수 {v:.3f}{medians}"
     if name == "score_psi":
-        return f"예측 점수 분포의 PSI {v:.3f}"
+        return f"예측 점수 분포 변화 지수 {v:.3f}"
     if name == "unknown_token_rate":
         return f"기준 어휘에 없는 단어 {_pct(v)} (기준 {_pct(r)}, {(v - r) * 100:+.1f}%p)"
     if name == "positive_share":
@@ -404,12 +404,13 @@ def _limit_ko(c: dict) -> str:
 
 
 def finding_ko(check: dict) -> str:
-    """A check of a report as one Korean sentence, from its verdict and numbers."""
+    """A check of a report as one Korean sentence, from its verdict and numbers (PSI is named 분포 변화 지수,
+    and p-values are written without exponents, so the sentence holds no English)."""
     c = check
     verdict = _verdict(c)
     n, min_n = int(c.get("n") or 0), c.get("min_n")
     p = c.get("p_value")
-    p_text = f"p={p:.2g}" if p is not None else "검정 없음"
+    p_text = "검정 없음" if p is None else "p<0.001" if p < 0.001 else f"p={p:.3f}"
     if verdict == "too_few":
         need = f" (최소 {min_n:,}건)" if min_n else ""
         what = "평점이 있는 최근 리뷰" if c["name"] == "agreement" else "최근 리뷰"

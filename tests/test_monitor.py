@@ -309,7 +309,7 @@ def test_small_samples_of_the_same_reviews_raise_no_drift(records):
         for c in report["checks"]:
             if c["verdict"] == "not_significant":
                 assert not c["crossed"] and c["p_value"] >= lenient.significance
-                assert "우연일 수 있어" in finding_ko(c) and f"p={c['p_value']:.2g}" in finding_ko(c)
+                assert "우연일 수 있어" in finding_ko(c) and f"p={c['p_value']:.3f}" in finding_ko(c)
     assert psi_alone >= 30 and alarms <= 4  # an alpha of 0.01 over six checks: a few percent at most
 
 
@@ -333,16 +333,16 @@ def test_findings_in_korean_carry_the_numbers(records):
     length = check(report, "length_psi")
     text = finding_ko(length)
     assert length["verdict"] == "crossed" and length["p_value"] < 1e-6 and length["n"] == len(long)
-    assert f"PSI {length['value']:.3f}" in text and f"{length['median_chars']:.0f}자" in text
-    assert "기준을 벗어났고" in text and f"{len(long):,}건" in text
+    assert f"리뷰 길이 분포 변화 지수 {length['value']:.3f}" in text and f"{length['median_chars']:.0f}자" in text
+    assert "기준을 벗어났고" in text and f"{len(long):,}건" in text and "(p<0.001)" in text
     share = finding_ko(check(report, "positive_share"))
     assert share.endswith("기준 이내입니다.") and "긍정 예측 비율" in share
-    for c in report["checks"]:  # Korean sentences: no English words, only the names PSI and p
-        assert not set(re.findall(r"[A-Za-z]+", finding_ko(c))) - {"PSI", "p", "e"}, finding_ko(c)
+    for c in report["checks"]:  # Korean sentences: no English words, only p (of p-value)
+        assert not set(re.findall(r"[A-Za-z]+", finding_ko(c))) - {"p"}, finding_ko(c)
     # a report stored before checks had a verdict or a p-value
     old = {"name": "score_psi", "value": 0.31, "reference": 0.0, "threshold": 0.2, "crossed": True,
            "detail": "Score distribution PSI 0.310 exceeds the threshold 0.20."}
-    assert finding_ko(old) == ("예측 점수 분포의 PSI 0.310: 임계값 0.20 기준을 벗어났고, "
+    assert finding_ko(old) == ("예측 점수 분포 변화 지수 0.310: 임계값 0.20 기준을 벗어났고, "
                                "우연으로 보기 어려운 차이입니다 (검정 없음).")
     assert finding_ko(old | {"crossed": False, "value": None}) == "비교할 데이터가 없습니다."
 

@@ -508,7 +508,7 @@ def test_monitoring_page_shows_traffic_feedback_and_drift(app, platform):
     # the window in KST; every finding a Korean sentence with its numbers (no English detail)
     assert "2026-11-20 09:00 KST ~ 2026-11-21 09:00 KST" in texts(app.caption)
     for finding in checks["설명"]:
-        assert not set(re.findall(r"[A-Za-z]+", finding)) - {"PSI", "p", "e"}, finding
+        assert not set(re.findall(r"[A-Za-z]+", finding)) - {"p"}, finding
     assert any(f.endswith("기준 이내입니다.") for f in checks["설명"])
     assert set(checks["판정"]) <= {"정상", "정상 (유의하지 않음)"}
     spec = json.dumps([json.loads(c.proto.spec) for c in app.get("vega_lite_chart")], ensure_ascii=False)
