@@ -409,7 +409,7 @@ def login(at: AppTest, token: str) -> AppTest:
 
 def test_model_page_compares_champion_and_challenger_in_korean_with_kst_times(app, platform):
     page(app, "model")
-    assert metric(app, "학습기") == "기본 선형 모델 (TF-IDF)"
+    assert metric(app, "학습기") == "선형 (TF-IDF)"
     compare = app.dataframe[0].value
     assert list(compare.columns) == ["항목", "챔피언 v1", "도전자 v2", "차이"]
     rows = compare.set_index("항목")

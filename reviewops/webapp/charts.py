@@ -240,15 +240,17 @@ def versions_chart(versions: Sequence[Mapping], champion: str | None, floor: flo
     bars = base.mark_rule(strokeWidth=2, color="#94a3b8").encode(y=alt.Y("하한:Q", scale=scale, title="정확도"),
                                                                  y2="상한:Q")
     points = base.mark_point(size=140, filled=True, opacity=1).encode(
-        y=alt.Y("정확도:Q", scale=scale), color=alt.Color("역할:N", title="역할", scale=ROLE_SCALE), tooltip=tooltip)
+        y=alt.Y("정확도:Q", scale=scale, title="정확도"), color=alt.Color("역할:N", title="역할", scale=ROLE_SCALE),
+        tooltip=tooltip)
     labels = base.mark_text(dx=14, align="left", fontSize=11).encode(
-        y="정확도:Q", text=alt.Text("정확도:Q", format=".4f"))
+        y=alt.Y("정확도:Q", title="정확도"), text=alt.Text("정확도:Q", format=".4f"))
     layers = [bars, points, labels]
     if floor is not None:
         rule = pd.DataFrame({"기준": [floor], "이름": [f"최저 기준 {floor:.4f}"]})
-        layers.append(alt.Chart(rule).mark_rule(color="#dc2626", strokeDash=[6, 4]).encode(y="기준:Q"))
+        y = alt.Y("기준:Q", title="정확도")  # one axis title for all layers (Vega-Lite would join theirs)
+        layers.append(alt.Chart(rule).mark_rule(color="#dc2626", strokeDash=[6, 4]).encode(y=y))
         layers.append(alt.Chart(rule).mark_text(align="left", dy=-7, color="#dc2626", fontSize=11).encode(
-            y="기준:Q", text="이름:N", x=alt.value(4)))
+            y=y, text="이름:N", x=alt.value(4)))
     return alt.layer(*layers).properties(title="버전별 정확도 (95% 구간)")
 
 

@@ -144,8 +144,7 @@ def highlight_table(rows: pd.DataFrame, spans: Sequence[Sequence[Mapping[str, An
 # --- the model in Korean ---------------------------------------------------------------------------------
 
 METRIC_NAMES = {"accuracy": "정확도", "f1": "F1", "roc_auc": "ROC AUC", "log_loss": "로그 손실", "n": "평가 리뷰 수"}
-TRAINER_NAMES = {"baseline": "기본 선형 모델 (TF-IDF)", "stack": "스태킹 모델 (형태소 + 선형)",
-                 "transformer": "트랜스포머"}
+TRAINER_NAMES = {"baseline": "선형 (TF-IDF)", "stack": "스태킹", "transformer": "트랜스포머"}  # short: a metric's width
 BACKEND_NAMES = {"baseline": "선형 모델", "stack": "스태킹 모델", "transformer": "트랜스포머 (PyTorch)",
                  "onnx-int8": "트랜스포머 (ONNX int8)"}
 DECISION_NAMES = {"champion": "챔피언", "challenger": "도전자", "rolled_back": "롤백됨"}
