@@ -85,7 +85,8 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
     printed = (home / "up.out").read_text()
     assert f"http://127.0.0.1:{ports['proxy']}/" in printed
     password_file = home / "airflow" / "simple_auth_manager_passwords.json.generated"
-    assert "simple_auth_manager_passwords.json.generated" in printed.replace("\n", "")
+    assert "Login for /mlflow/ and /airflow/: admin" in printed  # one login, its password in the proxy's file
+    assert str(home / "nginx" / "proxy-password") in printed.replace("\n", "")
     password = json.loads(password_file.read_text())["admin"]
     token = httpx.post(f"{api}/auth/token", json={"username": "admin", "password": password}).json()["access_token"]
     client = httpx.Client(base_url=f"{api}/api/v2", headers={"Authorization": f"Bearer {token}"}, timeout=30)
