@@ -295,6 +295,9 @@ def test_an_early_retrain_needs_enough_new_labelled_reviews(home, small_corpus, 
     monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "100000")
     reset_settings()
     assert orchestration.train_due("scheduled")["due"] is True  # the weekly run always trains
+    from airflow.utils.types import DagRunType  # what the DAG passes: its reason reads "manual run: ..."
+
+    assert orchestration.train_due(DagRunType.MANUAL)["reason"].startswith("manual run")
     verdict = orchestration.train_due("asset_triggered")
     assert verdict["due"] is False and 1000 < verdict["new_labels"] < 6000
     monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "1000")

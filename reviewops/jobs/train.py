@@ -61,8 +61,9 @@ def load_snapshot(settings: Settings, snapshot_id: str) -> tuple[Snapshot, dict[
 def train_due(settings: Settings, run_type: str) -> dict:
     """Whether this run trains: a scheduled or manual run always does; a run started by new reviews
     only when `retrain_min_new_labels` labelled reviews arrived since the newest registered version."""
-    if "asset" not in str(run_type).lower():
-        return {"due": True, "reason": f"{run_type} run"}
+    kind = str(getattr(run_type, "value", run_type))  # Airflow passes its DagRunType enum: "manual", ...
+    if "asset" not in kind.lower():
+        return {"due": True, "reason": f"{kind} run: always trains"}
     since = Registry(settings).last_registered_at()
     with db.sessions(settings)() as session:
         new = queries.count_labelled_since(session, since)
