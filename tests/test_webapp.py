@@ -213,7 +213,8 @@ def test_upload_gives_table_charts_word_clouds_download_and_row_feedback(app, pl
     assert list(table["verdict"][:2]) == ["긍정", "부정"]
     # the blank row is kept and answered 애매함 (빈 리뷰), with no confidence to show
     assert table["verdict"][2] == "애매함" and table["note"][2] == "빈 리뷰" and table["flags"][2] == "빈 텍스트"
-    assert pd.isna(table["confidence"][2]) and pd.isna(table["verdict"][5]) and "너무 깁니다" in table["note"][5]
+    assert pd.isna(table["confidence"][2]) and table["score"][2] == "-" and float(table["score"][0]) > 0.5
+    assert pd.isna(table["verdict"][5]) and "너무 깁니다" in table["note"][5]
     assert "+" in table["words"][0] and "-" in table["words"][1]  # the strongest words each way
     highlighted = next(m.value for m in app.markdown if "<table" in m.value)
     assert highlighted.count("<tr>") == 1 + 6 and "rgba(22,163,74," in highlighted and "rgba(220,38,38," in highlighted

@@ -1,5 +1,6 @@
 """텍스트 분석: one review, or a CSV/TSV of reviews, through POST /v1/predict; feedback on each prediction."""
 
+import pandas as pd
 import streamlit as st
 
 from reviewops.data.labels import VERDICT_UNCERTAIN
@@ -82,13 +83,15 @@ with upload:
             col.metric(verdict, f"{n:,}", ui.percent(n / len(answered)) if len(answered) else None,
                        delta_color="off", delta_arrow="off")
         c5.metric("제외한 행", f"{len(results) - len(answered):,}", help="너무 긴 리뷰")
-        st.dataframe(results, hide_index=True,
+        # P(긍정) as text: a blank row has none, and a number column would show its null as "None"
+        shown = results.assign(score=[ui.number(x, ".3f") if pd.notna(x) else "-" for x in results["score"]])
+        st.dataframe(shown, hide_index=True,
                      column_order=["id", "document", "verdict", "confidence", "score", "words", "flags", "note"],
                      column_config={"id": "ID", "document": st.column_config.TextColumn("리뷰", width="large"),
                                     "verdict": "판정",
                                     "confidence": st.column_config.ProgressColumn("신뢰도", min_value=0.0,
                                                                                   max_value=1.0, format="percent"),
-                                    "score": st.column_config.NumberColumn("긍정 확률", format="%.3f"),
+                                    "score": "긍정 확률",
                                     "words": "근거 단어", "flags": "입력 확인", "note": "비고"})
         st.download_button("결과 다운로드 (CSV)", batch.results_csv(results), key="download",
                            file_name=f"sentiment-{done['name'].rsplit('.', 1)[0]}.csv", mime="text/csv", icon="⬇️")
