@@ -628,3 +628,22 @@ def test_cost_chart_plots_accuracy_against_serving_cost_with_korean_titles():
         "버전", "배치 처리량 (리뷰/초)", "단건 지연 p99 (ms)"}
     rows = next(iter(spec["datasets"].values()))
     assert [(r["버전"], r["역할"], r["처리량"]) for r in rows] == [("v1", "챔피언", 21000.0), ("v2", "기타", 2300.0)]
+
+
+def test_certainty_and_highlighting_without_the_ui():
+    # a score in the uncertain band is 애매함, never a percentage; a decided one is its confidence
+    assert ui.certainty({"verdict": "애매함", "score": 0.55, "label": "긍정"}) == "애매함"
+    assert ui.certainty({"verdict": "애매함", "score": None}) == "애매함"
+    assert ui.certainty({"verdict": "부정", "score": 0.1}) == "90.0%"
+    assert ui.sentiment_badge("애매함") == "🤔 애매함"
+    assert ui.flag_names(["no_hangul", "empty"]) == "한글 없음, 빈 텍스트"
+    text = "연기는 <좋았지만> 결말이 최악"
+    spans = [{"start": 4, "end": 10, "text": "<좋았지만>", "weight": 0.5},
+             {"start": 11, "end": 14, "text": "결말이", "weight": 0.0},
+             {"start": 15, "end": 17, "text": "최악", "weight": -1.5},
+             {"start": 15, "end": 16, "text": "최", "weight": -0.1}]  # overlaps the one before: left as it is
+    out = ui.highlight(text, spans)
+    assert "&lt;좋았지만&gt;</mark>" in out and "<좋았지만>" not in out  # the review's own text is escaped
+    assert out.count("<mark") == 2 and "rgba(22,163,74,0.40)" in out and "rgba(220,38,38,0.80)" in out
+    assert out.replace("</mark>", "").split(">")[-1] == "최악"
+    assert batch.top_words(spans) == "+<좋았지만> / -최악 -최"
