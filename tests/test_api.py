@@ -723,6 +723,7 @@ def test_movies_crawled_first_searchable_and_disagreements_correctable(client, e
                              model_name=env.model.name, model_version="1"))  # as the scoring job stores them
         movie_id = movie.id
 
+    feedback_before = client.get("/v1/monitoring").json()["feedback"]["n"]
     listed = client.get("/v1/movies").json()
     first = listed["movies"][0]
     assert (first["id"], first["name"], first["crawled"], first["reviews"]) == (movie_id, "서울의 봄", True, 4)
@@ -745,3 +746,5 @@ def test_movies_crawled_first_searchable_and_disagreements_correctable(client, e
     r = client.post("/v1/feedback", json={"prediction_id": wrong["reviews"][0]["feedback_id"], "label": "부정"})
     assert r.status_code == 201
     assert client.get(f"/v1/movies/{movie_id}/summary").json()["disagreements"]["reviews"][0]["feedback"] == 0
+    # a correction of a scored review is no verdict on the API's answers: users' agreement leaves it out
+    assert client.get("/v1/monitoring").json()["feedback"]["n"] == feedback_before

@@ -71,6 +71,8 @@ def test_pipeline_registry_gate_and_predict(db_url, fast, small_corpus, tmp_path
 
     run = mlflow.get_run(t["run_id"])
     assert run.data.tags["dataset.fingerprint"] == first["snapshot"]["fingerprint"]
+    # MLflow's UI opens the experiment on its training runs, not on the GenAI overview
+    assert mlflow.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert "slice.len_lt20.accuracy" in run.data.metrics and run.data.params["model.alpha"]
     # the behavioural set, overall and per category, with every case's answer
     assert 0 <= run.data.metrics["behaviour.accuracy"] <= 1 and run.data.metrics["behaviour.n"] >= 40

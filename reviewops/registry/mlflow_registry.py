@@ -45,6 +45,10 @@ GATE_TAG = "gate.decision"
 # JSON, the figures its English `gate.reason` was written from
 REASON_CODE_TAG, REASON_ARGS_TAG = "gate.reason_code", "gate.reason_args"
 MANUAL_PROMOTE, ROLLED_BACK = "manual_promote", "rolled_back"
+# MLflow 3's UI opens an experiment without this tag on its GenAI overview (traces, prompts); ours holds
+# training runs, so it opens on the runs
+KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = {KIND_TAG: "custom_model_development"}
 OWNER_TAG = "reviewops.owner"  # the process working on a run or registering a version: host/pidns:pid:start
 HEARTBEAT_TAG = "reviewops.heartbeat"  # seconds since the epoch, refreshed while that process works
 ABANDONED_TAG = "reviewops.abandoned"  # why `repair` found the work abandoned
@@ -103,10 +107,13 @@ def _configure(settings: Settings) -> str:
         if exp is None:
             artifact_location = settings.mlflow_artifacts if not uri.startswith("http") else None
             try:
-                client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location)
+                client.create_experiment(settings.mlflow.experiment, artifact_location=artifact_location,
+                                         tags=EXPERIMENT_KIND)
             except MlflowException as exc:  # another task created it a moment ago: fine
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
+        elif exp.tags.get(KIND_TAG) is None:  # created before the kind was set
+            client.set_experiment_tag(exp.experiment_id, KIND_TAG, EXPERIMENT_KIND[KIND_TAG])
         return mlflow.set_experiment(settings.mlflow.experiment).experiment_id
     except MlflowException as exc:
         raise ConfigError(

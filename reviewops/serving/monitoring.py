@@ -67,7 +67,10 @@ def summary(settings: Settings, session: Session, hours: int = 24, now: datetime
     fb_n, fb_agree = session.execute(
         select(func.count(Feedback.id),
                func.coalesce(func.sum((Feedback.label == Prediction.label).cast(Integer)), 0))
-        .join(Prediction, Feedback.prediction_id == Prediction.id)).one()
+        .join(Prediction, Feedback.prediction_id == Prediction.id)
+        # the API's answers only: a correction from the movie page's disagreement list is about a scored
+        # review the model got wrong by construction, and would pull the users' agreement down
+        .where(Prediction.public_id.is_not(None))).one()
     return {
         "window_hours": hours,
         "traffic": traffic,
