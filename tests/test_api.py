@@ -743,7 +743,12 @@ def test_movies_crawled_first_searchable_and_disagreements_correctable(client, e
     wrong = summary["disagreements"]
     assert wrong["count"] == 1 and wrong["reviews"][0]["text"] == rows[1][0]
     assert (wrong["reviews"][0]["label"], wrong["reviews"][0]["predicted"]) == (0, 1)
-    r = client.post("/v1/feedback", json={"prediction_id": wrong["reviews"][0]["feedback_id"], "label": "부정"})
+    correction = {"prediction_id": wrong["reviews"][0]["feedback_id"], "label": "부정"}
+    # it replaces the review's training label, and its id is a guessable row id: an admin action
+    assert client.post("/v1/feedback", json=correction).status_code == 401
+    assert client.post("/v1/feedback", json=correction, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get(f"/v1/movies/{movie_id}/summary").json()["disagreements"]["reviews"][0]["feedback"] is None
+    r = client.post("/v1/feedback", json=correction, headers={"Authorization": f"Bearer {TOKEN}"})
     assert r.status_code == 201
     assert client.get(f"/v1/movies/{movie_id}/summary").json()["disagreements"]["reviews"][0]["feedback"] == 0
     # a correction of a scored review is no verdict on the API's answers: users' agreement leaves it out

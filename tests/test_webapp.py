@@ -390,6 +390,11 @@ def test_movie_page_lists_disagreements_apart_and_sends_a_correction(app, platfo
     assert any("관람 포인트" in t for t in shown)
     assert "평점과 예측이 다른 리뷰" in texts(app.subheader)
     assert "평점 1 → 부정 · 예측 긍정 (긍정 확률 0.999)" in texts(app.caption)
+    # a correction replaces a training label: only a logged-in admin is offered one
+    assert not [b for b in app.button if b.key == f"disagree-rating-{review.id}"]
+    assert "관리자만" in texts(app.caption)
+    app.session_state[ui.ADMIN_TOKEN_KEY] = TOKEN  # as the 모델 page's login leaves it
+    app.run()
     app.button(key=f"disagree-rating-{review.id}").click().run()
     assert not app.exception and not app.error, texts(app.error)
     with db.session_scope(platform.db_url) as s:

@@ -209,11 +209,13 @@ class ApiClient:
                 on_progress(start + len(chunk), len(texts))
         return {"model": model, "predictions": predictions}
 
-    def feedback(self, prediction_id: str, label: str | int, comment: str | None = None) -> dict:
+    def feedback(self, prediction_id: str, label: str | int, comment: str | None = None,
+                 token: str | None = None) -> dict:
+        """Feedback on a prediction; a collected review's correction (`scored-…`) needs the admin `token`."""
         body: dict[str, Any] = {"prediction_id": str(prediction_id), "label": label}
         if comment:
             body["comment"] = comment
-        return self._request("POST", "/v1/feedback", body=body,
+        return self._request("POST", "/v1/feedback", body=body, token=token,
                              messages={404: "피드백을 저장할 예측을 찾을 수 없습니다 (알 수 없는 예측 ID)."})
 
     # --- reading ------------------------------------------------------------------------------------

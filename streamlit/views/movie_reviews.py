@@ -125,6 +125,8 @@ if not disagreements["count"]:
 else:
     st.caption("모델의 오류나 잘못 매겨진 평점을 찾는 곳입니다. 어느 쪽이 맞는지 알려 주시면 피드백으로 저장되어 "
                "다음 학습의 정답으로 쓰입니다. 확신이 큰 예측부터 보여 주며, 모델이 애매하다고 본 예측은 뺐습니다.")
+    if ui.admin_token() is None:  # a correction replaces a training label: the API asks for the admin token
+        st.caption("정답 수정은 관리자만 할 수 있습니다. 모델 페이지에서 관리자로 로그인하세요.")
 for r in disagreements["reviews"]:
     with st.container(border=True):
         st.write(r["text"])
@@ -135,11 +137,15 @@ for r in disagreements["reviews"]:
         if r["feedback"] is not None:
             st.caption(f"✅ 피드백 반영됨: {LABELS[r['feedback']]}")
             continue
-        fix_model, fix_rating = st.columns(2)
+        token = ui.admin_token()
+        if token is None:
+            continue
+        rating_right, model_right = st.columns(2)
         chosen = None
-        if fix_model.button(f"평점이 맞아요 ({LABELS[r['label']]})", key=f"disagree-rating-{r['review_id']}"):
+        if rating_right.button(f"평점이 맞아요 ({LABELS[r['label']]})", key=f"disagree-rating-{r['review_id']}"):
             chosen = r["label"]
-        if fix_rating.button(f"예측이 맞아요 ({LABELS[r['predicted']]})", key=f"disagree-model-{r['review_id']}"):
+        if model_right.button(f"예측이 맞아요 ({LABELS[r['predicted']]})", key=f"disagree-model-{r['review_id']}"):
             chosen = r["predicted"]
-        if chosen is not None and ui.call(api.feedback, r["feedback_id"], chosen, "영화 리뷰 분석: 평점과 예측 불일치"):
+        if chosen is not None and ui.admin_call(api.feedback, r["feedback_id"], chosen,
+                                                "영화 리뷰 분석: 평점과 예측 불일치", token=token):
             st.rerun()

@@ -67,6 +67,11 @@ RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 async def require_admin(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
     """The bearer token must be REVIEWOPS_ADMIN_TOKEN; without one set, admin actions are off."""
+    check_admin(settings, authorization)
+
+
+def check_admin(settings: Settings, authorization: str | None) -> None:
+    """`require_admin` for a route where only some requests are admin actions (403 off, 401 refused)."""
     token = settings.admin_token.get_secret_value() if settings.admin_token else ""
     if not token:
         raise HTTPException(403, "admin actions are disabled: REVIEWOPS_ADMIN_TOKEN is not set")
