@@ -24,6 +24,7 @@ from reviewops.resources import dags_folder, sample_corpus
 DAGS_FOLDER = dags_folder()
 SAMPLE = sample_corpus()
 DAG_IDS = ("reviews_collect", "reviews_score", "sentiment_train", "model_monitor")
+ALL_ADMINS = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"
 
 
 def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -42,6 +43,10 @@ def airflow_env(settings: Settings, base: dict[str, str] | None = None) -> dict[
     }
     for key, value in defaults.items():
         env.setdefault(key, value)
+    if env.get(ALL_ADMINS, "").strip().lower() in ("true", "1", "t", "yes"):
+        # nginx puts no basic auth in front of /airflow/: Airflow's own login is its only lock
+        raise ConfigError(f"{ALL_ADMINS} is set: Airflow would let anyone in as admin (through nginx too); "
+                          "unset it")
     if bin_dir not in env.get("PATH", "").split(os.pathsep):
         env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
     return env

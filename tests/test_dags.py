@@ -303,3 +303,14 @@ def test_an_early_retrain_needs_enough_new_labelled_reviews(home, small_corpus, 
     monkeypatch.setenv("REVIEWOPS_RETRAIN_MIN_NEW_LABELS", "1000")
     reset_settings()
     assert orchestration.train_due("asset_triggered")["due"] is True
+
+
+def test_airflow_with_everyone_admin_is_refused(home):
+    """nginx has no basic auth in front of /airflow/ (one login, Airflow's own): a setting that lets everyone in as
+    admin must stop the platform, not open it."""
+    from reviewops.errors import ConfigError
+    from reviewops.platform import ALL_ADMINS, airflow_env
+
+    assert ALL_ADMINS not in airflow_env(Settings(), base={"PATH": "/usr/bin"})
+    with pytest.raises(ConfigError, match="anyone in as admin"):
+        airflow_env(Settings(), base={"PATH": "/usr/bin", ALL_ADMINS: "True"})

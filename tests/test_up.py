@@ -143,6 +143,12 @@ def test_make_up_runs_a_triggered_cycle_and_stops_cleanly(platform):
     assert httpx.get(f"{front}/airflow/", follow_redirects=True).status_code == 200
     through = httpx.post(f"{front}/airflow/auth/token", json={"username": "admin", "password": proxy_password})
     assert through.status_code in (200, 201) and through.json()["access_token"]
+    # with no basic auth in front of /airflow/, Airflow's own login is the lock: it must refuse strangers
+    assert httpx.get(f"{front}/airflow/api/v2/dags").status_code == 401
+    refused = httpx.post(f"{front}/airflow/auth/token", json={"username": "admin", "password": "wrong"})
+    assert refused.status_code == 401
+    auth = {"Authorization": f"Bearer {through.json()['access_token']}"}
+    assert httpx.get(f"{front}/airflow/api/v2/dags", headers=auth).status_code == 200
     # the admin token make up generated is the API's
     token = (home / "admin-token").read_text().strip()
     assert str(home / "admin-token") in printed.replace("\n", "") and token not in printed
