@@ -33,6 +33,7 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from reviewops.config import TIMEZONE
+from reviewops.data.labels import SOURCE_NAMES
 from reviewops.errors import ConfigError
 from reviewops.predict import Band
 from reviewops.sources.crawl import SOURCES as CRAWLED_SOURCES
@@ -68,7 +69,6 @@ DISAGREEMENTS_LISTED = 20
 # Review ids per `IN (...)` query: below SQLite's oldest bound-parameter limit (999).
 _ID_CHUNK = 900
 # How a movie without a title is named: the NAVER history has ids only.
-SOURCE_NAMES = {"cgv": "CGV", "megabox": "메가박스", "naver": "NAVER", "nsmc": "NSMC"}
 _ZONE = ZoneInfo(TIMEZONE)
 
 _kept = Review.reject_reason.is_(None)
@@ -282,7 +282,7 @@ def movie_summary(
     scored, predictions = _predictions(session, reviews, model_name)
     chosen, requested = _choose(predictions, model_version)
     band = band or Band()
-    sure = {rid for rid, p in chosen.items() if not band.low <= p.score <= band.high}
+    sure = {rid for rid, p in chosen.items() if not band.contains(p.score)}
     corrections = _corrections(session, chosen)
     own = {rid: corrections.get(rid, reviews[rid].label) for rid in chosen}  # the reviewer's, or a user's fix
     versions = sorted({p.model_version for p in chosen.values()}, key=_version_key)
@@ -296,15 +296,14 @@ def movie_summary(
     words: dict[str, list[dict]] = {}
     representative: dict[str, list[dict]] = {}
     for side, label in (("positive", 1), ("negative", 0)):
-        ids = [rid for rid, p in chosen.items() if p.label == label and own[rid] != 1 - label]
+        ids = [rid for rid, p in chosen.items() if p.label == label and own[rid] != 1 - label and rid in sure]
         recent = sorted(ids, key=lambda rid: (days[rid], rid), reverse=True)[:MAX_KEYWORD_TEXTS]
         if top_k > 0 and recent:
             texts = _by_id(session, Review.clean_text, recent)
             words[side] = keywords([texts[rid] for rid in recent], top_k)
         else:
             words[side] = []
-        representative[side] = _representative(session, reviews, chosen, own, [i for i in ids if i in sure], label,
-                                               per_side)
+        representative[side] = _representative(session, reviews, chosen, own, ids, label, per_side)
 
     return {
         "movie": _movie(movie, len(reviews), len(scored)),

@@ -45,6 +45,10 @@ class Band:
     low: float = 0.35
     high: float = 0.65
 
+    def contains(self, score: float) -> bool:
+        """Whether `score` is 애매함 (the model does not know which side)."""
+        return self.low <= score <= self.high
+
     @classmethod
     def from_settings(cls, settings) -> Band:
         return cls(settings.serve.uncertain_low, settings.serve.uncertain_high)
@@ -92,14 +96,13 @@ def judge(model, texts: list[str], scores, band: Band, explain: bool = False) ->
     n = len(texts)
     out = Judged([None] * n, [None] * n, [VERDICT_UNCERTAIN] * n, [text_flags(t) for t in texts])
     unseen = unseen_share(model, kept_texts) if kept_texts else None
-    low, high = band.low, band.high
     for j, i in enumerate(kept):
         score, flags = kept_scores[j], out.flags[i]
         if unseen is not None and unseen[j] > MOSTLY_UNSEEN:  # NaN (no words) compares False
             flags.append("mostly_unseen")
         label = int(score >= 0.5)
         out.scores[i], out.labels[i] = score, label
-        if not flags and not low <= score <= high:
+        if not flags and not band.contains(score):
             out.verdicts[i] = LABEL_NAMES_KO[label]
     if explain:
         explained = explain_texts(model, kept_texts) if kept_texts else []

@@ -241,10 +241,10 @@ def test_representative_reviews_are_the_most_confident_agreeing_ones(db_url, tmp
         assert a["representative"][side] == [{"text": r.text, "score": chosen[r.id].score, "rating": r.rating}
                                              for r in ranked[:5]]
 
-    # keywords of each side: those of the side's texts that the rating does not contradict
+    # keywords of each side: those of the side's texts that the rating does not contradict, the model's 애매함 left out
     texts = defaultdict(list)
     for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True):
-        if r.label != 1 - chosen[r.id].label:
+        if r.label != 1 - chosen[r.id].label and not Band().contains(chosen[r.id].score):
             texts[chosen[r.id].label].append(r.clean_text)
     assert a["keywords"] == {"positive": keywords(texts[1]), "negative": keywords(texts[0])}
     assert 0 < len(a["keywords"]["positive"]) <= 15
@@ -376,7 +376,7 @@ def test_reviews_the_rating_contradicts_are_listed_apart_and_correctable(db_url,
     assert wrong_pos.label == 0 and wrong_pos.text not in [r["text"] for r in summary["representative"]["positive"]]
     for side, label in (("positive", 1), ("negative", 0)):
         kept = [r.clean_text for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True)
-                if chosen[r.id].label == label and r.id not in contradicted]
+                if chosen[r.id].label == label and r.id not in contradicted and not Band().contains(chosen[r.id].score)]
         assert summary["keywords"][side] == keywords(kept)
 
     listed = summary["disagreements"]

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
 
 from reviewops.config import Settings, reset_settings
+from reviewops.data.labels import flags_ko
 from reviewops.store import db
 from reviewops.store.models import Feedback, Movie, Prediction
 from reviewops.webapp import batch, charts, ui
@@ -640,8 +641,8 @@ def test_certainty_and_highlighting_without_the_ui():
     assert ui.certainty({"verdict": "애매함", "score": 0.55, "label": "긍정"}) == "애매함"
     assert ui.certainty({"verdict": "애매함", "score": None}) == "애매함"
     assert ui.certainty({"verdict": "부정", "score": 0.1}) == "90.0%"
-    assert ui.sentiment_badge("애매함") == "🤔 애매함"
-    assert ui.flag_names(["no_hangul", "empty"]) == "한글 없음, 빈 텍스트"
+    assert ui.sentiment_badge("애매함") == "🤔 애매함" and ui.sentiment_badge(None) == "-"  # None: a row not sent
+    assert flags_ko(["no_hangul", "empty"]) == "한글 없음, 빈 텍스트"
     text = "연기는 <좋았지만> 결말이 최악"
     spans = [{"start": 4, "end": 10, "text": "<좋았지만>", "weight": 0.5},
              {"start": 11, "end": 14, "text": "결말이", "weight": 0.0},

@@ -20,6 +20,12 @@ FLAG_NAMES_KO = {
     "emoji_only": "이모지·기호만",
     "mostly_unseen": "모르는 단어가 대부분",
 }
+SOURCE_NAMES = {"cgv": "CGV", "megabox": "메가박스", "naver": "NAVER", "nsmc": "NSMC"}  # review sites, as shown
+
+
+def flags_ko(flags) -> str:
+    """The API's input flags in Korean, joined ("" for none)."""
+    return ", ".join(FLAG_NAMES_KO.get(f, f) for f in flags or ())
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reviewops.data.labels import FLAG_NAMES_KO
+from reviewops.data.labels import flags_ko
 from reviewops.errors import InputError
 from reviewops.predict import REQUIRED, read_reviews
 from reviewops.webapp.client import LABELS, ApiClient
@@ -111,7 +111,7 @@ def predict_reviews(client: ApiClient, df: pd.DataFrame, on_progress: Callable[[
         out.loc[idx, "label"] = [LABELS.get(p.get("label_id"), p.get("label")) for p in preds]
         out.loc[idx, "score"] = [float("nan") if p.get("score") is None else float(p["score"]) for p in preds]
         out.loc[idx, "prediction_id"] = [None if p.get("id") is None else str(p["id"]) for p in preds]
-        out.loc[idx, "flags"] = [", ".join(FLAG_NAMES_KO.get(f, f) for f in p.get("flags") or ()) for p in preds]
+        out.loc[idx, "flags"] = [flags_ko(p.get("flags")) for p in preds]
         out.loc[idx, "note"] = [EMPTY_NOTE if "empty" in (p.get("flags") or ()) else "" for p in preds]
         for i, p in zip(usable, preds, strict=True):
             spans[i] = p.get("explanation")

@@ -11,8 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from reviewops.config import TIMEZONE, get_settings
-from reviewops.data.labels import FLAG_NAMES_KO, VERDICT_UNCERTAIN
-from reviewops.insights import SOURCE_NAMES
+from reviewops.data.labels import SOURCE_NAMES, VERDICT_UNCERTAIN
 from reviewops.webapp import charts
 from reviewops.webapp.client import POSITIVE, ApiClient, ApiError, Limits, opposite
 
@@ -69,10 +68,13 @@ def confidence(score: float) -> float:
 
 
 def sentiment_badge(label: str | None) -> str:
-    """A label or verdict with its face: 긍정, 부정 or 애매함 (the model does not know)."""
+    """A label or verdict with its face: 긍정, 부정 or 애매함 (the model does not know); "-" for a row that was
+    not sent (too long for the API), which the model never saw."""
+    if not label:
+        return "-"
     if label == POSITIVE:
         return f"😀 {label}"
-    if label == VERDICT_UNCERTAIN or not label:
+    if label == VERDICT_UNCERTAIN:
         return f"🤔 {VERDICT_UNCERTAIN}"
     return f"😞 {label}"
 
@@ -84,11 +86,6 @@ def certainty(prediction: Mapping[str, Any]) -> str:
     if prediction.get("verdict") == VERDICT_UNCERTAIN or score is None:
         return VERDICT_UNCERTAIN
     return percent(confidence(float(score)))
-
-
-def flag_names(flags: Sequence[str] | None) -> str:
-    """The API's input flags in Korean, joined ("" for none)."""
-    return ", ".join(FLAG_NAMES_KO.get(f, f) for f in flags or ())
 
 
 # --- why this label: highlighted words -------------------------------------------------------------------

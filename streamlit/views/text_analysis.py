@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from reviewops.data.labels import VERDICT_UNCERTAIN
+from reviewops.data.labels import VERDICT_UNCERTAIN, flags_ko
 from reviewops.webapp import batch, charts, ui
 from reviewops.webapp.client import NEGATIVE, POSITIVE, ApiError
 
@@ -36,7 +36,7 @@ with single:
                       help="긍정 확률이 애매한 구간에 있거나 모델이 모르는 입력이면 '애매함'으로 답합니다.")
         right.metric("긍정 확률", ui.number(pred.get("score"), ".3f"))
         if pred.get("flags"):
-            st.warning(f"모델이 잘 모르는 입력입니다: {ui.flag_names(pred['flags'])}", icon="🤔")
+            st.warning(f"모델이 잘 모르는 입력입니다: {flags_ko(pred['flags'])}", icon="🤔")
         if pred.get("explanation"):
             st.markdown("**판정의 근거**")
             ui.show_highlight(result["text"], pred["explanation"])
