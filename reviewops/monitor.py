@@ -403,14 +403,18 @@ def _limit_ko(c: dict) -> str:
     return f"임계값 {t:.4f}"
 
 
+def p_value_ko(p: float | None) -> str:
+    """A p-value as the app writes it: no exponents (p<0.001), 검정 없음 when no test applies."""
+    return "검정 없음" if p is None else "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def finding_ko(check: dict) -> str:
     """A check of a report as one Korean sentence, from its verdict and numbers (PSI is named 분포 변화 지수,
     and p-values are written without exponents, so the sentence holds no English)."""
     c = check
     verdict = _verdict(c)
     n, min_n = int(c.get("n") or 0), c.get("min_n")
-    p = c.get("p_value")
-    p_text = "검정 없음" if p is None else "p<0.001" if p < 0.001 else f"p={p:.3f}"
+    p_text = p_value_ko(c.get("p_value"))
     if verdict == "too_few":
         need = f" (최소 {min_n:,}건)" if min_n else ""
         what = "평점이 있는 최근 리뷰" if c["name"] == "agreement" else "최근 리뷰"

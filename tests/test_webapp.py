@@ -435,7 +435,7 @@ def test_model_page_compares_champion_and_challenger_in_korean_with_kst_times(ap
     assert "필요한 차이 0.9000" in captions or "서빙 비용 초과" in captions
     history = app.dataframe[1].value
     assert history["사유"][0].startswith("첫 모델: 정확도") and history["게이트 결정"][1] == "도전자"
-    assert all(t.endswith(" KST") for t in history["등록 시각 (KST)"])
+    assert all(t.endswith(" KST") for t in history["등록 시각"])
     assert "불러온 시각" in captions and "KST" in captions.split("불러온 시각", 1)[1].split("\n")[0]
     spec = json.dumps([json.loads(c.proto.spec) for c in app.get("vega_lite_chart")], ensure_ascii=False)
     assert "버전별 정확도 (95% 구간)" in spec and '"field": "기준"' in spec and "accuracy" not in spec  # floor rule
@@ -569,7 +569,7 @@ def test_traffic_and_latency_charts_are_lines_over_kst_hours():
 def test_api_down_or_refusing_gives_korean_messages(platform, monkeypatch):
     dead = f"http://127.0.0.1:{_free_port()}"
     with ApiClient(dead, connect_timeout=1) as c, pytest.raises(ApiError) as err:
-        c.movies()
+        c.movie_list()
     assert "API 서버에 연결할 수 없습니다" in err.value.message and dead in err.value.message
     with ApiClient.from_settings(platform) as c:
         with pytest.raises(ApiError) as err:

@@ -289,18 +289,18 @@ def cost_chart(versions: Sequence[Mapping], champion: str | None) -> alt.LayerCh
     return (points + labels).properties(title="버전별 정확도와 서빙 비용")
 
 
-def _hours(values: pd.Series) -> pd.Series:
-    """Hour stamps as the API gives them (UTC: "2026-11-21T03:00:00Z", or "2026-11-21 03" from older APIs)
-    as KST wall-clock times without a zone: Vega-Lite shows a zoneless time as it is, whatever the
-    browser's zone, so the axis reads in KST."""
+def local_times(values: pd.Series) -> pd.Series:
+    """A column of API times (ISO text or datetimes; naive means UTC, as the store keeps them) as
+    timezone-aware times in the users' zone (`config.TIMEZONE`, KST)."""
     from reviewops.config import TIMEZONE
 
-    text = values.astype(str)
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
-    short = parsed.isna() & text.str.fullmatch(r"\d{4}-\d{2}-\d{2}[ T]\d{2}")
-    if short.any():
-        parsed[short] = pd.to_datetime(text[short] + ":00", errors="coerce", utc=True)
-    return parsed.dt.tz_convert(TIMEZONE).dt.tz_localize(None)
+    return pd.to_datetime(values, utc=True, errors="coerce", format="mixed").dt.tz_convert(TIMEZONE)
+
+
+def _hours(values: pd.Series) -> pd.Series:
+    """API hour stamps as KST wall-clock times without a zone: Vega-Lite shows a zoneless time as it is,
+    whatever the browser's zone, so the axis reads in KST."""
+    return local_times(values).dt.tz_localize(None)
 
 
 TRAFFIC_KINDS = {"requests": "요청", "predictions": "예측한 리뷰", "errors": "오류 응답"}

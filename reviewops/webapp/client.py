@@ -232,9 +232,6 @@ class ApiClient:
     def models(self) -> dict:
         return self._request("GET", "/v1/models")
 
-    def movies(self) -> list[dict]:
-        return self._request("GET", "/v1/movies")["movies"]
-
     def movie_list(self, q: str | None = None, source: str | None = None, crawled: bool | None = None,
                    limit: int | None = None) -> dict:
         """`{"movies", "total", "sources"}`: the movies matching the filters (crawled films first), how many

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from reviewops.config import TIMEZONE, get_settings
+from reviewops.config import get_settings
 from reviewops.data.labels import SOURCE_NAMES, VERDICT_UNCERTAIN
 from reviewops.webapp import charts
 from reviewops.webapp.client import POSITIVE, ApiClient, ApiError, Limits, opposite
@@ -277,11 +277,5 @@ def admin_call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
 def local_time(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """A time the API gives (ISO text or datetime; naive means UTC, as the store keeps it) in the users'
     time zone (`config.TIMEZONE`, KST), formatted; "-" for none."""
-    ts = local_times(pd.Series([value])).iloc[0]
+    ts = charts.local_times(pd.Series([value])).iloc[0]
     return "-" if pd.isna(ts) else f"{ts.strftime(fmt)} KST"
-
-
-def local_times(values: pd.Series) -> pd.Series:
-    """A column of API times as timezone-aware KST timestamps, for tables and chart axes."""
-    ts = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    return ts.dt.tz_convert(TIMEZONE)

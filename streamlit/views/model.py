@@ -64,7 +64,7 @@ if versions:
         "단건 p99 (ms)": (v.get("cost") or {}).get("single_p99_ms"),
         "게이트 결정": ui.DECISION_NAMES.get(v["decision"], v["decision"] or "-"),
         "사유": v["reason_ko"],
-        "등록 시각 (KST)": ui.local_time(v["created_at"]),
+        "등록 시각": ui.local_time(v["created_at"]),
     } for v in versions])
     st.dataframe(table, hide_index=True,
                  column_config={"정확도": st.column_config.NumberColumn(format="%.4f"),

@@ -6,7 +6,7 @@ Times are shown in KST; the drift findings are the library's Korean renderings (
 import pandas as pd
 import streamlit as st
 
-from reviewops.monitor import CHECK_NAMES_KO, finding_ko, verdict_ko
+from reviewops.monitor import CHECK_NAMES_KO, finding_ko, p_value_ko, verdict_ko
 from reviewops.webapp import charts, ui
 
 STATUS = {
@@ -62,7 +62,7 @@ else:
         st.info(f"표본 부족: 최근 리뷰가 {drift['n_current']:,}건뿐이라 드리프트를 판단하지 않았습니다"
                 + (f" (최소 {minimum:,}건)." if minimum else "."))
     else:
-        kind, text = STATUS.get(drift["status"], ("info", f"상태: {drift['status']}"))
+        kind, text = STATUS.get(drift["status"], ("info", "보고서의 상태를 알 수 없습니다."))
         getattr(st, kind)(text)
     model = drift.get("model") or {}  # optional in a stored report (DriftReport)
     window = drift.get("window") or {}
@@ -75,11 +75,11 @@ else:
         "값": c["value"],
         "기준": c["reference"],
         "임계값": c["threshold"],
-        "p값": c.get("p_value"),
+        "p값": p_value_ko(c.get("p_value")),
         "설명": finding_ko(c),
     } for c in drift["checks"]])
     if not checks.empty:
         st.dataframe(checks, hide_index=True, column_config={
             "값": st.column_config.NumberColumn(format="%.4f"), "기준": st.column_config.NumberColumn(format="%.4f"),
-            "임계값": st.column_config.NumberColumn(format="%.4f"), "p값": st.column_config.NumberColumn(format="%.2g"),
+            "임계값": st.column_config.NumberColumn(format="%.4f"),
             "설명": st.column_config.TextColumn(width="large")})
