@@ -381,3 +381,15 @@ def test_monitoring_summary_has_every_hour_and_latency_per_hour(db_url):
     assert seven["p50"] == pytest.approx(50.5) and seven["p95"] == pytest.approx(95.05)
     assert seven["p99"] == pytest.approx(99.01) and nine["p50"] == pytest.approx(5.0)
     assert out["latency_ms"]["p99"] < 999 and out["prediction_mix"] == {"positive": 1, "negative": 2}
+
+    # a busy hour: counts stay exact, percentiles come from a sample spread over the hour
+    import reviewops.serving.monitoring as monitoring
+
+    monitoring.LATENCY_SAMPLE, sample = 20, monitoring.LATENCY_SAMPLE
+    try:
+        with db.sessions(settings)() as s:
+            sampled = summary(settings, s, hours=3, now=now)
+    finally:
+        monitoring.LATENCY_SAMPLE = sample
+    assert sampled["traffic"] == out["traffic"]
+    assert 25 < sampled["latency"][0]["p50"] < 75 and sampled["latency"][0]["p99"] > 80  # not the first 20 rows
