@@ -431,8 +431,7 @@ def up(
     ports = {"proxy": proxy_port, "api": api_port, "streamlit": app_port, "airflow": airflow_port,
              "mlflow": mlflow_port, "testsite": testsite_port, "slack": slack_port}
     launcher.stop_on_signals()  # also when started in the background
-    services = launcher.up(settings, ports, test_site=test_site, slack_standin=use_standin,
-                           echo=lambda m: out.print(m, style="dim"), bootstrap=bootstrap)
+    services: list = []
 
     def announce() -> None:
         table = Table(title="ReviewOps is up (Ctrl-C stops it)", title_justify="left")
@@ -443,7 +442,13 @@ def up(
         out.print(table)
         out.print(launcher.access(settings, proxy_port))
 
-    dead = launcher.supervise(services, echo=out.print, announce=announce)
+    try:
+        services = launcher.up(settings, ports, test_site=test_site, slack_standin=use_standin,
+                               echo=lambda m: out.print(m, style="dim"), bootstrap=bootstrap)
+        dead = launcher.supervise(services, echo=out.print, announce=announce)
+    except KeyboardInterrupt:  # a stop signal after `up` started everything, before `supervise` took over
+        launcher.stop(services)
+        dead = []
     if dead:
         err.print(f"[bold red]stopped:[/] {', '.join(dead)} exited; see {settings.home / 'logs'}")
         raise typer.Exit(1)
