@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from reviewops.config import Settings, reset_settings
+from reviewops.config import reset_settings
 from reviewops.store import db
-from tests.conftest import sample_records, write_jsonl
+from tests.conftest import only_reviewops_env, sample_records, write_jsonl
 
 TEXTS = ["배우들 연기가 정말 좋았고 마지막 장면에서 눈물이 났어요", "시간 아깝다 진짜 최악의 영화",
          "OST가 너무 좋아서 계속 생각나네요", "스토리는 뻔했지만 그럭저럭 볼 만했다"]
@@ -32,17 +32,9 @@ def home_env(tmp_path_factory):
     from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
 
     home = tmp_path_factory.mktemp("workers") / "home"
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("REVIEWOPS_") and not k.startswith("REVIEWOPS_TEST"))}
-    env |= {"REVIEWOPS_HOME": str(home), "REVIEWOPS_MODEL_POLL_SECONDS": "60"}
     with pytest.MonkeyPatch.context() as mp:
-        for k in list(os.environ):
-            if k not in env:
-                mp.delenv(k)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        reset_settings()
-        s = Settings()
+        s = only_reviewops_env(mp, {"REVIEWOPS_HOME": str(home), "REVIEWOPS_MODEL_POLL_SECONDS": "60"})
+        env = dict(os.environ)  # what the servers run with
         db.upgrade(s.db_url)
         run_ingest(s, write_jsonl(tmp_path_factory.mktemp("corpus") / "c.jsonl.gz", sample_records(2000)))
         snap, parts = run_snapshot(s)
