@@ -271,7 +271,7 @@ def movie_summary(
       the prediction outside the uncertain `band` (`count`), the `disagreements` most confident predictions
       of them listed, those no user has judged yet first: `{"review_id", "feedback_id" (for POST
       /v1/feedback), "text", "rating", "kind", "label" (the rating's), "predicted", "score", "feedback" (the
-      label a user gave, or None)}`; `band` is `predict.Band()` (0.35..0.65) unless given (the API gives
+      label a user gave, or None)}`; `band` is the configured one unless given (the API gives
       the settings');
     - `aspects`: `store.queries.aspect_summary` (Megabox's points; [] for other films).
     """
@@ -281,7 +281,7 @@ def movie_summary(
     reviews = _reviews(session, movie_id)
     scored, predictions = _predictions(session, reviews, model_name)
     chosen, requested = _choose(predictions, model_version)
-    band = band or Band()
+    band = band or Band.from_settings()
     sure = {rid for rid, p in chosen.items() if not band.contains(p.score)}
     corrections = _corrections(session, chosen)
     own = {rid: corrections.get(rid, reviews[rid].label) for rid in chosen}  # the reviewer's, or a user's fix

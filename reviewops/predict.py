@@ -40,17 +40,23 @@ _LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 @dataclass(frozen=True)
 class Band:
-    """The uncertain band of scores, ends included (settings.serve.uncertain_low/high)."""
+    """The uncertain band of scores, ends included; its defaults live once, in the settings
+    (REVIEWOPS_SERVE_UNCERTAIN_LOW/HIGH)."""
 
-    low: float = 0.35
-    high: float = 0.65
+    low: float
+    high: float
 
     def contains(self, score: float) -> bool:
         """Whether `score` is 애매함 (the model does not know which side)."""
         return self.low <= score <= self.high
 
     @classmethod
-    def from_settings(cls, settings) -> Band:
+    def from_settings(cls, settings=None) -> Band:
+        """The band of `settings` (the configured ones when None)."""
+        if settings is None:
+            from reviewops.config import get_settings
+
+            settings = get_settings()
         return cls(settings.serve.uncertain_low, settings.serve.uncertain_high)
 
 
@@ -172,7 +178,7 @@ class PredictSummary:
 
 
 def predict_frame(predictor: Predictor, texts: list[str], batch_size: int, band: Band | None = None) -> Judged:
-    band = band or Band()
+    band = band or Band.from_settings()
     out = Judged([], [], [], [])
     with progress("predict", total=len(texts), unit_count=True) as bar:
         for i in range(0, len(texts), batch_size):

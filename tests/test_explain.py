@@ -159,7 +159,7 @@ def test_a_transformer_counts_its_unknown_subwords(tmp_path):
     tokenizer = make_tokenizer(tmp_path / "tok", korean_texts(1500), vocab_size=400)
     shares = unseen_share(Served(tokenizer), ["영화 정말 재밌어요", "ﾀﾞﾒ 뷁 🙃🙃 똵쒧", "!!"])
     assert shares[0] == 0.0 and shares[1] > 0.5
-    judged = judge(Served(tokenizer), ["영화 정말 재밌어요", "ﾀﾞﾒ 뷁 🙃🙃 똵쒧"], [0.9, 0.9], Band())
+    judged = judge(Served(tokenizer), ["영화 정말 재밌어요", "ﾀﾞﾒ 뷁 🙃🙃 똵쒧"], [0.9, 0.9], Band.from_settings())
     assert judged.flags == [[], ["mostly_unseen"]] and judged.verdicts == ["긍정", "애매함"]
 
 

@@ -244,7 +244,7 @@ def test_representative_reviews_are_the_most_confident_agreeing_ones(db_url, tmp
     # keywords of each side: those of the side's texts that the rating does not contradict, the model's 애매함 left out
     texts = defaultdict(list)
     for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True):
-        if r.label != 1 - chosen[r.id].label and not Band().contains(chosen[r.id].score):
+        if r.label != 1 - chosen[r.id].label and not Band.from_settings().contains(chosen[r.id].score):
             texts[chosen[r.id].label].append(r.clean_text)
     assert a["keywords"] == {"positive": keywords(texts[1]), "negative": keywords(texts[0])}
     assert 0 < len(a["keywords"]["positive"]) <= 15
@@ -374,9 +374,10 @@ def test_reviews_the_rating_contradicts_are_listed_apart_and_correctable(db_url,
     # the 0.9999 review rated <= 4 is the most positive prediction, yet neither shown as positive nor a keyword
     wrong_pos = next(r for r in reviews if chosen[r.id].score == 0.9999)
     assert wrong_pos.label == 0 and wrong_pos.text not in [r["text"] for r in summary["representative"]["positive"]]
+    band = Band.from_settings()
     for side, label in (("positive", 1), ("negative", 0)):
         kept = [r.clean_text for r in sorted(reviews, key=lambda r: (_day(r), r.id), reverse=True)
-                if chosen[r.id].label == label and r.id not in contradicted and not Band().contains(chosen[r.id].score)]
+                if chosen[r.id].label == label and r.id not in contradicted and not band.contains(chosen[r.id].score)]
         assert summary["keywords"][side] == keywords(kept)
 
     listed = summary["disagreements"]
