@@ -184,8 +184,9 @@ class PredictionLog:
 
         from reviewops.store.models import Prediction
 
+        # a Core insert of the table: the ORM's bulk insert cost about twice as much per row (py-spy, bench/README)
         with self.sessions() as s:
-            s.execute(insert(self.table or Prediction), rows)
+            s.execute(insert((self.table or Prediction).__table__), rows)
 
     def _insert_each(self, rows: list[dict]) -> None:
         """Rare path: the rows one transaction each, so that only the refused ones are lost."""
