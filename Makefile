@@ -101,8 +101,9 @@ test-containers: setup-dev container-tools  ## build every image and run the com
 bench-containers: setup-dev container-tools  ## cold build, image sizes, time to healthy, memory per container, one cycle
 	$(BIN)/python bench/containers.py
 
-bench: setup-dev  ## training time, held-out accuracy, predict and crawl throughput
+bench: setup-dev  ## training time, held-out accuracy, hashing, predict and crawl throughput
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hashing.py
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/crawl.py
 
