@@ -29,6 +29,14 @@ def _blocks() -> list[HashingVectorizer]:
     return [v for p in variants for _, v in _vectorizers(p)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def numpy_for_every_size():
+    """NumPy hashes every batch here, however small (in service a few reviews go to scikit-learn)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hashing, "SMALL_CHARS", 0)
+        yield
+
+
 @pytest.fixture(scope="module")
 def reviews() -> list[str]:
     raw = [r["text"] for r in sample_records(4000)]
@@ -77,3 +85,14 @@ def test_a_model_predicts_as_it_would_with_scikit_learn_hashing(monkeypatch, rev
     ours = model.predict_proba(reviews)
     monkeypatch.setattr(hashing, "transform", lambda v, texts: v.transform(texts))
     assert np.array_equal(ours, model.predict_proba(reviews))
+
+
+def test_a_few_reviews_go_to_scikit_learn_and_a_batch_does_not(monkeypatch, reviews: list[str]) -> None:
+    monkeypatch.setattr(hashing, "SMALL_CHARS", 1_000)
+    v = _blocks()[1]
+    calls = []
+    monkeypatch.setattr(v, "transform", lambda texts: calls.append(len(texts)) or HashingVectorizer.transform(v, texts))
+    few, batch = ["정말 재밌어요", "별로"], reviews[:200]
+    _same(hashing.transform(v, few), HashingVectorizer.transform(v, few))
+    _same(hashing.transform(v, batch), HashingVectorizer.transform(v, batch))
+    assert calls == [2]

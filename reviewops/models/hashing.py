@@ -11,7 +11,7 @@ all spans at once, block by block. The result is identical to `vectorizer.transf
 trained either way are the same model.
 
 Vectorizers outside what this covers (another analyzer, a preprocessor or tokenizer, stop words,
-binary counts, a norm) are handed to scikit-learn's own transform.
+binary counts, a norm), and batches too small to gain, are handed to scikit-learn's own transform.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer
 
+# Below this many characters in all (a few dozen reviews) scikit-learn's own transform is faster: each
+# NumPy step has a fixed cost of microseconds, and a block takes a few dozen steps (bench/README.md).
+SMALL_CHARS = 1_000
 CHUNK_TEXTS = 10_000  # bounds the n-gram arrays (~60 n-grams a review, 8 bytes each, several arrays)
 _WHITE_SPACES = re.compile(r"\s\s+")  # scikit-learn's character analyzer squeezes runs of white space
 _U32 = np.uint32
@@ -32,6 +35,8 @@ def transform(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_mat
     """`vectorizer.transform(texts)`, faster where the vectorizer is one this module covers."""
     if isinstance(texts, str) or not covered(vectorizer) or not all(isinstance(t, str) for t in texts):
         return vectorizer.transform(texts)
+    if sum(map(len, texts)) < SMALL_CHARS:
+        return vectorizer.transform(texts)  # same matrix; NumPy's fixed cost per call loses on a few reviews
     parts = [_transform_chunk(vectorizer, texts[i : i + CHUNK_TEXTS]) for i in range(0, len(texts), CHUNK_TEXTS)]
     if len(parts) == 1:
         return parts[0]
