@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from reviewops.errors import InputError, ModelArtifactError
+from reviewops.errors import ModelArtifactError
 from reviewops.models.baseline import BaselineModel, BaselineParams
 from reviewops.models.loading import load_model_folder
 from tests.conftest import sample_records
@@ -22,12 +22,10 @@ def data():
     return texts[:-2000], y[:-2000], texts[-2000:], y[-2000:]
 
 
-@pytest.fixture(scope="module", params=["logistic", "ridge"])
-def model(data, request):
-    """The model with either linear classifier: every test below holds for both."""
+@pytest.fixture(scope="module")
+def model(data):
     tr_x, tr_y, va_x, va_y = data
-    params = BaselineParams(**{**SMALL.__dict__, "classifier": request.param})
-    return BaselineModel(params).fit(tr_x, tr_y, va_x[:1000], va_y[:1000])
+    return BaselineModel(SMALL).fit(tr_x, tr_y, va_x[:1000], va_y[:1000])
 
 
 def _balanced_accuracy(model, x, y):
@@ -66,21 +64,6 @@ def test_save_and_load_predict_exactly_the_same(model, data, tmp_path):
     x = data[2][:500]
     np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
     assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "model.skops"]
-
-
-def test_a_model_saved_before_the_classifier_choice_loads_as_logistic(model, data, tmp_path):
-    folder = model.save(tmp_path / "m")
-    meta = json.loads((folder / "meta.json").read_text())
-    del meta["params"]["classifier"]
-    (folder / "meta.json").write_text(json.dumps(meta))
-    loaded = load_model_folder(folder)
-    assert loaded.params.classifier == "logistic"
-    np.testing.assert_array_equal(loaded.predict_proba(data[2][:50]), model.predict_proba(data[2][:50]))
-
-
-def test_an_unknown_classifier_is_a_clear_error():
-    with pytest.raises(InputError, match="unknown classifier 'svm': use logistic or ridge"):
-        BaselineParams(classifier="svm")
 
 
 def test_tampered_model_is_refused(model, tmp_path):

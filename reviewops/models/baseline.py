@@ -26,9 +26,9 @@ import numpy as np
 from joblib import Parallel, delayed
 from scipy import sparse
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-from sklearn.linear_model import LogisticRegression, RidgeClassifier, SGDClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-from reviewops.errors import InputError, ModelArtifactError
+from reviewops.errors import ModelArtifactError
 from reviewops.fsutil import atomic_folder
 from reviewops.models import hashing
 from reviewops.text.clean import Cleaner
@@ -36,7 +36,6 @@ from reviewops.text.clean import Cleaner
 FORMAT = "reviewops-tfidf-linear/2"  # 2: feature blocks are (kind, vectorizer) pairs
 MODEL_FILE, META_FILE = "model.skops", "meta.json"
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
-CLASSIFIERS = ("logistic", "ridge")
 
 
 @dataclass(frozen=True)
@@ -50,19 +49,10 @@ class BaselineParams:
     char_features: int = 2**21
     word_features: int = 2**20
     nospace_features: int = 2**22
-    # The linear model on the features: "logistic" (averaged-SGD logistic regression) or "ridge" (least
-    # squares on ±1 labels: scikit-learn's RidgeClassifier, conjugate gradient). Both give one coefficient
-    # per feature, so saving, serving and explanations are the same for either.
-    classifier: str = "logistic"
-    alpha: float = 5e-7  # L2 strength of the logistic regression
+    alpha: float = 5e-7  # L2 strength of the averaged-SGD logistic regression
     epochs: int = 10
-    ridge_alpha: float = 1.0  # L2 strength of the ridge classifier
     class_weight: str | None = "balanced"
     n_jobs: int = 2
-
-    def __post_init__(self) -> None:
-        if self.classifier not in CLASSIFIERS:
-            raise InputError(f"unknown classifier {self.classifier!r}: use {' or '.join(CLASSIFIERS)}")
 
     @classmethod
     def from_dict(cls, d: dict) -> BaselineParams:
@@ -139,7 +129,10 @@ class BaselineModel:
         counts = self._hashed(self._normalise(texts))
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
         X = self.tfidf.transform(counts)
-        self.clf = self._classifier().fit(X, y)
+        self.clf = SGDClassifier(
+            loss="log_loss", alpha=self.params.alpha, max_iter=self.params.epochs, tol=None, average=True,
+            class_weight=self.params.class_weight, random_state=0,
+        ).fit(X, y)
         self.clf.coef_ = self.clf.coef_.astype(np.float32)  # half the size, same decisions to 1e-7
         for attr in ("_average_coef", "_average_intercept", "_standard_coef", "_standard_intercept"):
             if hasattr(self.clf, attr):  # only partial_fit needs these; they would triple the file
@@ -148,14 +141,6 @@ class BaselineModel:
             self._calibrate(self.margin(valid_texts), np.asarray(valid_labels).astype(int))
         self.train_seconds = time.perf_counter() - start
         return self
-
-    def _classifier(self) -> SGDClassifier | RidgeClassifier:
-        p = self.params
-        if p.classifier == "ridge":
-            return RidgeClassifier(alpha=p.ridge_alpha, solver="sparse_cg", max_iter=300, tol=1e-4,
-                                   class_weight=p.class_weight)
-        return SGDClassifier(loss="log_loss", alpha=p.alpha, max_iter=p.epochs, tol=None, average=True,
-                             class_weight=p.class_weight, random_state=0)
 
     def _calibrate(self, margin: np.ndarray, y: np.ndarray) -> None:
         """Platt scaling on a class-balanced validation set: probabilities for a 50/50 prior."""
@@ -232,7 +217,7 @@ class BaselineModel:
         try:
             c = meta["cleaner"]
             model = cls(
-                BaselineParams.from_dict({"classifier": "logistic", **meta["params"]}),  # older models: logistic
+                BaselineParams.from_dict(meta["params"]),
                 Cleaner(c["min_chars"], c["max_chars"], c["min_hangul_ratio"], c["max_repeat"]),
             )
             model.vectorizers, model.tfidf, model.clf = parts["vectorizers"], parts["tfidf"], parts["clf"]
