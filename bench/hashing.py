@@ -4,7 +4,7 @@ A baseline model is fitted on the bundled sample, then in one process, alternati
 500 evaluation-style reviews: each feature block's hashing, and the whole `predict_proba`, with either
 hasher. Both must give the same matrix (checked first); reported: median ms per 500 reviews and the ratio.
 
-Usage: python bench/hashing.py [--rounds 7] [--repeats 20]
+Usage: python bench/hashing.py [--rounds 7] [--repeats 20] [--out FILE]
 Writes bench/results/hashing.json and prints a table.
 """
 
@@ -37,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "hashing.json")
     args = ap.parse_args()
 
     from rich.console import Console
@@ -79,7 +80,7 @@ def main() -> None:
         summary[name] = {"numpy_ms": fast, "sklearn_ms": slow, "ratio": slow / fast, "rounds": by}
         table.add_row(name, f"{fast:.2f}", f"{slow:.2f}", f"{slow / fast:.2f}×")
     Console().print(table)
-    out = ROOT / "bench" / "results" / "hashing.json"
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     print(f"written to {out}")

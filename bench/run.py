@@ -7,7 +7,7 @@
 3. `reviewops predict` throughput with the CPU model on 2 cores: reviews/s of prediction, and the
    whole command's wall time with model loading.
 
-Usage: python bench/run.py [--corpus PATH] [--predict-rows N]
+Usage: python bench/run.py [--corpus PATH] [--predict-rows N] [--out FILE]
 Writes bench/results/foundation-<time>.json and prints a table.
 """
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=SHARED if SHARED.exists() else SAMPLE)
     ap.add_argument("--predict-rows", type=int, default=100_000)
+    ap.add_argument("--out", type=Path, help="results JSON (default: bench/results/foundation-<time>.json)")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="reviewops-bench-"))
@@ -45,6 +46,9 @@ def main() -> None:
     reset_settings()
     settings = get_settings()
     from reviewops.jobs.train import run_ingest, run_snapshot, train_and_register
+    from reviewops.store import db
+
+    db.upgrade(settings.db_url)  # the temporary home's empty review store, as `reviewops init` does
 
     console = Console()
     res: dict = {"corpus": str(args.corpus), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
@@ -106,9 +110,8 @@ def main() -> None:
     res["predict"] = {"rows": len(big), "reviews_per_second": in_process.per_second, "command_wall_seconds": wall,
                       "wall_reviews_per_second": len(big) / wall}
 
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"foundation-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path = args.out or ROOT / "bench" / "results" / f"foundation-{datetime.now():%Y%m%d-%H%M%S}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=2, default=str))
 
     table = Table(title=f"foundation bench ({Path(args.corpus).name}, {os.cpu_count()} cores)", title_justify="left")
