@@ -184,7 +184,7 @@ class PredictionLog:
 
         from reviewops.store.models import Prediction
 
-        # a Core insert of the table: the ORM's bulk insert cost about twice as much per row (py-spy, bench/README)
+        # a Core insert of the table: the ORM's bulk insert took about a fifth longer (bench/README.md, Serving)
         with self.sessions() as s:
             s.execute(insert((self.table or Prediction).__table__), rows)
 
