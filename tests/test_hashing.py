@@ -60,6 +60,7 @@ def test_large_batches_are_hashed_in_chunks_with_the_same_result(monkeypatch, re
     v = _blocks()[2]
     monkeypatch.setattr(hashing, "CHUNK_TEXTS", 777)
     _same(hashing.transform(v, reviews), v.transform(reviews))
+    monkeypatch.setattr(hashing, "SMALL_CHARS", 1_000)
     assert hashing.transform(v, []).shape == (0, v.n_features)  # scikit-learn raises StopIteration here
 
 

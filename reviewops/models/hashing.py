@@ -35,12 +35,12 @@ def transform(vectorizer: HashingVectorizer, texts: list[str]) -> sparse.csr_mat
     """`vectorizer.transform(texts)`, faster where the vectorizer is one this module covers."""
     if isinstance(texts, str) or not covered(vectorizer) or not all(isinstance(t, str) for t in texts):
         return vectorizer.transform(texts)
+    if len(texts) == 0:
+        return _empty(vectorizer, 0)  # where scikit-learn raises StopIteration
     if sum(map(len, texts)) < SMALL_CHARS:
         return vectorizer.transform(texts)  # same matrix; NumPy's fixed cost per call loses on a few reviews
     parts = [_transform_chunk(vectorizer, texts[i : i + CHUNK_TEXTS]) for i in range(0, len(texts), CHUNK_TEXTS)]
-    if len(parts) == 1:
-        return parts[0]
-    return sparse.vstack(parts, format="csr") if parts else _empty(vectorizer, 0)
+    return parts[0] if len(parts) == 1 else sparse.vstack(parts, format="csr")
 
 
 def covered(v: HashingVectorizer) -> bool:
