@@ -125,9 +125,6 @@ def _murmur3_32(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nd
     # the little-endian 4 bytes at every byte offset: an unaligned view, so a block is one gather
     words = np.ndarray((len(buffer) - 3,), dtype="<u4", buffer=buffer, strides=(1,))
 
-    def block(offsets: np.ndarray) -> np.ndarray:
-        return words[offsets]
-
     def mix(k: np.ndarray) -> np.ndarray:
         return _rotl(k * _C1, 15) * _C2
 
@@ -136,7 +133,7 @@ def _murmur3_32(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nd
     active = np.flatnonzero(blocks > 0)
     k = 0
     while len(active):  # block k of every span that has one (spans are short: a few rounds)
-        x = h[active] ^ mix(block(starts[active] + 4 * k))
+        x = h[active] ^ mix(words[starts[active] + 4 * k])
         h[active] = _rotl(x, 13) * _U32(5) + _U32(0xE6546B64)
         k += 1
         active = active[blocks[active] > k]
@@ -144,7 +141,7 @@ def _murmur3_32(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nd
     has_tail = np.flatnonzero(tail)
     if len(has_tail):
         keep = (_U32(1) << (tail[has_tail].astype(_U32) * _U32(8))) - _U32(1)
-        h[has_tail] ^= mix(block(starts[has_tail] + 4 * blocks[has_tail]) & keep)
+        h[has_tail] ^= mix(words[starts[has_tail] + 4 * blocks[has_tail]] & keep)
     h ^= lengths.astype(_U32)
     h ^= h >> _U32(16)
     h *= _U32(0x85EBCA6B)
