@@ -129,3 +129,76 @@ def test_save_replaces_atomically(model, tmp_path):
     model.save(folder)
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
     shutil.rmtree(folder)
+
+
+# --- the rating head ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rated():
+    """The whole bundled sample: labelled reviews (with their ratings) split 6:1:1, and the neutral ones."""
+    recs = sample_records()
+    labelled = [r for r in recs if r["rating"] <= 4 or r["rating"] >= 9]
+    texts = [r["text"] for r in labelled]
+    y = np.array([1 if r["rating"] >= 9 else 0 for r in labelled])
+    ratings = np.array([r["rating"] for r in labelled], dtype=float)
+    k = len(texts) // 8
+    neutral = ([r["text"] for r in recs if 5 <= r["rating"] <= 8],
+               np.array([r["rating"] for r in recs if 5 <= r["rating"] <= 8]))
+    return {"train": (texts[:-2 * k], y[:-2 * k], ratings[:-2 * k]), "valid": (texts[-2 * k:-k], y[-2 * k:-k]),
+            "test": (texts[-k:], y[-k:]), "neutral": neutral}
+
+
+def _fit(rated, params, ratings=True, neutral=True):
+    (x, y, r), (vx, vy) = rated["train"], rated["valid"]
+    return BaselineModel(params).fit(x, y, vx, vy, r if ratings else None, rated["neutral"] if neutral else None)
+
+
+@pytest.fixture(scope="module")
+def with_head(rated):
+    return _fit(rated, SMALL)
+
+
+def test_the_rating_head_is_folded_into_one_linear_model(rated, with_head):
+    from sklearn.linear_model import Ridge
+
+    alone = _fit(rated, BaselineParams(**{**SMALL.__dict__, "rating_alpha": None}))
+    (x, _, r), (vx, _) = rated["train"], rated["valid"]
+    head = Ridge(alpha=SMALL.rating_alpha, solver="sparse_cg").fit(
+        alone.features(x + rated["neutral"][0]), np.concatenate([r, rated["neutral"][1]]))
+    w_label, w_rating = with_head.head_weights
+    assert w_label > 0 and w_rating > 0 and with_head.rating_rows == len(x) + len(rated["neutral"][0])
+    combined = w_label * alone.margin(vx) + w_rating * head.predict(alone.features(vx))
+    np.testing.assert_allclose(with_head.margin(vx), combined, atol=2e-4)  # float32 coefficients
+    assert with_head.calibration[0] == 1.0
+    np.testing.assert_allclose(with_head.predict_proba(vx), 1 / (1 + np.exp(-(combined + with_head.calibration[1]))),
+                               atol=1e-4)
+
+
+def test_the_rating_head_makes_held_out_predictions_more_accurate(rated, with_head):
+    alone = _fit(rated, BaselineParams(**{**SMALL.__dict__, "rating_alpha": None}))
+    labelled_only = _fit(rated, SMALL, neutral=False)
+    tx, ty = rated["test"]
+    accuracy = {name: _balanced_accuracy(m, tx, ty) for name, m in
+                (("alone", alone), ("labelled ratings", labelled_only), ("with neutral", with_head))}
+    assert accuracy["with neutral"] > accuracy["alone"] + 0.003, accuracy
+
+
+def test_no_ratings_no_head_and_the_same_model_as_without_one(rated):
+    off = BaselineParams(**{**SMALL.__dict__, "rating_alpha": None})
+    (x, y, _), (vx, vy) = rated["train"], rated["valid"]
+    plain = BaselineModel(off).fit(x, y, vx, vy)
+    for model in (BaselineModel(SMALL).fit(x, y, vx, vy),
+                  BaselineModel(SMALL).fit(x, y, vx, vy, np.full(len(x), np.nan), ([], np.empty(0))),
+                  BaselineModel(SMALL).fit(x, y, vx, vy, np.full(len(x), 7.0))):  # one rating teaches nothing
+        assert model.head_weights is None
+        np.testing.assert_array_equal(model.predict_proba(vx[:300]), plain.predict_proba(vx[:300]))
+
+
+def test_a_model_with_a_rating_head_saves_and_loads_exactly(with_head, rated, tmp_path):
+    vx = rated["valid"][0][:500]
+    loaded = load_model_folder(with_head.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict_proba(vx), with_head.predict_proba(vx))
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["format"] == "reviewops-tfidf-linear/2" and meta["rating_head"]["rows"] == with_head.rating_rows
+    assert loaded.head_weights == with_head.head_weights

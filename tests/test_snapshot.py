@@ -6,9 +6,9 @@ from datetime import date
 import pandas as pd
 import pytest
 
-from reviewops.data.snapshot import SnapshotSpec, assign_split, read_split, split_bucket
+from reviewops.data.snapshot import NEUTRAL, SnapshotSpec, assign_split, read_split, split_bucket
 from reviewops.errors import InputError
-from reviewops.jobs.train import run_ingest, run_snapshot
+from reviewops.jobs.train import load_snapshot, run_ingest, run_snapshot
 from reviewops.store.objects import open_store
 from tests.conftest import sample_records, write_jsonl
 
@@ -129,3 +129,29 @@ def test_users_feedback_joins_the_training_data(db_url, settings, small_corpus):
     plain_rows = pd.concat([plain[k] for k in ("train", "valid", "test")])
     assert "feedback" not in set(plain_rows["source"])
     assert len(plain_rows) == len(rows) - 2
+
+
+def test_neutral_part_holds_the_training_splits_rated_unlabelled_reviews(db_url, settings, small_corpus):
+    run_ingest(settings, small_corpus)
+    snap, parts = run_snapshot(settings)
+    neutral = parts[NEUTRAL]
+    assert len(neutral) > 500 and neutral["rating"].between(5, 8).all() and neutral["label"].isna().all()
+    buckets = [split_bucket(s, r) for s, r in zip(neutral["source"], neutral["source_review_id"], strict=True)]
+    assert set(assign_split(pd.Series(buckets).to_numpy(), 10, 5)) == {"train"}
+    assert not _ids(neutral) & (_ids(parts["valid"]) | _ids(parts["test"]) | _ids(parts["train"]))
+    kept = {r["review_id"]: r for r in sample_records(6000)}
+    assert all(5 <= kept[int(i)]["rating"] <= 8 for i in neutral["source_review_id"])
+    assert snap.counts[NEUTRAL]["rows"] == len(neutral)
+    stored = read_split(open_store(settings.artifacts), snap.id, NEUTRAL)
+    pd.testing.assert_frame_equal(stored, neutral.reset_index(drop=True), check_dtype=False)
+
+
+def test_a_snapshot_from_before_the_neutral_part_loads_with_an_empty_one(db_url, settings, small_corpus):
+    run_ingest(settings, small_corpus)
+    snap, _ = run_snapshot(settings)
+    store = open_store(settings.artifacts)
+    manifest = json.loads(store.get(f"snapshots/{snap.id}/manifest.json"))
+    del manifest["uris"][NEUTRAL], manifest["counts"][NEUTRAL]
+    store.put(f"snapshots/{snap.id}/manifest.json", json.dumps(manifest).encode(), overwrite=True)
+    _, parts = load_snapshot(settings, snap.id)
+    assert parts[NEUTRAL].empty and len(parts["train"]) == snap.counts["train"]["rows"]

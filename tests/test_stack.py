@@ -123,3 +123,21 @@ def test_the_accuracy_interval_is_wilsons():
     low, high = accuracy_interval(81, 100)
     assert low == pytest.approx(0.7222, abs=1e-4) and high == pytest.approx(0.8749, abs=1e-4)
     assert accuracy_interval(0, 10)[0] == 0.0 and accuracy_interval(10, 10)[1] == 1.0
+
+
+def test_the_trainers_give_the_snapshots_ratings_and_neutral_reviews_to_the_rating_head():
+    import pandas as pd
+
+    from reviewops.models.trainers import BaselineTrainer
+
+    frame = pd.DataFrame(sample_records(6000)).rename(columns={"review_id": "source_review_id"})
+    labelled = frame[(frame["rating"] <= 4) | (frame["rating"] >= 9)].assign(label=lambda d: (d["rating"] >= 9) * 1)
+    parts = {"train": labelled[:-800], "valid": labelled[-800:],
+             "neutral": frame[frame["rating"].between(5, 8)].assign(label=None)}
+    stack = StackTrainer(Settings(), SMALL).fit(parts, "snapshot", lambda *a: None)
+    assert stack.baseline.rating_rows == len(parts["train"]) + len(parts["neutral"])
+    assert stack.baseline.head_weights is not None and stack.morphemes.head_weights is None
+    baseline = BaselineTrainer(Settings(), SMALL.baseline).fit(parts, "snapshot", lambda *a: None)
+    np.testing.assert_array_equal(baseline.clf.coef_, stack.baseline.clf.coef_)
+    assert BaselineTrainer(Settings(), SMALL.baseline).fit({**parts, "neutral": parts["neutral"][:0]}, "snapshot",
+                                                           lambda *a: None).rating_rows == len(parts["train"])

@@ -3,6 +3,10 @@
 Splits come from a stable hash of (source, source review id), so a review is in the same split in
 every snapshot: a test review never moves into training as data grows. The evaluation set is
 built the way NSMC is judged: test-split texts shorter than `eval_max_chars`, balanced 50/50.
+
+Beside the labelled splits, `neutral` holds the training split's rated reviews that the label policy
+leaves unlabelled (NSMC's 5–8): no label, but a rating a model can learn from (`BaselineModel`'s rating
+head). They come from the training split's buckets only, so no test or validation review is used.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from reviewops.store.models import Feedback, Prediction, Review
 from reviewops.store.objects import ObjectStore
 
 SPLITS = ("train", "valid", "test", "eval")
+NEUTRAL = "neutral"  # the training split's rated, unlabelled reviews
 COLUMNS = ["review_id", "source", "source_review_id", "movie_id", "text", "label", "rating", "posted_at"]
 
 
@@ -88,7 +93,8 @@ def _balanced(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def load_labelled(session: Session, spec: SnapshotSpec, cleaner=None) -> pd.DataFrame:
+def _reviews(spec: SnapshotSpec, *where):
+    """The kept reviews the spec selects (sources, dates) that also match `where`."""
     q = select(
         Review.id.label("review_id"),
         Review.source,
@@ -99,19 +105,35 @@ def load_labelled(session: Session, spec: SnapshotSpec, cleaner=None) -> pd.Data
         Review.rating,
         Review.posted_at,
         Review.cleaning_version,
-    ).where(Review.reject_reason.is_(None), Review.label.is_not(None))
+    ).where(Review.reject_reason.is_(None), *where)
     if spec.sources:
         q = q.where(Review.source.in_(spec.sources))
     if spec.date_from:
         q = q.where(Review.posted_at >= datetime.combine(spec.date_from, datetime.min.time()))
     if spec.date_to:
         q = q.where(Review.posted_at <= datetime.combine(spec.date_to, datetime.max.time()))
-    rows = session.execute(q).all()
+    return q
+
+
+def load_labelled(session: Session, spec: SnapshotSpec, cleaner=None) -> pd.DataFrame:
+    rows = session.execute(_reviews(spec, Review.label.is_not(None))).all()
     df = pd.DataFrame(rows, columns=[*COLUMNS, "cleaning_version"])
     if spec.feedback and cleaner is not None:
         df = _with_feedback(session, spec, df, cleaner)
     df["label"] = df["label"].astype("int8")
     return df
+
+
+def load_neutral(session: Session, spec: SnapshotSpec) -> pd.DataFrame:
+    """The rated reviews without a label (NSMC: ratings 5–8) of the training split, in bucket order (capped
+    like the training split); the label column is empty."""
+    rows = session.execute(_reviews(spec, Review.label.is_(None), Review.rating.is_not(None))).all()
+    df = pd.DataFrame(rows, columns=[*COLUMNS, "cleaning_version"])
+    df["bucket"] = [split_bucket(s, r) for s, r in zip(df["source"], df["source_review_id"], strict=True)]
+    df = df[assign_split(df["bucket"].to_numpy(), spec.test_percent, spec.valid_percent) == "train"]
+    df = df.sort_values(["bucket", "review_id"])
+    df["rating"] = df["rating"].astype("int16")
+    return df.head(spec.max_rows) if spec.max_rows else df
 
 
 def _with_feedback(session: Session, spec: SnapshotSpec, df: pd.DataFrame, cleaner) -> pd.DataFrame:
@@ -157,8 +179,9 @@ def build_snapshot(
     df["split"] = assign_split(df["bucket"].to_numpy(), spec.test_percent, spec.valid_percent)
     parts = _parts(df, spec)
     _require_both_labels(parts)
+    parts[NEUTRAL] = load_neutral(session, spec)
 
-    versions = sorted(df["cleaning_version"].unique().tolist())
+    versions = sorted(set(df["cleaning_version"]) | set(parts[NEUTRAL]["cleaning_version"]))
     fingerprint = _fingerprint(parts, spec, versions, label_policy)
     snap = Snapshot(
         id=fingerprint[:12],
@@ -202,14 +225,15 @@ def _require_both_labels(parts: dict[str, pd.DataFrame]) -> None:
 
 
 def _fingerprint(parts: dict[str, pd.DataFrame], spec: SnapshotSpec, versions: list[str], label_policy: str) -> str:
-    """A hash of the spec, the cleaning and label versions and every split's reviews, labels and texts."""
+    """A hash of the spec, the cleaning and label versions and every part's reviews, labels (the neutral
+    part's ratings) and texts."""
     h = hashlib.sha256()
     h.update(json.dumps({"spec": asdict(spec), "cleaning": versions, "labels": label_policy}, default=str).encode())
-    for name in SPLITS:
+    for name in (*SPLITS, NEUTRAL):
         p = parts[name]
         h.update(name.encode())
         h.update(p["source"].str.cat(p["source_review_id"], sep=":").str.cat(sep="\n").encode())
-        h.update(p["label"].to_numpy().tobytes())
+        h.update(p["rating" if name == NEUTRAL else "label"].to_numpy().astype("int16").tobytes())
         h.update(pd.util.hash_pandas_object(p["text"], index=False).to_numpy().tobytes())
     return h.hexdigest()
 

@@ -18,7 +18,7 @@ import pandas as pd
 from reviewops.config import Settings
 from reviewops.data.ingest import IngestSummary, ingest
 from reviewops.data.labels import LabelPolicy
-from reviewops.data.snapshot import Snapshot, SnapshotSpec, build_snapshot, read_split
+from reviewops.data.snapshot import COLUMNS, NEUTRAL, Snapshot, SnapshotSpec, build_snapshot, read_split
 from reviewops.errors import ReviewOpsError
 from reviewops.evaluate import behaviour
 from reviewops.evaluate.cost import ServingCost, measure
@@ -33,7 +33,7 @@ from reviewops.text.clean import Cleaner
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "valid", "eval")  # what training reads of a snapshot
+SPLITS = ("train", "valid", "eval", NEUTRAL)  # what training reads of a snapshot
 PYFUNC_ENTRY = Path(__file__).parent.parent / "models" / "pyfunc_entry.py"
 
 
@@ -55,7 +55,9 @@ def load_snapshot(settings: Settings, snapshot_id: str) -> tuple[Snapshot, dict[
     """A stored snapshot's manifest and the splits training reads (what another task wrote)."""
     store = open_store(settings.artifacts, settings.s3_endpoint_url)
     snap = Snapshot(**json.loads(store.get(f"snapshots/{snapshot_id}/manifest.json")))
-    return snap, {name: read_split(store, snapshot_id, name) for name in SPLITS}
+    # a snapshot written before the neutral part existed has none: an empty one
+    return snap, {name: read_split(store, snapshot_id, name) if name in snap.uris else pd.DataFrame(columns=COLUMNS)
+                  for name in SPLITS}
 
 
 def train_due(settings: Settings, run_type: str) -> dict:
@@ -153,7 +155,7 @@ def _train_run(registry: Registry, trainer, snapshot: Snapshot, parts: dict[str,
         run.log_dict(snapshot.manifest(), "snapshot/manifest.json")
 
         t0 = time.perf_counter()
-        model = trainer.fit(train, valid, snapshot.id, run.log_metric)
+        model = trainer.fit(parts, snapshot.id, run.log_metric)
         train_seconds = time.perf_counter() - t0
         score = model.predict_proba(eval_df["text"].tolist())
         metrics = evaluate(eval_df, score)

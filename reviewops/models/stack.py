@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from reviewops.errors import InputError, ModelArtifactError
 from reviewops.fsutil import atomic_folder
-from reviewops.models.baseline import BaselineModel, BaselineParams
+from reviewops.models.baseline import BaselineModel, BaselineParams, balanced_logistic
 from reviewops.text.clean import Cleaner
 from reviewops.text.morphemes import analyser, tokenise
 
@@ -41,7 +40,8 @@ PARTS = ("baseline", "morphemes")
 
 # The morpheme model reads its n-gram range and hash width from BaselineParams' word fields: its only
 # feature block is "words" that are morphemes.
-MORPHEME_DEFAULTS = {"char_ngrams": None, "word_ngrams": (1, 3), "nospace_ngrams": None, "word_features": 2**21}
+MORPHEME_DEFAULTS = {"char_ngrams": None, "word_ngrams": (1, 3), "nospace_ngrams": None, "word_features": 2**21,
+                     "rating_alpha": None}  # the rating head is the baseline part's
 
 
 class MorphemeModel(BaselineModel):
@@ -85,7 +85,8 @@ class StackModel:
         self.weights, self.bias = (0.0, 0.0), 0.0
         self.train_seconds = 0.0
 
-    def fit(self, texts, labels, valid_texts=None, valid_labels=None) -> StackModel:
+    def fit(self, texts, labels, valid_texts=None, valid_labels=None, ratings=None, neutral=None) -> StackModel:
+        """`ratings` and `neutral` go to the baseline part's rating head (`BaselineModel.fit`)."""
         if valid_texts is None or not len(valid_texts) or len(np.unique(valid_labels)) < 2:
             raise InputError("the stacked model fits its combiner on the validation split, "
                              "which needs reviews of both labels")
@@ -93,12 +94,10 @@ class StackModel:
         y, yv = np.asarray(labels).astype(int), np.asarray(valid_labels).astype(int)
         # Each part is calibrated on validation too, so it can be judged (and served) on its own; the
         # morphemes of the validation texts are cached, so the combiner below does not analyse them again.
-        self.baseline.fit(texts, y, valid_texts, yv)
+        self.baseline.fit(texts, y, valid_texts, yv, ratings, neutral)
         self.morphemes.fit(texts, y, valid_texts, yv)
-        weight = np.where(yv == 1, 0.5 / (yv == 1).mean(), 0.5 / (yv == 0).mean())  # a 50/50 prior
-        combiner = LogisticRegression(C=1e4).fit(self.margins(valid_texts), yv, sample_weight=weight)
-        self.weights = tuple(float(w) for w in combiner.coef_[0])
-        self.bias = float(combiner.intercept_[0])
+        weights, self.bias = balanced_logistic(self.margins(valid_texts), yv)
+        self.weights = tuple(float(w) for w in weights)
         self.train_seconds = time.perf_counter() - start
         return self
 

@@ -1,4 +1,5 @@
-"""Trainers the training job can run: each turns a snapshot's train/valid frames into a model that has
+"""Trainers the training job can run: each turns a snapshot's parts (train, valid and the neutral reviews,
+`data.snapshot`) into a model that has
 `predict_proba(texts)` and `save(folder)`, and says what to log and which packages serve it. `trainer_for`
 picks one by name (the CLI's `--trainer`, the Airflow train task)."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from reviewops.config import Settings
+from reviewops.data.snapshot import NEUTRAL
 from reviewops.errors import InputError
 from reviewops.models.baseline import BaselineModel, BaselineParams
 from reviewops.models.stack import StackModel, StackParams
@@ -35,9 +37,8 @@ class BaselineTrainer:
     def export(self, model, folder: Path, texts: list[str]) -> dict[str, float]:
         return {}  # the CPU model is already fast on CPU
 
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
-        return BaselineModel(self.params, Cleaner.from_settings(self.settings)).fit(
-            train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
+    def fit(self, parts: dict[str, pd.DataFrame], snapshot_id: str, log_metric: LogMetric):
+        return BaselineModel(self.params, Cleaner.from_settings(self.settings)).fit(*_linear_inputs(parts))
 
 
 class StackTrainer(BaselineTrainer):
@@ -54,9 +55,16 @@ class StackTrainer(BaselineTrainer):
         return {f"model.{part}.{k}": v for part in ("baseline", "morphemes")
                 for k, v in asdict(getattr(self.params, part)).items()}
 
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
-        return StackModel(self.params, Cleaner.from_settings(self.settings)).fit(
-            train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy())
+    def fit(self, parts: dict[str, pd.DataFrame], snapshot_id: str, log_metric: LogMetric):
+        return StackModel(self.params, Cleaner.from_settings(self.settings)).fit(*_linear_inputs(parts))
+
+
+def _linear_inputs(parts: dict[str, pd.DataFrame]) -> tuple:
+    """`fit`'s arguments for the CPU models: the labelled splits, then the ratings for the rating head."""
+    train, valid, neutral = parts["train"], parts["valid"], parts.get(NEUTRAL)
+    rated = (neutral["text"].tolist(), neutral["rating"].to_numpy(float)) if neutral is not None else None
+    return (train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(), valid["label"].to_numpy(),
+            pd.to_numeric(train["rating"]).to_numpy(float), rated)
 
 
 class TransformerTrainer:
@@ -91,7 +99,7 @@ class TransformerTrainer:
         key = hashlib.sha1(json.dumps(asdict(self.params), sort_keys=True, default=str).encode()).hexdigest()[:10]
         return self.settings.home / "train" / f"transformer-{snapshot_id}-{key}"
 
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, snapshot_id: str, log_metric: LogMetric):
+    def fit(self, parts: dict[str, pd.DataFrame], snapshot_id: str, log_metric: LogMetric):
         from reviewops.models.transformer import fine_tune
 
         def on_step(step: int, loss: float) -> None:
@@ -102,6 +110,7 @@ class TransformerTrainer:
             for k in ("valid_balanced_accuracy", "epoch_seconds", "samples_per_second"):
                 log_metric(f"epoch.{k}", record[k], epoch)
 
+        train, valid = parts["train"], parts["valid"]
         return fine_tune(self.params, train["text"].tolist(), train["label"].to_numpy(), valid["text"].tolist(),
                          valid["label"].to_numpy(), self.work_dir(snapshot_id), resume=self.resume,
                          on_step=on_step, on_epoch=on_epoch)
