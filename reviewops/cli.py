@@ -131,7 +131,7 @@ MaxRowsOpt = Annotated[int | None, typer.Option(help="Cap the training rows (for
 @_cli
 def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
              balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None) -> None:
-    """Write a dataset snapshot (train/valid/test/eval Parquet + manifest) to the artifact store."""
+    """Write a dataset snapshot (train/valid/test/eval and neutral Parquet + manifest) to the artifact store."""
     from reviewops.jobs.train import run_snapshot
 
     snap, _ = run_snapshot(get_settings(), _spec(source, date_from, date_to, balance, max_rows))

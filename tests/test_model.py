@@ -164,7 +164,7 @@ def test_the_rating_head_is_folded_into_one_linear_model(rated, with_head):
 
     alone = _fit(rated, BaselineParams(**{**SMALL.__dict__, "rating_alpha": None}))
     (x, _, r), (vx, _) = rated["train"], rated["valid"]
-    head = Ridge(alpha=SMALL.rating_alpha, solver="sparse_cg").fit(
+    head = Ridge(alpha=SMALL.rating_alpha, solver="sparse_cg", tol=1e-3).fit(
         alone.features(x + rated["neutral"][0]), np.concatenate([r, rated["neutral"][1]]))
     w_label, w_rating = with_head.head_weights
     assert w_label > 0 and w_rating > 0 and with_head.rating_rows == len(x) + len(rated["neutral"][0])
