@@ -186,12 +186,15 @@ def test_the_rating_head_makes_held_out_predictions_more_accurate(rated, with_he
 
 def test_no_ratings_no_head_and_the_same_model_as_without_one(rated):
     off = BaselineParams(**{**SMALL.__dict__, "rating_alpha": None})
-    (x, y, _), (vx, vy) = rated["train"], rated["valid"]
+    (x, y, r), (vx, vy) = rated["train"], rated["valid"]
     plain = BaselineModel(off).fit(x, y, vx, vy)
+    few = BaselineParams(**{**SMALL.__dict__, "rating_min_rows": len(x) + 1})
     for model in (BaselineModel(SMALL).fit(x, y, vx, vy),
                   BaselineModel(SMALL).fit(x, y, vx, vy, np.full(len(x), np.nan), ([], np.empty(0))),
-                  BaselineModel(SMALL).fit(x, y, vx, vy, np.full(len(x), 7.0))):  # one rating teaches nothing
-        assert model.head_weights is None
+                  BaselineModel(SMALL).fit(x, y, vx, vy, np.full(len(x), 7.0)),  # one rating teaches nothing
+                  BaselineModel(few).fit(x, y, vx, vy, r),  # too few rated reviews
+                  BaselineModel(SMALL).fit(x, y, vx, vy, 11 - r)):  # validation weighs it against the classifier
+        assert model.head_weights is None and model.rating_rows == 0
         np.testing.assert_array_equal(model.predict_proba(vx[:300]), plain.predict_proba(vx[:300]))
 
 

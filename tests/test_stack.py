@@ -134,10 +134,11 @@ def test_the_trainers_give_the_snapshots_ratings_and_neutral_reviews_to_the_rati
     labelled = frame[(frame["rating"] <= 4) | (frame["rating"] >= 9)].assign(label=lambda d: (d["rating"] >= 9) * 1)
     parts = {"train": labelled[:-800], "valid": labelled[-800:],
              "neutral": frame[frame["rating"].between(5, 8)].assign(label=None)}
-    stack = StackTrainer(Settings(), SMALL).fit(parts, "snapshot", lambda *a: None)
+    params = StackParams(BaselineParams(**{**SMALL.baseline.__dict__, "rating_min_rows": 1000}), SMALL.morphemes)
+    stack = StackTrainer(Settings(), params).fit(parts, "snapshot", lambda *a: None)
     assert stack.baseline.rating_rows == len(parts["train"]) + len(parts["neutral"])
     assert stack.baseline.head_weights is not None and stack.morphemes.head_weights is None
-    baseline = BaselineTrainer(Settings(), SMALL.baseline).fit(parts, "snapshot", lambda *a: None)
+    baseline = BaselineTrainer(Settings(), params.baseline).fit(parts, "snapshot", lambda *a: None)
     np.testing.assert_array_equal(baseline.clf.coef_, stack.baseline.clf.coef_)
-    assert BaselineTrainer(Settings(), SMALL.baseline).fit({**parts, "neutral": parts["neutral"][:0]}, "snapshot",
-                                                           lambda *a: None).rating_rows == len(parts["train"])
+    assert BaselineTrainer(Settings(), params.baseline).fit({**parts, "neutral": parts["neutral"][:0]}, "snapshot",
+                                                            lambda *a: None).rating_rows == len(parts["train"])
