@@ -132,9 +132,19 @@ def test_users_feedback_joins_the_training_data(db_url, settings, small_corpus):
 
 
 def test_neutral_part_holds_the_training_splits_rated_unlabelled_reviews(db_url, settings, small_corpus):
+    from sqlalchemy import update
+
+    from reviewops.store import db
+    from reviewops.store.models import EXPECTATION, Review
+
     run_ingest(settings, small_corpus)
+    before = run_snapshot(settings)[1][NEUTRAL]
+    two = before["source_review_id"].iloc[:2].tolist()
+    with db.sessions(settings)() as s:  # two 기대평: their scores rate a trailer, not the film
+        s.execute(update(Review).where(Review.source_review_id.in_(two)).values(kind=EXPECTATION))
     snap, parts = run_snapshot(settings)
     neutral = parts[NEUTRAL]
+    assert not set(two) & set(neutral["source_review_id"]) and len(neutral) == len(before) - 2
     assert len(neutral) > 500 and neutral["rating"].between(5, 8).all() and neutral["label"].isna().all()
     buckets = [split_bucket(s, r) for s, r in zip(neutral["source"], neutral["source_review_id"], strict=True)]
     assert set(assign_split(pd.Series(buckets).to_numpy(), 10, 5)) == {"train"}

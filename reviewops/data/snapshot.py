@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reviewops.errors import InputError
-from reviewops.store.models import Feedback, Prediction, Review
+from reviewops.store.models import REVIEW, Feedback, Prediction, Review
 from reviewops.store.objects import ObjectStore
 
 SPLITS = ("train", "valid", "test", "eval")
@@ -126,8 +126,10 @@ def load_labelled(session: Session, spec: SnapshotSpec, cleaner=None) -> pd.Data
 
 def load_neutral(session: Session, spec: SnapshotSpec) -> pd.DataFrame:
     """The rated reviews without a label (NSMC: ratings 5–8) of the training split, in bucket order (capped
-    like the training split); the label column is empty."""
-    rows = session.execute(_reviews(spec, Review.label.is_(None), Review.rating.is_not(None))).all()
+    like the training split); the label column is empty. Film reviews only: a Megabox 기대평's score rates a
+    trailer or a cast (`labels.gets_label`)."""
+    rows = session.execute(_reviews(spec, Review.label.is_(None), Review.rating.is_not(None),
+                                    Review.kind == REVIEW)).all()
     df = pd.DataFrame(rows, columns=[*COLUMNS, "cleaning_version"])
     df["bucket"] = [split_bucket(s, r) for s, r in zip(df["source"], df["source_review_id"], strict=True)]
     df = df[assign_split(df["bucket"].to_numpy(), spec.test_percent, spec.valid_percent) == "train"]
