@@ -73,6 +73,23 @@ def test_crawl_collects_new_reviews_day_after_day(site, db_url, crawl_settings):
         assert all(titles)
 
 
+def test_a_movie_crawl_retried_after_its_commit_still_counts_its_reviews_new(site, db_url, crawl_settings):
+    """Airflow retries a crawl task whose worker died after the commit: the retry finds every review stored and
+    says 0 new, but the batch stored them, so the collection reports them new (and training becomes due)."""
+    from reviewops.jobs import collect
+
+    batches = collect.open_collection(crawl_settings, ("cgv",))
+    targets = collect.collection_targets(batches)
+    first = [collect.collect_movie(crawl_settings, **t) for t in targets]  # the attempt that was killed
+    retried = [collect.collect_movie(crawl_settings, **t) for t in targets]
+    assert sum(r["new"] for r in first) == _visible(site[0], "cgv") > 0 and sum(r["new"] for r in retried) == 0
+    summary = collect.close_collection(crawl_settings, batches, retried)
+    assert summary["new"] == _visible(site[0], "cgv") and summary["batches"][0]["status"] == "succeeded"
+    with db.session_scope(crawl_settings.db_url) as sess:
+        counts = sess.get(CollectionBatch, batches[0]["batch_id"]).counts
+    assert counts["new"] == _visible(site[0], "cgv") and counts["duplicate"] == 0
+
+
 def test_raw_archive_is_written_once_and_never_overwritten(site, crawl_settings):
     crawl(crawl_settings, sources=("cgv",))
     store = open_store(crawl_settings.artifacts)

@@ -233,6 +233,12 @@ def close_batch(settings: Settings, name: str, batch_id: int, movies: list[Movie
     ok = result.movies - result.movies_failed
     result.status = "failed" if ok == 0 else ("partial" if result.errors else "succeeded")
     with sessions(settings)() as s:
+        # What the batch stored, whichever attempt stored it: a movie's crawl killed after its commit and then
+        # retried finds its reviews stored and reports them as duplicates, and 0 new would skip training.
+        stored = s.scalar(select(func.count()).select_from(Review).where(Review.batch_id == batch_id)) or 0
+        if stored > result.new:
+            result.duplicate = max(0, result.duplicate - (stored - result.new))
+            result.new = stored
         s.execute(update(CollectionBatch).where(CollectionBatch.id == batch_id).values(
             status=result.status, counts=result.counts(), finished_at=utcnow(),
             error="; ".join(result.errors)[:2000] or None))
