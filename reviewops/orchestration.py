@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from reviewops.config import Settings, get_settings, redact_text
+from reviewops.config import TIMEZONE, Settings, get_settings, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,16 @@ def dag_kwargs(doc: str | None, *tags: str) -> dict:
     failure message, its tags and its documentation."""
     return {"catchup": False, "max_active_runs": 1, "default_args": default_args(), "tags": ["reviewops", *tags],
             "doc_md": doc}
+
+
+def korean_cron(expression: str):
+    """A cron schedule in Korean time whose first run is its next tick. Airflow would otherwise start a
+    DAG that never ran at once when it is deployed within a tenth of a period after a tick: the weekly
+    training on an empty store, or a crawl racing the one an operator just triggered. A DAG that has run
+    before still makes up the last tick it missed (a host down at 01:00 crawls when it is back)."""
+    from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
+
+    return CronTriggerTimetable(expression, timezone=TIMEZONE, run_immediately=timedelta(0))
 
 
 def on_task_failure(context) -> None:

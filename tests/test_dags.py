@@ -84,6 +84,45 @@ def test_dagbag_has_the_four_dags_with_their_schedules(home, monkeypatch):
         assert d["retries"] == 2 and d["callback"] and "reviewops" in d["tags"]
 
 
+def test_a_new_deployment_waits_for_the_next_tick_and_a_restart_makes_up_a_missed_one(home):
+    """The scheduler's own timetables (serialized, as it reads them), asked for the next run five minutes
+    after each DAG's tick: a DAG that never ran waits for its next tick (Airflow's default would start one
+    at once, e.g. a weekly training on an empty store); one that last ran a period ago runs the missed tick."""
+    code = (
+        "import json, datetime, pendulum\n"
+        "import airflow.timetables.trigger as trigger\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from airflow.serialization.decoders import decode_timetable\n"
+        "from airflow.serialization.encoders import encode_timetable\n"
+        "from airflow.timetables.base import DataInterval, TimeRestriction\n"
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER)!r})\n"
+        "ticks = {'reviews_collect': pendulum.datetime(2026, 12, 7, 1, tz='Asia/Seoul'),\n"
+        "         'model_monitor': pendulum.datetime(2026, 12, 7, 6, tz='Asia/Seoul'),\n"
+        "         'sentiment_train': pendulum.datetime(2026, 12, 6, 3, tz='Asia/Seoul')}\n"
+        "out = {}\n"
+        "for dag_id, tick in ticks.items():\n"
+        "    timetable = decode_timetable(encode_timetable(bag.dags[dag_id].timetable))\n"
+        "    now = tick.in_tz('UTC').add(minutes=5)\n"
+        "    trigger.utcnow = lambda: now\n"
+        "    restriction = TimeRestriction(earliest=None, latest=None, catchup=False)\n"
+        "    first = timetable.next_dagrun_info(last_automated_data_interval=None, restriction=restriction)\n"
+        "    period = datetime.timedelta(days=7 if dag_id == 'sentiment_train' else 1)\n"
+        "    last = DataInterval(tick - period, tick - period)\n"
+        "    missed = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=restriction)\n"
+        "    out[dag_id] = {'tick': tick.isoformat(), 'next_tick': (tick + period).isoformat(),\n"
+        "                   'first': first.run_after.in_tz('Asia/Seoul').isoformat(),\n"
+        "                   'missed': missed.run_after.in_tz('Asia/Seoul').isoformat()}\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(),
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(runs) == {"reviews_collect", "model_monitor", "sentiment_train"}
+    for dag_id, run in runs.items():
+        assert run["first"] == run["next_tick"], (dag_id, run)
+        assert run["missed"] == run["tick"], (dag_id, run)
+
 def test_a_gpu_queue_adds_the_transformer_candidate(home, monkeypatch):
     monkeypatch.setenv("REVIEWOPS_TRANSFORMER_QUEUE", "gpu")
     code = (

@@ -3,14 +3,12 @@ training snapshot (length, vocabulary, prediction mix, confidence) and check pre
 reviewers' own ratings; store the report and alert Slack when a threshold is crossed."""
 
 from airflow.sdk import dag, get_current_context, task
-from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 
 from reviewops import orchestration as flow
-from reviewops.config import TIMEZONE
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 6 * * *", timezone=TIMEZONE),
+    schedule=flow.korean_cron("0 6 * * *"),
     **flow.dag_kwargs(__doc__, "monitor"),
 )
 def model_monitor():

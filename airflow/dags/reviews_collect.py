@@ -6,17 +6,15 @@ the job in `reviewops.jobs.collect`.
 """
 
 from airflow.sdk import Asset, dag, task
-from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from reviewops import orchestration as flow
-from reviewops.config import TIMEZONE
 
 NEW_REVIEWS = Asset(flow.NEW_REVIEWS)
 
 
 @dag(
-    schedule=CronTriggerTimetable("0 1 * * *", timezone=TIMEZONE),
+    schedule=flow.korean_cron("0 1 * * *"),
     **flow.dag_kwargs(__doc__, "collect"),
 )
 def reviews_collect():

@@ -4,18 +4,16 @@ or keep → Slack. The CPU model always trains; with REVIEWOPS_TRANSFORMER_QUEUE
 is fine-tuned on that queue's GPU worker too, and each candidate goes through the gate."""
 
 from airflow.sdk import Asset, AssetOrTimeSchedule, chain, dag, get_current_context, task
-from airflow.sdk.definitions.timetables.trigger import CronTriggerTimetable
 from airflow.sdk.exceptions import AirflowSkipException
 
 from reviewops import orchestration as flow
-from reviewops.config import TIMEZONE
 
 GPU_QUEUE = flow.settings().transformer.queue
 
 
 @dag(
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 3 * * 0", timezone=TIMEZONE), assets=[Asset(flow.NEW_REVIEWS)]
+        timetable=flow.korean_cron("0 3 * * 0"), assets=[Asset(flow.NEW_REVIEWS)]
     ),
     **flow.dag_kwargs(__doc__, "train"),
 )
