@@ -7,10 +7,12 @@ the snapshot's ratings and neutral reviews) and the morpheme model, each calibra
 trained alone (the baseline part is exactly what `--trainer baseline` trains).
 Reported for each: held-out accuracy with its 95% Wilson interval, training time, and prediction
 speed with the morpheme cache emptied before every timing (texts it has not seen): batches of 500 in
-one process, the whole evaluation set in one call (worker processes for Kiwi when it is large), and
-single reviews one at a time (p50/p99).
+one process, the whole evaluation set in one call (worker processes for the analyser when it is large),
+and single reviews one at a time (p50/p99). One stack per morpheme analyser (`--analysers`, default both:
+MeCab, what new models use, then Kiwi), side by side in the same run.
 
-Usage: nice -n 10 python bench/stack_cpu.py [--corpus PATH] [--max-rows N] [--kiwi-options JSON]
+Usage: nice -n 10 python bench/stack_cpu.py [--corpus PATH] [--max-rows N] [--analysers mecab,kiwi]
+       [--kiwi-options JSON]
 Writes bench/results/stack-cpu-<time>.json and prints a table.
 
 Measured 2026-12-06 on the shared corpus (355,490 training, 20,863 validation, 20,178 evaluation
@@ -86,6 +88,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=SHARED if SHARED.exists() else SAMPLE)
     ap.add_argument("--max-rows", type=int, default=None, help="cap on training rows (hash order)")
+    ap.add_argument("--analysers", type=lambda v: v.split(","), default=["mecab", "kiwi"],
+                    help="morpheme analysers, one stack each (comma-separated)")
     ap.add_argument("--kiwi-options", type=json.loads, default=None,
                     help='Kiwi options instead of the library\'s, e.g. \'{"load_typo_dict": false}\'')
     args = ap.parse_args()
@@ -111,9 +115,12 @@ def run(args: argparse.Namespace) -> None:
 
     reset_settings()
     settings = get_settings()
-    from reviewops.text.morphemes import analyser
+    from reviewops.models.stack import StackParams
+    from reviewops.models.trainers import StackTrainer
+    from reviewops.text.morphemes import describe
 
-    res: dict = {"corpus": str(args.corpus), "max_rows": args.max_rows, "analyser": analyser(),
+    res: dict = {"corpus": str(args.corpus), "max_rows": args.max_rows,
+                 "analysers": {name: describe(name) for name in args.analysers},
                  "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "load_average": os.getloadavg()}}
     t = time.perf_counter()
@@ -125,23 +132,30 @@ def run(args: argparse.Namespace) -> None:
     print(json.dumps(res["data"]), flush=True)
 
     valid, eval_df = parts["valid"], parts["eval"]
-    stack = trainer_for("stack", settings).fit(parts, snap.id, lambda *_: None)
     texts = eval_df["text"].tolist()
-    models = {"baseline": stack.baseline, "morphemes": stack.morphemes, "stack": stack}
-    res["models"] = {}
-    for name, model in models.items():
-        res["models"][name] = {"train_seconds": model.train_seconds, **_accuracy(model, eval_df),
-                               "valid_accuracy": _accuracy(model, valid)["accuracy"], **_speed(model, texts)}
-        print(name, json.dumps(res["models"][name]), flush=True)
-    res["stack_weights"] = {"baseline": stack.weights[0], "morphemes": stack.weights[1], "bias": stack.bias}
+    res["models"], res["stack_weights"] = {}, {}
+    configured = trainer_for("stack", settings).params
+    for analyser in args.analysers:
+        trainer = StackTrainer(settings, StackParams(configured.baseline, configured.morphemes, analyser))
+        stack = trainer.fit(parts, snap.id, lambda *_: None)
+        models = {"baseline": stack.baseline, f"morphemes ({analyser})": stack.morphemes,
+                  f"stack ({analyser})": stack}
+        for name, model in models.items():
+            if name in res["models"]:
+                continue  # the baseline part is the same in every stack
+            res["models"][name] = {"train_seconds": model.train_seconds, **_accuracy(model, eval_df),
+                                   "valid_accuracy": _accuracy(model, valid)["accuracy"], **_speed(model, texts)}
+            print(name, json.dumps(res["models"][name]), flush=True)
+        res["stack_weights"][analyser] = {"baseline": stack.weights[0], "morphemes": stack.weights[1],
+                                          "bias": stack.bias}
 
     out = ROOT / "bench" / "results" / f"stack-cpu-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(res, indent=2))
-    print(f"\n{'model':<10} {'accuracy':>8} {'95% CI':>17} {'train s':>8} {'batch/s':>8} {'call/s':>8} "
+    print(f"\n{'model':<18} {'accuracy':>8} {'95% CI':>17} {'train s':>8} {'batch/s':>8} {'call/s':>8} "
           f"{'p50 ms':>7} {'p99 ms':>7}")
     for name, m in res["models"].items():
-        print(f"{name:<10} {m['accuracy']:8.2%} {m['ci95'][0]:8.2%}–{m['ci95'][1]:.2%} {m['train_seconds']:8.1f} "
+        print(f"{name:<18} {m['accuracy']:8.2%} {m['ci95'][0]:8.2%}–{m['ci95'][1]:.2%} {m['train_seconds']:8.1f} "
               f"{m['batch500_reviews_per_s']:8.0f} {m['one_call_reviews_per_s']:8.0f} {m['single_p50_ms']:7.2f} "
               f"{m['single_p99_ms']:7.2f}")
     print(f"n = {len(eval_df):,} evaluation reviews; written to {out}")

@@ -144,7 +144,7 @@ def snapshot(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt
 def train(source: SourceOpt = None, date_from: FromOpt = None, date_to: ToOpt = None,
           balance: BalanceOpt = "none", max_rows: MaxRowsOpt = None,
           trainer: Annotated[str, typer.Option(
-              help="baseline (CPU model), stack (baseline + Kiwi morpheme model) or transformer.")] = "baseline",
+              help="baseline (CPU model), stack (baseline + morpheme model) or transformer.")] = "baseline",
           checkpoint: Annotated[str | None, typer.Option(
               help="Transformer checkpoint: a Hugging Face id or local folder (default skt/kobert-base-v1).")] = None,
           epochs: Annotated[int | None, typer.Option(help="Transformer epochs.")] = None,

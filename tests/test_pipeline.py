@@ -269,3 +269,29 @@ def test_mlflow_is_configured_once_per_tracking_uri_and_a_failure_is_not_remembe
         with pytest.raises(ConfigError):
             Registry(Settings())
     assert calls[1:] == ["http://127.0.0.1:9"] * 2
+
+
+def test_the_stacked_trainer_is_gated_on_the_cost_of_analysing_its_texts(db_url, fast, small_corpus, monkeypatch):
+    """`train --trainer stack` registers and gates a stacked model with MeCab morphemes. Training leaves the
+    evaluation texts' morphemes in the cache; the gate's cost must be that of analysing them, so it analyses
+    them again."""
+    from collections import Counter
+
+    from reviewops.text import morphemes
+
+    analysed: Counter[str] = Counter()
+    mecab = morphemes._CHUNKS["mecab"]
+
+    def counted(texts: list[str]) -> list[str]:
+        analysed.update(set(texts))  # a text twice in one batch is analysed twice, cache or not
+        return mecab(texts)
+
+    monkeypatch.setitem(morphemes._CHUNKS, "mecab", counted)
+    monkeypatch.setattr(morphemes, "PARALLEL_MIN_TEXTS", 10**9)  # every text analysed here, where it is counted
+    monkeypatch.setenv("REVIEWOPS_GATE_COST_SECONDS", "1")
+    run_json("ingest", str(small_corpus))
+    t = run_json("train", "--trainer", "stack")
+    assert t["version"] == "1" and t["metrics"]["accuracy"] > 0.7
+    assert Registry(Settings()).get("1").tags["cost.batch_rps"]
+    # evaluated in training, then measured by the gate (once only, were they found in the cache)
+    assert sum(n >= 2 for n in analysed.values()) >= 100

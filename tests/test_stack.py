@@ -1,6 +1,8 @@
-"""The stacked CPU model: Kiwi morphemes, a validation-fitted combiner, an exact save/load, a trainer option."""
+"""The stacked CPU model: MeCab (or Kiwi) morphemes, a validation-fitted combiner, an exact save/load, a trainer
+option."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,26 +35,32 @@ def model(data):
     return StackModel(SMALL).fit(tr_x, tr_y, va_x, va_y)
 
 
-def test_morphemes_split_stems_from_endings_and_come_back_from_the_cache(monkeypatch):
+@pytest.mark.parametrize("analyser", morphemes.ANALYSERS)
+def test_morphemes_split_stems_from_endings_and_come_back_from_the_cache(monkeypatch, analyser):
     morphemes.clear_cache()
-    first = morphemes.tokenise(["정말 재밌어요", "시간 아까운 영화"])
+    first = morphemes.tokenise(["정말 재밌어요", "시간 아까운 영화"], analyser=analyser)
     assert "재밌/VA" in first[0].split() and "어요/EF" in first[0].split()
+    other = next(a for a in morphemes.ANALYSERS if a != analyser)
+    assert morphemes.tokenise(["시간 아까운 영화"], analyser=other) != first[1:]  # each analyser's own entry
 
-    def no_kiwi(texts):
+    def analysed_again(texts):
         raise AssertionError(f"tokenised again: {texts}")
 
-    monkeypatch.setattr(morphemes, "_tokenise_chunk", no_kiwi)
-    assert morphemes.tokenise(["시간 아까운 영화", "정말 재밌어요"]) == first[::-1]
+    monkeypatch.setitem(morphemes._CHUNKS, analyser, analysed_again)
+    assert morphemes.tokenise(["시간 아까운 영화", "정말 재밌어요"], analyser=analyser) == first[::-1]
+    with pytest.raises(ValueError, match="unknown morpheme analyser 'okt'"):
+        morphemes.tokenise(["좋아요"], analyser="okt")
 
 
-def test_worker_processes_tokenise_exactly_as_one_process(monkeypatch, data):
+@pytest.mark.parametrize("analyser", morphemes.ANALYSERS)
+def test_worker_processes_tokenise_exactly_as_one_process(monkeypatch, data, analyser):
     texts = data[0][:400]
     morphemes.clear_cache()
-    alone = morphemes.tokenise(texts)
+    alone = morphemes.tokenise(texts, analyser=analyser)
     morphemes.clear_cache()
     monkeypatch.setattr(morphemes, "PARALLEL_MIN_TEXTS", 100)
     monkeypatch.setattr(morphemes, "CHUNK_TEXTS", 150)
-    assert morphemes.tokenise(texts, n_jobs=2) == alone
+    assert morphemes.tokenise(texts, n_jobs=2, analyser=analyser) == alone
 
 
 def test_the_combiner_is_fitted_on_validation_and_trusts_both_models(model, data):
@@ -95,12 +103,28 @@ def test_a_part_of_another_kind_is_refused(model, tmp_path):
         load_model_folder(folder)
 
 
+def test_a_model_trained_with_kiwi_before_mecab_loads_and_predicts_exactly_as_trained(data, tmp_path):
+    tr_x, tr_y, va_x, va_y, te_x, _ = data
+    kiwi = StackModel(replace(SMALL, analyser="kiwi")).fit(tr_x, tr_y, va_x, va_y)
+    folder = kiwi.save(tmp_path / "stack")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["analyser"]["name"] == "kiwi"
+    del meta["analyser"]["name"]  # the metadata of a model written before the analyser was a choice
+    (folder / "meta.json").write_text(json.dumps(meta))
+    loaded = load_model_folder(folder)
+    assert loaded.params.analyser == "kiwi" and loaded.morphemes.analyser == "kiwi"
+    np.testing.assert_array_equal(loaded.predict_proba(te_x), kiwi.predict_proba(te_x))
+
+
 def test_a_model_whose_morphemes_this_install_would_analyse_differently_is_refused(model, tmp_path):
     folder = model.save(tmp_path / "stack")
     meta = json.loads((folder / "meta.json").read_text())
-    meta["analyser"]["load_typo_dict"] = not meta["analyser"].get("load_typo_dict", True)
-    (folder / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelArtifactError, match="Kiwi options"):
+    assert meta["analyser"]["name"] == "mecab" and "python-mecab-ko-dic" in meta["analyser"]
+    (folder / "meta.json").write_text(json.dumps({**meta, "analyser": {**meta["analyser"], "load_typo_dict": True}}))
+    with pytest.raises(ModelArtifactError, match="analyser options"):
+        load_model_folder(folder)
+    (folder / "meta.json").write_text(json.dumps({**meta, "analyser": {"name": "okt"}}))
+    with pytest.raises(ModelArtifactError, match="unknown morpheme analyser 'okt'"):
         load_model_folder(folder)
 
 
@@ -114,7 +138,9 @@ def test_the_trainer_is_picked_by_name(data):
     chosen = trainer_for("stack", Settings())
     assert isinstance(chosen, StackTrainer) and chosen.name == "stack"
     assert chosen.params.morphemes.word_ngrams == (1, 3)
-    assert "kiwipiepy" in chosen.packages and "model.morphemes.word_ngrams" in chosen.log_params()
+    assert chosen.params.analyser == "mecab" and "python-mecab-ko-dic" in chosen.packages
+    assert "kiwipiepy" not in chosen.packages and "model.morphemes.word_ngrams" in chosen.log_params()
+    assert "kiwipiepy" in StackTrainer(Settings(), replace(chosen.params, analyser="kiwi")).packages
     with pytest.raises(InputError, match="unknown trainer 'gpt'"):
         trainer_for("gpt", Settings())
 

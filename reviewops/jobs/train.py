@@ -227,7 +227,9 @@ def _serving_cost(registry: Registry, version: str, eval_df: pd.DataFrame) -> Se
     """The new version's CPU cost on the evaluation texts, loaded exactly as the API would serve it (the
     registry's copy, the backend `load_for_serving` picks: a transformer's ONNX int8 export on CPU)."""
     from reviewops.models.loading import find_model_folder, load_for_serving
+    from reviewops.text import morphemes
 
+    morphemes.clear_cache()  # a morpheme model's cost is analysing the texts, not finding them where training left them
     with tempfile.TemporaryDirectory(prefix="reviewops-cost-") as tmpdir:
         registry.download(registry.get(version).uri, tmpdir)
         backend, model = load_for_serving(find_model_folder(Path(tmpdir)), registry.settings.serve.prefer_onnx)

@@ -2,9 +2,10 @@
 their validation margins.
 
 - `MorphemeModel` is the baseline's design (hashed TF-IDF, averaged-SGD logistic regression, the same
-  skops file with its checksum) over other features: Kiwi morpheme 1–3-grams (`text/morphemes.py`)
-  instead of characters and words. Morphemes see what character n-grams cannot (endings and particles
-  split from their stems), so the two models err on partly different reviews.
+  skops file with its checksum) over other features: morpheme 1–3-grams (`text/morphemes.py`: MeCab, or
+  Kiwi for models trained before MeCab) instead of characters and words. Morphemes see what character
+  n-grams cannot (endings and particles split from their stems), so the two models err on partly
+  different reviews.
 - `StackModel` fits both on the training split, then a two-weight logistic regression on their
   decision values for the validation split (class-balanced, like the baseline's Platt scaling): the
   combiner learns how far to trust each model and gives calibrated probabilities in one step.
@@ -28,8 +29,8 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from reviewops.errors import InputError, ModelArtifactError
 from reviewops.fsutil import atomic_folder
 from reviewops.models.baseline import BaselineModel, BaselineParams, balanced_logistic
+from reviewops.text import morphemes
 from reviewops.text.clean import Cleaner
-from reviewops.text.morphemes import analyser, tokenise
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ FORMAT = "reviewops-stack/1"
 MORPHEME_FORMAT = "reviewops-morpheme-linear/1"
 META_FILE = "meta.json"
 PARTS = ("baseline", "morphemes")
+DEFAULT_ANALYSER = morphemes.DEFAULT  # named apart: in StackParams, `morphemes` is the field
 
 # The morpheme model reads its n-gram range and hash width from BaselineParams' word fields: its only
 # feature block is "words" that are morphemes.
@@ -45,12 +47,14 @@ MORPHEME_DEFAULTS = {"char_ngrams": None, "word_ngrams": (1, 3), "nospace_ngrams
 
 
 class MorphemeModel(BaselineModel):
-    """Normalise → Kiwi morphemes → hashed 1–3-grams → TF-IDF → logistic regression."""
+    """Normalise → morphemes → hashed 1–3-grams → TF-IDF → logistic regression."""
 
     format = MORPHEME_FORMAT
 
-    def __init__(self, params: BaselineParams | None = None, cleaner: Cleaner | None = None) -> None:
+    def __init__(self, params: BaselineParams | None = None, cleaner: Cleaner | None = None,
+                 analyser: str = morphemes.DEFAULT) -> None:
         super().__init__(params or BaselineParams.from_dict(MORPHEME_DEFAULTS), cleaner)
+        self.analyser = analyser
         p = self.params
         self.vectorizers = [("morpheme", HashingVectorizer(
             analyzer="word", token_pattern=r"\S+", ngram_range=p.word_ngrams, n_features=p.word_features,
@@ -58,18 +62,20 @@ class MorphemeModel(BaselineModel):
 
     def _normalise(self, texts) -> list[str]:
         n_jobs = max(1, min(self.params.n_jobs, os.cpu_count() or 1))
-        return tokenise(super()._normalise(texts), n_jobs=n_jobs)
+        return morphemes.tokenise(super()._normalise(texts), n_jobs=n_jobs, analyser=self.analyser)
 
 
 @dataclass(frozen=True)
 class StackParams:
     baseline: BaselineParams = field(default_factory=BaselineParams)
     morphemes: BaselineParams = field(default_factory=lambda: BaselineParams.from_dict(MORPHEME_DEFAULTS))
+    analyser: str = DEFAULT_ANALYSER  # "mecab" or "kiwi" (text/morphemes.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> StackParams:
         return cls(BaselineParams.from_dict(d.get("baseline", {})),
-                   BaselineParams.from_dict({**MORPHEME_DEFAULTS, **d.get("morphemes", {})}))
+                   BaselineParams.from_dict({**MORPHEME_DEFAULTS, **d.get("morphemes", {})}),
+                   d.get("analyser", DEFAULT_ANALYSER))
 
 
 class StackModel:
@@ -81,7 +87,7 @@ class StackModel:
         self.params = params or StackParams()
         self.cleaner = cleaner or Cleaner()
         self.baseline = BaselineModel(self.params.baseline, self.cleaner)
-        self.morphemes = MorphemeModel(self.params.morphemes, self.cleaner)
+        self.morphemes = MorphemeModel(self.params.morphemes, self.cleaner, self.params.analyser)
         self.weights, self.bias = (0.0, 0.0), 0.0
         self.train_seconds = 0.0
 
@@ -117,7 +123,8 @@ class StackModel:
         with atomic_folder(folder) as tmp:
             self.baseline.save(tmp / "baseline")
             self.morphemes.save(tmp / "morphemes")
-            meta = {"format": self.format, "weights": list(self.weights), "bias": self.bias, "analyser": analyser(),
+            meta = {"format": self.format, "weights": list(self.weights), "bias": self.bias,
+                    "analyser": morphemes.describe(self.params.analyser),
                     "params": {"baseline": asdict(self.params.baseline), "morphemes": asdict(self.params.morphemes)},
                     "train_seconds": self.train_seconds}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
@@ -132,11 +139,12 @@ class StackModel:
         if meta.get("format") != cls.format:
             raise ModelArtifactError(f"model artifact {folder}: unknown format {meta.get('format')!r} "
                                      f"(expected {cls.format})")
-        _check_analyser(folder, meta.get("analyser", {}))
+        name = _check_analyser(folder, meta.get("analyser", {}))
         baseline = BaselineModel.load(folder / "baseline")
-        morphemes = MorphemeModel.load(folder / "morphemes")
-        model = cls(StackParams(baseline.params, morphemes.params), baseline.cleaner)
-        model.baseline, model.morphemes = baseline, morphemes
+        morpheme_model = MorphemeModel.load(folder / "morphemes")
+        morpheme_model.analyser = name
+        model = cls(StackParams(baseline.params, morpheme_model.params, name), baseline.cleaner)
+        model.baseline, model.morphemes = baseline, morpheme_model
         try:
             w_b, w_m = (float(w) for w in meta["weights"])
             model.weights, model.bias = (w_b, w_m), float(meta["bias"])
@@ -147,14 +155,20 @@ class StackModel:
         return model
 
 
-def _check_analyser(folder: Path, trained: dict) -> None:
-    """Refuse a model whose morphemes this install would analyse differently: its Kiwi options must match
-    (a different kiwipiepy version is logged, not refused: its morphemes rarely change)."""
-    here = analyser()
-    options = {k for k in {*trained, *here} if not k.startswith("kiwipiepy")}
+def _check_analyser(folder: Path, trained: dict) -> str:
+    """The analyser a model was trained with (metadata written before MeCab names none: Kiwi). A model whose
+    morphemes this install would analyse differently, other Kiwi options, is refused; another version of the
+    analyser or its dictionary is logged, not refused (its morphemes rarely change)."""
+    name = trained.get("name", "kiwi")
+    if name not in morphemes.ANALYSERS:
+        raise ModelArtifactError(f"model artifact {folder}: trained with an unknown morpheme analyser {name!r}")
+    here = morphemes.describe(name)
+    versions = set(morphemes.PACKAGES[name])
+    options = {k for k in {*trained, *here} if k not in versions and k != "name"}
     if any(trained.get(k) != here.get(k) for k in options):
-        raise ModelArtifactError(f"model artifact {folder}: trained with Kiwi options {trained}, "
+        raise ModelArtifactError(f"model artifact {folder}: trained with analyser options {trained}, "
                                  f"this install uses {here}")
-    if trained.get("kiwipiepy") != here["kiwipiepy"]:
-        log.warning("model %s was trained with kiwipiepy %s; this install has %s", folder,
-                    trained.get("kiwipiepy"), here["kiwipiepy"])
+    changed = {k: (trained.get(k), here[k]) for k in versions if trained.get(k) != here[k]}
+    if changed:
+        log.warning("model %s was trained with other analyser versions (trained, here): %s", folder, changed)
+    return name

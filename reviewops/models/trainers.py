@@ -18,6 +18,7 @@ from reviewops.data.snapshot import NEUTRAL
 from reviewops.errors import InputError
 from reviewops.models.baseline import BaselineModel, BaselineParams
 from reviewops.models.stack import StackModel, StackParams
+from reviewops.text import morphemes
 from reviewops.text.clean import Cleaner
 
 LogMetric = Callable[[str, float, int | None], None]
@@ -42,18 +43,22 @@ class BaselineTrainer:
 
 
 class StackTrainer(BaselineTrainer):
-    """The baseline (with the configured parameters) and the Kiwi morpheme model, stacked on validation."""
+    """The baseline (with the configured parameters) and the morpheme model, stacked on validation."""
 
     name = "stack"
-    packages = (*BaselineTrainer.packages, "kiwipiepy", "kiwipiepy-model")
 
     def __init__(self, settings: Settings, params: StackParams | None = None) -> None:
         self.settings = settings
         self.params = params or StackParams(BaselineParams.from_dict(settings.model.params))
 
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return (*BaselineTrainer.packages, *morphemes.PACKAGES[self.params.analyser])
+
     def log_params(self) -> dict:
-        return {f"model.{part}.{k}": v for part in ("baseline", "morphemes")
-                for k, v in asdict(getattr(self.params, part)).items()}
+        return {"model.analyser": self.params.analyser,
+                **{f"model.{part}.{k}": v for part in ("baseline", "morphemes")
+                   for k, v in asdict(getattr(self.params, part)).items()}}
 
     def fit(self, parts: dict[str, pd.DataFrame], snapshot_id: str, log_metric: LogMetric):
         return StackModel(self.params, Cleaner.from_settings(self.settings)).fit(*_linear_inputs(parts))
