@@ -29,6 +29,10 @@ reviews), 2 cores shared with other work (load average 4 and 9.5 at the starts),
 Since the baseline part has its rating head (2026-12-06 15:56 UTC, quiet machine): baseline 89.01% (88.57–89.44),
 98 s, 31,975/s; morphemes 88.51%; stack 89.29% (88.85–89.70), 196 s, 1,698/s, p99 5.75 ms.
 
+Both analysers side by side (2026-12-06 18:50 UTC, quiet machine, `nice -n 5`): stack with MeCab 89.18%
+(88.74–89.60), 144 s, 5,158/s, p99 2.90 ms; with Kiwi 89.29% (88.85–89.70), 224 s, 1,914/s, p99 5.73 ms; the
+morpheme models alone 88.51% each, MeCab's at 6,258/s, Kiwi's at 2,235/s.
+
 Training and speed moved with the other work on the machine (the second run had twice the load);
 in one process, alternating on the same 4,000 reviews, Kiwi analysed 1,292 and 1,380 reviews/s with
 all dictionaries and 1,903 and 2,086 without the typo and multi-word ones.
