@@ -65,11 +65,7 @@ def test_dagbag_has_the_four_dags_with_their_schedules(home, monkeypatch):
         "        'tz': str(getattr(getattr(dag.timetable, 'timetable', dag.timetable), 'timezone', ''))}\n"
         "print(json.dumps(out))\n"
     )
-    env = _airflow_env()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
-                          check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _in_airflow(code)
     assert out["errors"] == {}
     dags = out["dags"]
     assert set(dags) == set(DAG_IDS)
@@ -114,14 +110,12 @@ def test_a_new_deployment_waits_for_the_next_tick_and_a_restart_makes_up_a_misse
         "                   'missed': missed.run_after.in_tz('Asia/Seoul').isoformat()}\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(),
-                          timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    runs = json.loads(proc.stdout.strip().splitlines()[-1])
+    runs = _in_airflow(code)
     assert set(runs) == {"reviews_collect", "model_monitor", "sentiment_train"}
     for dag_id, run in runs.items():
         assert run["first"] == run["next_tick"], (dag_id, run)
         assert run["missed"] == run["tick"], (dag_id, run)
+
 
 def test_a_gpu_queue_adds_the_transformer_candidate(home, monkeypatch):
     monkeypatch.setenv("REVIEWOPS_TRANSFORMER_QUEUE", "gpu")
@@ -133,10 +127,7 @@ def test_a_gpu_queue_adds_the_transformer_candidate(home, monkeypatch):
         "print(json.dumps({'queue': t.queue, 'tasks': sorted(dag.task_ids),\n"
         "                  'after': sorted(dag.get_task('gate_transformer').upstream_task_ids)}))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(),
-                          timeout=120, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = _in_airflow(code)
     assert out["queue"] == "gpu"
     assert {"train_transformer", "gate_transformer", "report_transformer", "announce_transformer"} <= set(out["tasks"])
     assert out["after"] == ["gate_cpu", "train_transformer"]  # the candidates meet the gate one at a time
@@ -158,6 +149,14 @@ def slack():
     standin = SlackStandIn()
     yield standin
     standin.close()
+
+
+def _in_airflow(code: str) -> dict:
+    """Run `code` in a fresh Python with the platform's Airflow settings; its last line of output, as JSON."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_airflow_env(),
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _airflow_env() -> dict[str, str]:
