@@ -116,7 +116,7 @@ def test_a_model_trained_with_kiwi_before_mecab_loads_and_predicts_exactly_as_tr
     np.testing.assert_array_equal(loaded.predict_proba(te_x), kiwi.predict_proba(te_x))
 
 
-def test_a_model_whose_morphemes_this_install_would_analyse_differently_is_refused(model, tmp_path):
+def test_a_model_whose_morphemes_this_install_would_analyse_differently_is_refused(model, tmp_path, monkeypatch):
     folder = model.save(tmp_path / "stack")
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["analyser"]["name"] == "mecab" and "python-mecab-ko-dic" in meta["analyser"]
@@ -125,6 +125,10 @@ def test_a_model_whose_morphemes_this_install_would_analyse_differently_is_refus
         load_model_folder(folder)
     (folder / "meta.json").write_text(json.dumps({**meta, "analyser": {"name": "okt"}}))
     with pytest.raises(ModelArtifactError, match="unknown morpheme analyser 'okt'"):
+        load_model_folder(folder)
+    monkeypatch.setitem(morphemes.PACKAGES, "mecab", ("python-mecab-ko-not-installed",))
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelArtifactError, match="need python-mecab-ko-not-installed, which this install lacks"):
         load_model_folder(folder)
 
 

@@ -21,6 +21,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError
 from pathlib import Path
 
 import numpy as np
@@ -162,8 +163,12 @@ def _check_analyser(folder: Path, trained: dict) -> str:
     name = trained.get("name", "kiwi")
     if name not in morphemes.ANALYSERS:
         raise ModelArtifactError(f"model artifact {folder}: trained with an unknown morpheme analyser {name!r}")
-    here = morphemes.describe(name)
     versions = set(morphemes.PACKAGES[name])
+    try:
+        here = morphemes.describe(name)
+    except PackageNotFoundError:
+        raise ModelArtifactError(f"model artifact {folder}: its morphemes need {' and '.join(sorted(versions))}, "
+                                 "which this install lacks") from None
     options = {k for k in {*trained, *here} if k not in versions and k != "name"}
     if any(trained.get(k) != here.get(k) for k in options):
         raise ModelArtifactError(f"model artifact {folder}: trained with analyser options {trained}, "
