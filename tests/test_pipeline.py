@@ -288,6 +288,7 @@ def test_the_stacked_trainer_is_gated_on_the_cost_of_analysing_its_texts(db_url,
 
     monkeypatch.setitem(morphemes._CHUNKS, "mecab", counted)
     monkeypatch.setattr(morphemes, "PARALLEL_MIN_TEXTS", 10**9)  # every text analysed here, where it is counted
+    morphemes.clear_cache()  # an earlier test in this process may have analysed the same corpus
     monkeypatch.setenv("REVIEWOPS_GATE_COST_SECONDS", "1")
     run_json("ingest", str(small_corpus))
     t = run_json("train", "--trainer", "stack")
