@@ -151,12 +151,18 @@ def _stop_signals_ignored():
     if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
         yield
         return
-    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
+    before = {sig: signal.signal(sig, _ignore) for sig in STOP_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def _ignore(signum, frame) -> None:
+    """A stop signal while stopping: nothing to do. A handler rather than SIG_IGN: a signal that arrived
+    just before the switch is then delivered here, where with SIG_IGN CPython prints a traceback ("Signal 15
+    ignored due to race condition")."""
 
 
 def stop_on_signals() -> None:
@@ -165,7 +171,7 @@ def stop_on_signals() -> None:
 
     def first(signum, frame):
         for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, _ignore)
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     for sig in STOP_SIGNALS:
