@@ -48,8 +48,10 @@ def test_morphemes_split_stems_from_endings_and_come_back_from_the_cache(monkeyp
 
     monkeypatch.setitem(morphemes._CHUNKS, analyser, analysed_again)
     assert morphemes.tokenise(["시간 아까운 영화", "정말 재밌어요"], analyser=analyser) == first[::-1]
-    with pytest.raises(ValueError, match="unknown morpheme analyser 'okt'"):
+    with pytest.raises(InputError, match="unknown morpheme analyser 'okt'"):
         morphemes.tokenise(["좋아요"], analyser="okt")
+    with pytest.raises(InputError, match=r"'okt' \(known: mecab, kiwi\)"):
+        StackParams.from_dict({"analyser": "okt"})
 
 
 @pytest.mark.parametrize("analyser", morphemes.ANALYSERS)

@@ -72,6 +72,9 @@ class StackParams:
     morphemes: BaselineParams = field(default_factory=lambda: BaselineParams.from_dict(MORPHEME_DEFAULTS))
     analyser: str = DEFAULT_ANALYSER  # "mecab" or "kiwi" (text/morphemes.py)
 
+    def __post_init__(self) -> None:
+        morphemes.known(self.analyser)  # before any training, not when the first texts are analysed
+
     @classmethod
     def from_dict(cls, d: dict) -> StackParams:
         return cls(BaselineParams.from_dict(d.get("baseline", {})),

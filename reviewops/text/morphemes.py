@@ -25,8 +25,10 @@ import multiprocessing
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
-ANALYSERS = ("mecab", "kiwi")
+from reviewops.errors import InputError
+
 PACKAGES = {"mecab": ("python-mecab-ko", "python-mecab-ko-dic"), "kiwi": ("kiwipiepy", "kiwipiepy-model")}
+ANALYSERS = tuple(PACKAGES)
 DEFAULT = "mecab"
 PARALLEL_MIN_TEXTS = 20_000  # below this a pool's start-up (an analyser per worker) costs more than it saves
 CHUNK_TEXTS = 10_000
@@ -43,9 +45,10 @@ _mecab = threading.local()
 _cache: dict[tuple[str, str], str] = {}
 
 
-def _check(name: str) -> str:
+def known(name: str) -> str:
+    """`name`, when it is an analyser this module has (an InputError names the known ones otherwise)."""
     if name not in ANALYSERS:
-        raise ValueError(f"unknown morpheme analyser {name!r} (known: {', '.join(ANALYSERS)})")
+        raise InputError(f"unknown morpheme analyser {name!r} (known: {', '.join(ANALYSERS)})")
     return name
 
 
@@ -53,7 +56,7 @@ def describe(name: str = DEFAULT) -> dict:
     """What makes the morphemes: the analyser, its packages' versions and its options (a model records it)."""
     from importlib.metadata import version
 
-    options = KIWI_OPTIONS if _check(name) == "kiwi" else {}
+    options = KIWI_OPTIONS if known(name) == "kiwi" else {}
     return {"name": name, **{package: version(package) for package in PACKAGES[name]}, **options}
 
 
@@ -85,7 +88,7 @@ def tokenise(texts: list[str], n_jobs: int = 1, analyser: str = DEFAULT) -> list
     """Each text's morphemes as one string of `form/TAG` tokens. `n_jobs` > 1 splits a large batch over
     that many worker processes. A batch that fits the cache is looked up in it and added to it (emptied
     first when full); a larger one, a training set analysed once, passes it by."""
-    chunk = _CHUNKS[_check(analyser)]
+    chunk = _CHUNKS[known(analyser)]
     cache = len(texts) <= CACHE_LIMIT
     out: list[str | None] = [_cache.get((analyser, t)) for t in texts] if cache else [None] * len(texts)
     missing = [i for i, tokens in enumerate(out) if tokens is None]
