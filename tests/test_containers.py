@@ -125,11 +125,13 @@ def test_a_cycle_through_nginx_survives_a_killed_scheduler_and_api(stack):
 
     wait("the API to serve the new champion", lambda: _predict(stack).json().get("model", {}).get("version")
           == _champion(stack), 180)
-    statuses = []
+    failed = []
     for _ in range(100):  # within nginx's per-client rate (20/s): a 429 here would be the proxy, not the API
-        statuses.append(_predict(stack).status_code)
+        if (answer := _predict(stack)).status_code != 200:
+            failed.append(f"{answer.status_code}: {answer.text[:300]}")
         time.sleep(0.06)
-    assert statuses == [200] * 100
+    assert not failed, f"{len(failed)} of 100 requests failed; the first: {failed[0]}\n" + \
+        stack.compose("logs", "--tail", "60", "api", check=False).stdout[-6000:]
     assert [p["label"] for p in _predict(stack).json()["predictions"]] == ["긍정", "부정"]
 
 
@@ -161,12 +163,13 @@ def test_down_and_up_keep_every_store_and_a_new_image_migrates(stack):
     reviews = stack.sql("reviews", "SELECT count(*) FROM reviews")[0][0]
     champion = _champion(stack)
     runs = stack.sql("mlflow", "SELECT count(*) FROM runs")[0][0]
-    dag_runs = stack.sql("airflow", "SELECT count(*) FROM dag_run")[0][0]
+    dag_runs = {tuple(r) for r in stack.sql("airflow", "SELECT dag_id, run_id FROM dag_run")}
     stack.down()  # volumes kept
     stack.up()
     assert stack.sql("reviews", "SELECT count(*) FROM reviews")[0][0] == reviews
     assert stack.sql("mlflow", "SELECT count(*) FROM runs")[0][0] == runs
-    assert stack.sql("airflow", "SELECT count(*) FROM dag_run")[0][0] == dag_runs
+    # every run is kept; a schedule's tick while the stack was down may add one (06:00 KST: model_monitor)
+    assert dag_runs <= {tuple(r) for r in stack.sql("airflow", "SELECT dag_id, run_id FROM dag_run")}
     assert _champion(stack) == champion
     wait("the API to serve the champion from its store", lambda: _predict(stack).status_code == 200, 180)
 
