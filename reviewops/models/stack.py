@@ -39,7 +39,7 @@ FORMAT = "reviewops-stack/1"
 MORPHEME_FORMAT = "reviewops-morpheme-linear/1"
 META_FILE = "meta.json"
 PARTS = ("baseline", "morphemes")
-DEFAULT_ANALYSER = morphemes.DEFAULT  # named apart: in StackParams, `morphemes` is the field
+DEFAULT_ANALYSER = morphemes.DEFAULT  # one name for both classes: in StackParams, `morphemes` is the field
 
 # The morpheme model reads its n-gram range and hash width from BaselineParams' word fields: its only
 # feature block is "words" that are morphemes.
@@ -53,7 +53,7 @@ class MorphemeModel(BaselineModel):
     format = MORPHEME_FORMAT
 
     def __init__(self, params: BaselineParams | None = None, cleaner: Cleaner | None = None,
-                 analyser: str = morphemes.DEFAULT) -> None:
+                 analyser: str = DEFAULT_ANALYSER) -> None:
         super().__init__(params or BaselineParams.from_dict(MORPHEME_DEFAULTS), cleaner)
         self.analyser = analyser
         p = self.params
