@@ -365,6 +365,40 @@ def test_503_while_no_model_is_loaded(tmp_path, monkeypatch):
         assert r.status_code == 503 and "no model loaded" in r.json()["detail"]
 
 
+def test_a_worker_without_a_model_asks_the_registry_when_a_request_comes(env, monkeypatch):
+    """One of several API workers started before the first champion existed: the first request after the
+    champion appears is answered by it, not with a 503 until the worker's next poll (an hour here). Requests
+    that find no model ask the registry at most once per `CHECK_NOW_INTERVAL_SECONDS`."""
+    from reviewops.registry.mlflow_registry import Registry
+    from reviewops.serving import models
+
+    monkeypatch.setenv("REVIEWOPS_MODEL_POLL_SECONDS", "3600")
+    reset_settings()
+    asked: list[str] = []
+    by_alias = Registry.by_alias
+    no_champion = True
+
+    def counted(self, alias):
+        asked.append(alias)
+        return None if no_champion else by_alias(self, alias)
+
+    monkeypatch.setattr(Registry, "by_alias", counted)
+    monkeypatch.setattr(models, "CHECK_NOW_INTERVAL_SECONDS", 60.0)
+    with TestClient(create_app(Settings())) as c:  # polls: its start found no champion
+        assert asked == ["champion"]
+        r = c.post("/v1/predict", json={"texts": TEXTS})
+        assert r.status_code == 503 and "no model loaded" in r.json()["detail"]
+        no_champion = False  # another worker's poll would find v1 now
+        assert c.post("/v1/predict", json={"texts": TEXTS}).status_code == 503
+        assert asked == ["champion"]  # its start asked under a minute ago: neither request asked again
+        monkeypatch.setattr(models, "CHECK_NOW_INTERVAL_SECONDS", 0.0)
+        r = c.post("/v1/predict", json={"texts": TEXTS})
+        assert r.status_code == 200 and r.json()["model"]["version"] == "1"
+        checks = len(asked)
+        assert [c.post("/v1/predict", json={"texts": TEXTS}).status_code for _ in range(5)] == [200] * 5
+        assert len(asked) == checks  # a worker that serves leaves the registry to its poll
+
+
 def test_mlflow_down_keeps_serving_the_last_good_model(client, env, monkeypatch):
     client.get("/readyz")  # the first app cached v1 on disk
     monkeypatch.setenv("REVIEWOPS_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")

@@ -4,8 +4,11 @@
 version is downloaded into the local cache and loaded beside the old one; only then is the reference
 swapped (one assignment), so requests in flight finish on the model they started with and none
 fails. When MLflow is down the last good model keeps serving, and a restarted API loads the last
-good model from its cache. Which backend serves a model folder (and how it loads) is decided in
-`reviewops.models.loading`; this module only caches, polls and swaps.
+good model from its cache. A worker with no model yet (it started before the first champion, or
+while MLflow was down) asks the registry when a request needs a model (`check_now`) instead of only at
+its next poll: with several workers, each polling on its own clock, one would otherwise answer 503 for
+up to `REVIEWOPS_MODEL_POLL_SECONDS` while the others serve. Which backend serves a model folder (and
+how it loads) is decided in `reviewops.models.loading`; this module only caches, polls and swaps.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from reviewops.models.loading import find_model_folder, load_for_serving
 
 log = logging.getLogger(__name__)
 POINTER = "current.json"
+CHECK_NOW_INTERVAL_SECONDS = 1.0  # requests with no model to answer ask the registry at most this often
 
 
 @dataclass
@@ -101,6 +105,14 @@ class ModelManager:
             self._swap(loaded)
             self.last_error = None
             return True
+
+    def check_now(self) -> LoadedModel | None:
+        """The served model; with none yet, the registry is asked now (at most once a second; a request
+        arriving during a check waits for it), so a request does not wait for the next poll."""
+        if self.current is None and (self._refresh_lock.locked() or self.last_check is None
+                                     or time.time() - self.last_check >= CHECK_NOW_INTERVAL_SECONDS):
+            self.refresh()
+        return self.current
 
     def _load_version(self, registry, champion) -> LoadedModel:
         """Load `champion` from the cache, downloading it first when missing. A cached copy that does not

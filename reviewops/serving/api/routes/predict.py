@@ -43,7 +43,7 @@ def router_for(settings: Settings) -> APIRouter:
         if body.explain and len(texts) > max_explain:
             raise HTTPException(400, f"explain is answered for at most {max_explain} texts per request "
                                      f"(REVIEWOPS_API_MAX_EXPLAIN_TEXTS), got {len(texts)}")
-        model = manager.current
+        model = manager.current or await run_in_threadpool(manager.check_now)
         if model is None:
             raise HTTPException(503, "no model loaded yet: the registry has no champion or is unreachable")
         if model.batched:
