@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logit
 from stack_cpu import ROOT, SAMPLE, SHARED, _speed  # bench/ is the script's own folder on sys.path
 
 
@@ -50,8 +51,7 @@ class Cascade:
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
+    return logit(np.clip(p, 1e-7, 1 - 1e-7))  # clipped: an int8 graph can round a probability to 0 or 1
 
 
 def _scored(z: np.ndarray, labels: np.ndarray) -> dict:
