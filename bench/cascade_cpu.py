@@ -42,12 +42,17 @@ class Cascade:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         margins = self.stack.margins(texts)
-        z = margins @ np.asarray(self.stack.weights) + self.stack.bias
+        z = _stack_z(self.stack, margins)
         unsure = np.flatnonzero(np.abs(z) < self.cut)
         if len(unsure):
             e5 = _logit(self.graph.predict_proba([self.cleaner.normalise(texts[i])[0] for i in unsure]))
             z[unsure] = np.column_stack([margins[unsure], e5]) @ self.weights + self.bias
         return 1.0 / (1.0 + np.exp(-z))
+
+
+def _stack_z(stack, margins: np.ndarray) -> np.ndarray:
+    """The stack's own decision value (its `predict_proba` before the sigmoid) from its parts' margins."""
+    return margins @ np.asarray(stack.weights) + stack.bias
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -138,15 +143,14 @@ def run(args: argparse.Namespace, home: Path) -> None:
     graph = OnnxClassifier(home / "onnx" / INT8_FILE, hf / "hf", max_length=params.max_length)
     e5 = {k: _logit(graph.predict_proba(v)) for k, v in normalised.items()}
 
-    res["models"] = {}
     columns = {k: np.column_stack([margins[k], e5[k]]) for k in margins}
-    for name, cols in (("baseline", [0]), ("morphemes", [1]), ("e5 int8", [2]), ("stack", [0, 1]),
-                       ("stack + e5 int8", [0, 1, 2])):
+    z_stack = {k: _stack_z(stack, margins[k]) for k in margins}
+    res["models"] = {"stack": {"valid": _scored(z_stack["valid"], yv), "eval": _scored(z_stack["eval"], ye)}}
+    for name, cols in (("baseline", [0]), ("morphemes", [1]), ("e5 int8", [2]), ("stack + e5 int8", [0, 1, 2])):
         w, b = balanced_logistic(columns["valid"][:, cols], yv)
         res["models"][name] = {"valid": _scored(columns["valid"][:, cols] @ w + b, yv),
                                "eval": _scored(columns["eval"][:, cols] @ w + b, ye)}
     w3, b3 = balanced_logistic(columns["valid"], yv)
-    z_stack = {k: margins[k] @ np.asarray(stack.weights) + stack.bias for k in margins}
     z_all = {k: columns[k] @ w3 + b3 for k in columns}
     res["cascade"] = {}
     for share in args.shares:
