@@ -5,7 +5,7 @@
 - `model.onnx`: the fp32 graph (legacy TorchScript exporter, opset 17; inputs `input_ids`,
   `attention_mask` and, when the tokenizer gives them, `token_type_ids`; output `logits`; batch and
   sequence axes dynamic);
-- `model.int8.onnx`: the same graph with dynamically quantised weights (QInt8, MatMul/Attention);
+- `model.int8.onnx`: the same graph with dynamically quantised weights (QInt8 in 7 bits, MatMul/Attention);
 - `parity.json`: how far both graphs are from PyTorch fp32 on `sample_texts`.
 
 Every file is written under a temporary name in `out_dir` and moved into place only once the
@@ -37,6 +37,11 @@ from reviewops.models.training import ONNX_CALL_COST, TORCH_CALL_COST, length_gr
 FP32_FILE, INT8_FILE, PARITY_FILE = "model.onnx", "model.int8.onnx", "parity.json"
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 QUANTIZED_OPS = ["MatMul", "Attention"]  # Gemm has no dynamic (integer) kernel in onnxruntime
+# Weights in [-64, 64]: on x86 CPUs without VNNI (AVX2 only, e.g. many AMD hosts) onnxruntime multiplies
+# uint8 activations by int8 weights with VPMADDUBSW, whose int16 pair sums saturate for 8-bit weights
+# (255 * 127 * 2 > 32767) and flip labels; 7-bit weights cannot saturate, so the graph gives the same
+# answers on every x86 host, not only on the one that exported and checked it.
+REDUCE_RANGE = True
 PARITY_BATCH = 32
 
 
@@ -321,7 +326,8 @@ def _quantize(src: Path, dst: Path, per_channel: bool) -> None:
     root.addFilter(hint)
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
-                         per_channel=per_channel, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         per_channel=per_channel, reduce_range=REDUCE_RANGE,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.removeFilter(hint)
 
@@ -379,7 +385,7 @@ def export_onnx(hf_dir: str | Path, out_dir: str | Path, sample_texts: list[str]
         report["files"] = {FP32_FILE: tmp[FP32_FILE].stat().st_size, INT8_FILE: tmp[INT8_FILE].stat().st_size}
         report.update({"inputs": names, "opset": opset, "max_length": max_length, "source": str(hf_dir),
                        "quantization": {"weight_type": "QInt8", "ops": QUANTIZED_OPS,
-                                        "per_channel": per_channel},
+                                        "per_channel": per_channel, "reduce_range": REDUCE_RANGE},
                        "thresholds": thresholds})
         _check_parity(report, hf_dir, **thresholds)
         tmp[PARITY_FILE].write_text(json.dumps(report, indent=2) + "\n")
