@@ -138,6 +138,20 @@ def test_int8_classifier_agrees_with_torch(exported, checkpoint, texts):
     assert np.abs(int8_p - torch_p).max() < 0.05
 
 
+def test_int8_answer_does_not_depend_on_the_batch(exported, checkpoint, texts):
+    """Dynamic int8 scales a whole input tensor at once; run batched, a text's score moved with its
+    neighbours'. A text must get the same answer alone, in any batch and in any order."""
+    out, _ = exported
+    int8 = OnnxClassifier(out / "model.int8.onnx", checkpoint)
+    assert int8.one_text_per_run and not OnnxClassifier(out / "model.onnx", checkpoint).one_text_per_run
+    batched = int8.predict_proba(texts, batch_size=64)
+    alone = np.array([int8.predict_proba([t])[0] for t in texts[:40]])
+    np.testing.assert_array_equal(alone, batched[:40])
+    order = list(range(len(texts)))
+    random.Random(3).shuffle(order)
+    np.testing.assert_array_equal(int8.predict_proba([texts[i] for i in order], batch_size=9), batched[order])
+
+
 def test_corrupt_or_missing_model_file(exported, checkpoint, tmp_path):
     out, _ = exported
     broken = tmp_path / "model.onnx"
