@@ -149,6 +149,12 @@ def test_int8_answer_does_not_depend_on_the_batch(exported, checkpoint, texts):
     order = list(range(len(texts)))
     random.Random(3).shuffle(order)
     np.testing.assert_array_equal(int8.predict_proba([texts[i] for i in order], batch_size=9), batched[order])
+    # its texts run side by side on one thread each, and still each gets its own answer
+    assert int8.session.get_session_options().intra_op_num_threads == 1
+    one_worker = OnnxClassifier(out / "model.int8.onnx", checkpoint, threads=1)
+    two_workers = OnnxClassifier(out / "model.int8.onnx", checkpoint, threads=2)
+    np.testing.assert_array_equal(one_worker.predict_proba(texts), batched)
+    np.testing.assert_array_equal(two_workers.predict_proba(texts), batched)
 
 
 def test_corrupt_or_missing_model_file(exported, checkpoint, tmp_path):

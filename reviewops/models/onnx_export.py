@@ -27,6 +27,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -221,7 +222,10 @@ def _quantizes_per_batch(onnx_path: Path) -> bool:
     text's answer would depend on the texts batched with it."""
     import onnx
 
-    nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    try:
+        nodes = onnx.load(str(onnx_path), load_external_data=False).graph.node
+    except Exception:  # noqa: BLE001 - a missing or broken file: `_session` says what is wrong with it
+        return False
     return any(n.op_type in ("DynamicQuantizeLinear", "DynamicQuantizeMatMul") for n in nodes)
 
 
@@ -231,14 +235,18 @@ class OnnxClassifier:
     A dynamically quantised graph (int8) scales each input tensor by its own range, padding included, so
     in a batch one review's score moved with its neighbours' (e5-small: 2.3% of labels differed from the
     same reviews scored alone); such a graph is run one text at a time, and the same text always gets the
-    same answer, whatever else is being served.
+    same answer, whatever else is being served. Its texts go to `threads` runs at once, one thread each
+    (onnxruntime releases the GIL): on 2 cores 593 e5 reviews/s against 313 with both threads inside
+    each run.
     """
 
     def __init__(self, onnx_path: str | Path, tokenizer_dir: str | Path, max_length: int = 128,
                  threads: int | None = None, tokenizer=None) -> None:
         self.onnx_path = Path(onnx_path)
         self.max_length = max_length
-        self.session = _session(self.onnx_path, threads)
+        self.one_text_per_run = _quantizes_per_batch(self.onnx_path)
+        self.workers = threads or os.cpu_count() or 1
+        self.session = _session(self.onnx_path, 1 if self.one_text_per_run else self.workers)
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_dir)
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = sorted(set(self.input_names) - set(INPUT_ORDER))
@@ -247,7 +255,6 @@ class OnnxClassifier:
                                   f"input_ids, attention_mask[, token_type_ids]")
         outputs = [o.name for o in self.session.get_outputs()]
         self.output_name = "logits" if "logits" in outputs else outputs[0]
-        self.one_text_per_run = _quantizes_per_batch(self.onnx_path)
 
     def _feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         zeros = np.zeros_like(batch["input_ids"])
@@ -255,15 +262,24 @@ class OnnxClassifier:
 
     def logits(self, texts: list[str], batch_size: int = 64, by_length: bool = True) -> np.ndarray:
         texts = _check_texts(texts)
-        out: np.ndarray | None = None
         if self.one_text_per_run:
             batch_size = 1
-        for idx, batch in _batches(self.tokenizer, texts, batch_size, self.max_length, by_length):
-            res = self.session.run([self.output_name], self._feed(batch))[0]
-            if out is None:
-                out = np.zeros((len(texts), res.shape[1]), dtype=np.float32)
+        batches = list(_batches(self.tokenizer, texts, batch_size, self.max_length, by_length))
+        if not batches:
+            return np.zeros((0, 2), dtype=np.float32)
+
+        def run(batch: dict[str, np.ndarray]) -> np.ndarray:
+            return self.session.run([self.output_name], self._feed(batch))[0]
+
+        if self.one_text_per_run and self.workers > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(self.workers) as pool:
+                results = list(pool.map(run, (batch for _, batch in batches)))
+        else:
+            results = [run(batch) for _, batch in batches]
+        out = np.zeros((len(texts), results[0].shape[1]), dtype=np.float32)
+        for (idx, _), res in zip(batches, results, strict=True):
             out[idx] = res
-        return out if out is not None else np.zeros((0, 2), dtype=np.float32)
+        return out
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """P(positive) = softmax(logits)[:, 1], in input order (batches are formed by token length)."""
