@@ -236,8 +236,8 @@ class OnnxClassifier:
     in a batch one review's score moved with its neighbours' (e5-small: 2.3% of labels differed from the
     same reviews scored alone); such a graph is run one text at a time, and the same text always gets the
     same answer, whatever else is being served. Its texts go to `threads` runs at once, one thread each
-    (onnxruntime releases the GIL): on 2 cores 593 e5 reviews/s against 313 with both threads inside
-    each run.
+    (onnxruntime releases the GIL): on 2 cores 555 held-out e5 reviews/s against 308 with both threads
+    inside each run (bench/README.md, "int8 answers").
     """
 
     def __init__(self, onnx_path: str | Path, tokenizer_dir: str | Path, max_length: int = 128,
