@@ -157,16 +157,20 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process and its worker processes have used so far."""
+        return sum(self.process_cpu_seconds().values())
+
+    def process_cpu_seconds(self) -> dict[int, float]:
+        """User + system CPU time so far of the server process and of each worker process, by pid."""
         import psutil
 
         procs = [psutil.Process(self.proc.pid)]
         procs += procs[0].children(recursive=True)
-        total = 0.0
+        used = {}
         for proc in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 t = proc.cpu_times()
-                total += t.user + t.system
-        return total
+                used[proc.pid] = t.user + t.system
+        return used
 
     def wait_idle(self, limit: float = 120.0, below: float = 0.1) -> float:
         """Seconds until the server uses less than `below` of a core over half a second (background work
@@ -807,14 +811,17 @@ def peer_round(srv: Server, svc: dict, args: argparse.Namespace) -> dict:
     helpers' load on the cores disturbs less), then single-review latency on the idle server."""
     url = srv.url + svc["path"]
     srv.wait_idle()
-    cpu0, load0 = srv.cpu_seconds(), loadavg()
+    cpu0, load0 = srv.process_cpu_seconds(), loadavg()
     batch = drive(closed_loop(url, svc["batch_bodies"], args.mlflow_batch_texts, args.batch_clients,
                               seconds=args.mlflow_seconds, warmup=2))
-    cpu = srv.cpu_seconds() - cpu0
+    used = [t - cpu0.get(pid, 0.0) for pid, t in srv.process_cpu_seconds().items()]
+    cpu = sum(used)
     srv.wait_idle()  # ours is still writing the batch's prediction log
     single = drive(closed_loop(url, svc["single_bodies"], 1, 1, requests=args.mlflow_singles, warmup=5))
     return {"reviews_per_second": batch["texts_per_second"], "batch_requests": batch["requests"],
             "server_cpu_ms_per_1000_reviews": cpu / batch["texts"] * 1e6,
+            # 1/workers when the work is spread evenly, 1.0 when one process did all of it
+            "busiest_process_cpu_share": max(used) / cpu if cpu > 0 else None,
             "batch_latency_p50_ms": batch["latency"]["p50_ms"],
             "single_p50_ms": single["latency"]["p50_ms"], "single_p99_ms": single["latency"]["p99_ms"],
             "loadavg_before": load0}
@@ -867,7 +874,9 @@ def report_peer(console, peer: dict) -> None:
         console.print(f"  round {i} (load {o['loadavg_before'][0]}): ours {o['reviews_per_second']:,.0f} vs MLflow "
                       f"{m['reviews_per_second']:,.0f} reviews/s = {row['ratio_reviews_per_second']:.2f}x; CPU per "
                       f"1,000 reviews {o['server_cpu_ms_per_1000_reviews']:.0f} vs "
-                      f"{m['server_cpu_ms_per_1000_reviews']:.0f} ms; single p50/p99 ours "
+                      f"{m['server_cpu_ms_per_1000_reviews']:.0f} ms; busiest process's share of that CPU "
+                      f"{o['busiest_process_cpu_share']:.0%} vs {m['busiest_process_cpu_share']:.0%}; "
+                      f"single p50/p99 ours "
                       f"{o['single_p50_ms']:.1f}/{o['single_p99_ms']:.1f} vs MLflow "
                       f"{m['single_p50_ms']:.1f}/{m['single_p99_ms']:.1f} ms")
     verdict = "[green]met[/green]" if sm["met"] else "[red]NOT met[/red]"

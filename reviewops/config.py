@@ -175,6 +175,10 @@ class ApiSettings(Group):
                                           "request's headers within this is closed (slow clients).")
     body_timeout_seconds: float = Field(30.0, gt=0.0, description="A request body not received within "
                                         "this gets 408 and the connection is closed (slow clients).")
+    connection_max_age_seconds: float = Field(1.0, ge=0.0, description="A keep-alive connection this old "
+                                              "is closed after its next answer, so that a few long-lived "
+                                              "clients (nginx's upstream pool, batch jobs) spread over the "
+                                              "API's workers again; 0 keeps connections open.")
     max_explain_texts: int = Field(100, ge=1, description="Most texts in one /v1/predict request that asks "
                                    "for explanations (explaining costs more than predicting).")
 

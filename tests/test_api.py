@@ -491,6 +491,24 @@ def test_nul_characters_are_removed_and_no_prediction_is_lost(store_env):
         assert s.scalars(sa.select(Feedback.comment).order_by(Feedback.id.desc())).first() == "반어법"
 
 
+def test_a_logged_prediction_carries_the_time_it_was_answered(store_env):
+    """The log's writer inserts rows in batches, up to a flush interval after the answer; a row's time is
+    the answer's, which the monitoring page counts by."""
+    from reviewops.store.models import utcnow
+
+    with TestClient(create_app(store_env, poll=False)) as c:
+        before = utcnow()
+        r = c.post("/v1/predict", json={"texts": TEXTS})
+        answered = utcnow()
+        time.sleep(0.6)  # the writer waits up to flush_every (0.5 s) for more rows, then writes
+        assert c.app.state.prediction_log.flush()
+    ids = [p["id"] for p in r.json()["predictions"] if p["id"]]
+    with db.session_scope(store_env.db_url) as s:
+        stamped = s.scalars(sa.select(Prediction.created_at).where(Prediction.public_id.in_(ids))).all()
+    assert len(stamped) == len(ids) > 0
+    assert all(before <= t <= answered for t in stamped), (before, answered, stamped)
+
+
 def test_a_row_the_database_refuses_takes_no_other_row_with_it(store_env):
     from reviewops.serving.runtime import PredictionLog
     from reviewops.store.db import sessions
@@ -620,7 +638,8 @@ def served(env, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    child_env = {**os.environ, "REVIEWOPS_API_HEADER_TIMEOUT_SECONDS": "1", "REVIEWOPS_API_BODY_TIMEOUT_SECONDS": "1"}
+    child_env = {**os.environ, "REVIEWOPS_API_HEADER_TIMEOUT_SECONDS": "1", "REVIEWOPS_API_BODY_TIMEOUT_SECONDS": "1",
+                 "REVIEWOPS_API_CONNECTION_MAX_AGE_SECONDS": "1"}
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "reviewops.cli", "serve", "--port", str(port)], env=child_env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -716,6 +735,40 @@ def test_slow_clients_are_timed_out(served):
         assert closed and answer.startswith(b"HTTP/1.1 408"), answer[:200]
     r = httpx.post(f"http://127.0.0.1:{port}/v1/predict", json={"texts": TEXTS}, timeout=5)
     assert r.status_code == 200
+
+
+def _one_answer(sock: socket.socket) -> bytes:
+    """Reads one HTTP answer with a Content-Length body from a keep-alive connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                  if line.startswith(b"content-length"))
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+def test_an_old_keep_alive_connection_is_closed_after_its_answer(served):
+    """uvicorn's workers share connections, not requests: a few keep-alive clients could all sit on one
+    worker while another idled. A connection older than REVIEWOPS_API_CONNECTION_MAX_AGE_SECONDS (1 s) gets
+    its answer with `connection: close`, and the client's next connection goes to whichever worker is free."""
+    _, port = served
+    request = b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        young = _one_answer(sock)
+        assert young.startswith(b"HTTP/1.1 200") and b"connection: close" not in young.lower()
+        sock.sendall(request)  # still young: the same connection answers again
+        assert _one_answer(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(1.2)
+        sock.sendall(request)
+        closed, old = _closed_within(sock, 5)
+    assert closed and old.startswith(b"HTTP/1.1 200") and b"connection: close" in old.lower(), old[:300]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:  # a new connection is welcome
+        sock.sendall(request)
+        assert _one_answer(sock).startswith(b"HTTP/1.1 200")
 
 
 def test_sigterm_shuts_down_gracefully_and_writes_the_log(served, env):

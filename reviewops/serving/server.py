@@ -28,18 +28,27 @@ def _close_with(transport: asyncio.Transport, status: str) -> None:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """Request line and headers: at most `api_max_header_bytes` (else 431), all of them within
     `api_header_timeout_seconds` of the connection opening or the request starting (else the
-    connection is closed). Slow bodies are timed by `middleware.BodyLimit`."""
+    connection is closed). Slow bodies are timed by `middleware.BodyLimit`.
+
+    A connection older than `api_connection_max_age_seconds` is answered with `connection: close` and
+    closed. uvicorn's workers share connections, not requests: the four keep-alive clients of
+    bench/serve.py all landed on one of two workers in some runs, which then served half as many reviews
+    a second while the other worker idled. A client that reconnects is accepted by whichever worker is
+    free first."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         settings = get_settings()
         self.max_head, self.head_timeout = settings.api.max_header_bytes, settings.api.header_timeout_seconds
+        self.max_age = settings.api.connection_max_age_seconds
+        self._opened = 0.0
         self._head_bytes = 0
         self._reading_head = True
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._opened = self.loop.time()
         self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -65,6 +74,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        if self.max_age and self.cycle is not None and self.loop.time() - self._opened >= self.max_age:
+            self.cycle.keep_alive = False  # uvicorn answers with "connection: close", then closes
 
     def _start_head_timer(self) -> None:
         self._stop_head_timer()
