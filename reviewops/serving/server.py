@@ -1,4 +1,5 @@
-"""The API's HTTP server: uvicorn with limits on what a client may make it hold or wait for.
+"""The API's HTTP server: uvicorn with limits on what a client may make it hold or wait for, and with
+keep-alive connections closed once they are old, so the work spreads over the workers.
 
 uvicorn's httptools protocol keeps a request's headers in memory however large they grow, and waits
 for them (and for a body) as long as a client likes: six connections sending 128 MB headers doubled
@@ -30,11 +31,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     `api_header_timeout_seconds` of the connection opening or the request starting (else the
     connection is closed). Slow bodies are timed by `middleware.BodyLimit`.
 
-    A connection older than `api_connection_max_age_seconds` is answered with `connection: close` and
-    closed. uvicorn's workers share connections, not requests: the four keep-alive clients of
-    bench/serve.py all landed on one of two workers in some runs, which then served half as many reviews
-    a second while the other worker idled. A client that reconnects is accepted by whichever worker is
-    free first."""
+    A request on a connection at least `api_connection_max_age_seconds` old is answered with
+    `connection: close`, and the connection closed. uvicorn's workers share connections, not requests:
+    the four keep-alive clients of bench/serve.py all landed on one of two workers in some runs, which
+    then served half as many reviews a second while the other worker idled. A client that reconnects goes
+    to whichever worker accepts first, usually the less busy one."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -91,7 +91,7 @@ def log_rows(model: LoadedModel, ids: list[str], texts: list[str], labels: list[
              scores: list[float]) -> list[dict]:
     """The prediction log's rows of one request (texts cut to the log's 2,000 characters), stamped with the
     time of the answer: the background writer inserts them up to a flush interval later, and the column's
-    default, called once per row, was a quarter of the insert's time (bench/README.md, Serving)."""
+    default, called once per row, was a fifth of the insert's time (bench/README.md, Serving)."""
     name, version, answered = model.name, model.version, utcnow()
     return [{"public_id": i, "text": text[:2000], "label": label, "score": score, "model_name": name,
              "model_version": version, "created_at": answered}
