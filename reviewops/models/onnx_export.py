@@ -247,6 +247,8 @@ class OnnxClassifier:
         self.one_text_per_run = _quantizes_per_batch(self.onnx_path)
         self.workers = threads or os.cpu_count() or 1
         self.session = _session(self.onnx_path, 1 if self.one_text_per_run else self.workers)
+        # made once: `logits` runs per served micro-batch, and starting threads there is work on the hot path
+        self._pool = ThreadPoolExecutor(self.workers) if self.one_text_per_run and self.workers > 1 else None
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_dir)
         self.input_names = [i.name for i in self.session.get_inputs()]
         unknown = sorted(set(self.input_names) - set(INPUT_ORDER))
@@ -271,9 +273,8 @@ class OnnxClassifier:
         def run(batch: dict[str, np.ndarray]) -> np.ndarray:
             return self.session.run([self.output_name], self._feed(batch))[0]
 
-        if self.one_text_per_run and self.workers > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                results = list(pool.map(run, (batch for _, batch in batches)))
+        if self._pool is not None and len(batches) > 1:
+            results = list(self._pool.map(run, (batch for _, batch in batches)))
         else:
             results = [run(batch) for _, batch in batches]
         out = np.zeros((len(texts), results[0].shape[1]), dtype=np.float32)
